@@ -1,0 +1,51 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+# Each step says what it does; a second run with nothing to do takes seconds.
+
+PYTHON ?= python3.10
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+# Rasa phones home and TensorFlow is chatty; neither helps here.
+export RASA_TELEMETRY_ENABLED := false
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PYTHONUNBUFFERED := 1
+
+.PHONY: run test setup model eval bench lint clean
+
+run: model
+	$(PY) server.py
+
+test: model
+	$(PY) -m pytest
+
+setup: $(STAMP)
+
+# Re-install only when the pinned requirements change.
+$(STAMP): requirements.txt requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found. Rasa 3.6 needs Python 3.8-3.10; with pyenv: pyenv install 3.10" >&2; exit 1; }
+	@echo "==> creating $(VENV) with $$($(PYTHON) --version)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "==> installing pinned dependencies (first time: several minutes, TensorFlow is large)"
+	$(PY) -m pip install --quiet --upgrade pip==24.3.1
+	$(PY) -m pip install --progress-bar on -r requirements.txt -c requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	@touch $@
+
+# Trains only when the training data, domain, config or custom NLU code changed
+# since the last model (a fingerprint of those files is kept beside the model).
+model: $(STAMP)
+	$(PY) -m bot train --if-changed
+
+eval: model
+	$(PY) -m bot eval
+
+bench: model
+	$(PY) bench/brain_bench.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check bot tests bench server.py
+	$(PY) -m mypy bot server.py
+
+clean:
+	rm -rf $(VENV) models/*.tar.gz models/fingerprint.json build .pytest_cache
