@@ -1,0 +1,89 @@
+"""`python -m bot route`: the trainers' contract. One JSON object per input line,
+in order; an empty line is `fallback`; bad lines get an error and lose nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bot.routes import ALL_ROUTES
+from tests.conftest import run_bot
+
+LINES = [
+    "bố tôi khó thở quá gọi cấp cứu giúp tôi",
+    "",
+    "nhà tôi hết gạo rồi",
+    "nhánh năm",
+    "ép không uống thuốc hạ sốt thế nào",
+    "   ",
+    "cho tôi gặp tổng đài viên",
+]
+
+
+@pytest.fixture(scope="module")
+def routed():
+    result = run_bot("route", stdin=("\n".join(LINES) + "\n").encode())
+    assert result.returncode == 0, result.stderr.decode()
+    return [json.loads(line) for line in result.stdout.decode().splitlines()]
+
+
+def test_one_object_per_line_in_order(routed):
+    assert [r["text"] for r in routed] == LINES
+    for r in routed:
+        assert set(r) == {"text", "route", "intent", "confidence"}
+        assert r["route"] in ALL_ROUTES
+        assert 0.0 <= r["confidence"] <= 1.0
+
+
+def test_routes_of_known_sentences(routed):
+    assert [r["route"] for r in routed] == [
+        "transfer:1",
+        "fallback",
+        "transfer:6",
+        "transfer:5",
+        "faq:f0_thuoc",
+        "fallback",
+        "operator",
+    ]
+
+
+def test_empty_lines_are_fallback_with_no_intent(routed):
+    assert routed[1] == {"text": "", "route": "fallback", "intent": "", "confidence": 0.0}
+
+
+def test_last_line_without_newline_and_crlf_endings():
+    result = run_bot("route", stdin="nhánh ba\r\nnhánh sáu".encode())
+    rows = [json.loads(x) for x in result.stdout.decode().splitlines()]
+    assert [(r["text"], r["route"]) for r in rows] == [
+        ("nhánh ba", "transfer:3"),
+        ("nhánh sáu", "transfer:6"),
+    ]
+
+
+def test_invalid_utf8_and_huge_lines_get_a_clear_error_and_the_rest_is_routed():
+    huge = b"a" * (3 * 1024 * 1024)
+    stdin = b"nh\xe1nh n\xe3m\n" + b"nh\xc3\xa1nh n\xc4\x83m\n" + huge + b"\n" + b"phim ba\n"
+    result = run_bot("route", stdin=stdin)
+    assert result.returncode == 1  # some lines were rejected
+    rows = [json.loads(x) for x in result.stdout.decode().splitlines()]
+    assert len(rows) == 4
+    assert rows[0]["route"] == "fallback" and "not valid UTF-8" in rows[0]["error"]
+    assert rows[1]["text"] == "nhánh năm" and rows[1]["route"] == "transfer:5"
+    assert rows[2]["route"] == "fallback" and "too long" in rows[2]["error"]
+    assert rows[3]["route"] == "transfer:3"
+    stderr = result.stderr.decode()
+    assert "line 1: not valid UTF-8" in stderr and "line 3: too long" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_no_input_gives_no_output():
+    result = run_bot("route", stdin=b"")
+    assert result.returncode == 0 and result.stdout == b""
+
+
+def test_a_missing_model_is_a_clear_error():
+    result = run_bot("route", "--model", "models/does-not-exist.tar.gz", stdin=b"alo\n")
+    assert result.returncode != 0
+    assert "model file not found" in result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
