@@ -24,7 +24,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from bot import settings
-from bot.brain import Brain, ModelNotFound, action_dict
+from bot.brain import Brain, ModelNotFound
+from bot.replies import action_dict
 
 logger = logging.getLogger("server")
 

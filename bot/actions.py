@@ -71,13 +71,15 @@ def last_bot_turn(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             user_seen += 1
             if user_seen == 2:
                 break
-        elif event.get("event") == "rewind" or event.get("event") == "undo":
-            continue
         elif event.get("event") == "bot" and user_seen == 1:
             data = event.get("data") or {}
             message = {k: data[k] for k in _MESSAGE_FIELDS if data.get(k)}
             if event.get("text"):
                 message["text"] = event["text"]
+            # Keep the response's name so a repeated question is still known as one.
+            utter_action = (event.get("metadata") or {}).get("utter_action")
+            if utter_action:
+                message["utter_action"] = utter_action
             turn.append(message)
     turn.reverse()
     if not turn:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bot import settings
+from bot.replies import BotAction, HangUp, Say, Transfer
 from bot.routes import BRANCH_ENTITY, FALLBACK, Parse, route_for
 
 settings.quiet_libraries()
@@ -38,33 +39,6 @@ def newest_model(models_dir: Path = settings.MODELS_DIR) -> Path:
             f"no trained model in {models_dir}: run `make model` (or `python -m bot train`)"
         )
     return models[-1]
-
-
-# --- bot actions: what the rest of the system acts on -------------------------
-
-
-@dataclass(frozen=True)
-class Say:
-    text: str
-    kind: str = "say"
-
-
-@dataclass(frozen=True)
-class Transfer:
-    route: str  # "transfer:N" or "operator"
-    kind: str = "transfer"
-
-
-@dataclass(frozen=True)
-class HangUp:
-    kind: str = "hangup"
-
-
-BotAction = Say | Transfer | HangUp
-
-
-def action_dict(action: BotAction) -> dict[str, Any]:
-    return asdict(action)
 
 
 @dataclass(frozen=True)
@@ -127,7 +101,7 @@ def _to_actions(messages: list[dict[str, Any]]) -> list[BotAction]:
     actions: list[BotAction] = []
     for message in messages:
         if message.get("text"):
-            actions.append(Say(message["text"]))
+            actions.append(Say(message["text"], message.get("utter_action")))
         custom = message.get("custom") or {}
         if custom.get("action") == "transfer":
             actions.append(Transfer(custom["route"]))

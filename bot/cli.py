@@ -84,7 +84,8 @@ def cmd_route(args: argparse.Namespace) -> int:
 def cmd_chat(args: argparse.Namespace) -> int:
     import uuid
 
-    from bot.brain import HangUp, Say, Transfer, run
+    from bot.brain import run
+    from bot.replies import HangUp, Say, Transfer
     from bot.routes import BRANCHES, responsible_branch
 
     brain = _load_brain(args.model)

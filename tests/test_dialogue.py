@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from bot.brain import HangUp, Say, Transfer
+from bot.replies import HangUp, Say, Transfer
 from bot.settings import DOMAIN_FILE
 
 RESPONSES = yaml.safe_load(DOMAIN_FILE.read_text(encoding="utf-8"))["responses"]

@@ -1,0 +1,516 @@
+"""One phone call as a state machine, written without I/O (h11's habit).
+
+Events come in (speech started, a transcript, a keypad digit, playback finished,
+the brain's reply, a clock tick, a hang-up); actions go out (play this text,
+stop playing, ask the brain, transfer, hang up, note this in the call record).
+Time is passed in with every event, never read, so every timing rule here
+(barge-in, silence reprompts, the brain's deadline) is tested with a fake clock.
+The transport glue (bot/voice.py) turns audio, VAD, Vosk, Rasa and Piper into
+these events and carries out the actions.
+
+States: greeting -> listening <-> thinking -> speaking -> listening/confirming ...
+-> transferring or ended.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.replies import BotAction, HangUp, Say, Transfer
+from bot.routes import BRANCHES, branch_route
+
+
+class State(enum.Enum):
+    GREETING = "greeting"
+    LISTENING = "listening"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+    CONFIRMING = "confirming"  # listening for the answer to a yes/no question
+    TRANSFERRING = "transferring"
+    ENDED = "ended"
+
+
+# --- events -------------------------------------------------------------------
+# `at` is seconds on the call's monotonic clock.
+
+
+@dataclass(frozen=True)
+class CallStarted:
+    at: float
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    at: float
+    began_at: float  # VAD confirms speech after a minimum length; this is its start
+
+
+@dataclass(frozen=True)
+class SpeechEnded:
+    at: float
+
+
+@dataclass(frozen=True)
+class PartialTranscript:
+    at: float
+    text: str
+
+
+@dataclass(frozen=True)
+class FinalTranscript:
+    at: float
+    text: str
+    confidence: float = 1.0
+
+
+@dataclass(frozen=True)
+class PartialRouted:
+    """The NLU route of a partial transcript (asked for with RoutePartial)."""
+
+    at: float
+    text: str
+    route: str
+    confidence: float
+
+
+@dataclass(frozen=True)
+class DigitPressed:
+    at: float
+    digit: str
+
+
+@dataclass(frozen=True)
+class PlaybackFinished:
+    at: float
+    playback_id: int
+
+
+@dataclass(frozen=True)
+class BrainReplied:
+    at: float
+    request_id: int
+    actions: tuple[BotAction, ...]
+
+
+@dataclass(frozen=True)
+class StageFailed:
+    """Rasa, Vosk or Piper failed for this call."""
+
+    at: float
+    stage: str  # "brain" | "asr" | "tts"
+    reason: str
+
+
+@dataclass(frozen=True)
+class Tick:
+    at: float
+
+
+@dataclass(frozen=True)
+class CallerHungUp:
+    at: float
+
+
+Event = (
+    CallStarted | SpeechStarted | SpeechEnded | PartialTranscript | FinalTranscript
+    | PartialRouted | DigitPressed | PlaybackFinished | BrainReplied | StageFailed | Tick
+    | CallerHungUp
+)  # fmt: skip
+
+
+# --- actions ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Play:
+    playback_id: int
+    text: str
+    response: str | None = None  # domain response name: its audio may be pre-rendered
+
+
+@dataclass(frozen=True)
+class StopPlayback:
+    pass
+
+
+@dataclass(frozen=True)
+class AskBrain:
+    request_id: int
+    text: str
+
+
+@dataclass(frozen=True)
+class RoutePartial:
+    text: str
+
+
+@dataclass(frozen=True)
+class ResetRecognizer:
+    """Drop what the recogniser heard so far (the utterance was acted on already)."""
+
+
+@dataclass(frozen=True)
+class TransferCall:
+    route: str  # "transfer:N" or "operator"
+
+
+@dataclass(frozen=True)
+class EndCall:
+    reason: str
+    hang_up: bool  # False when the caller already hung up
+
+
+@dataclass(frozen=True)
+class Note:
+    """A line for the call record: what happened and why."""
+
+    kind: str
+    text: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+Action = (
+    Play | StopPlayback | AskBrain | RoutePartial | ResetRecognizer | TransferCall | EndCall | Note
+)
+
+
+# --- configuration ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallConfig:
+    # Silence while listening: reprompt, then read the keypad menu, then an operator.
+    silence_timeout_s: float = 8.0
+    # Caller speech during bot speech stops playback once it has lasted this long...
+    barge_in_min_s: float = 0.5
+    # ...unless all the words heard so far are backchannels; past this, it always does.
+    barge_in_backchannel_max_s: float = 1.5
+    # A partial transcript routed to the emergency branch with at least this
+    # confidence transfers without waiting for the end of the utterance.
+    emergency_confidence: float = 0.8
+    emergency_min_words: int = 3
+    # The brain must answer within this; otherwise the caller hears the apology.
+    brain_timeout_s: float = 6.0
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """The fixed texts the call speaks by itself, from domain.yml's responses."""
+
+    greeting: str
+    silence: str
+    menu: str
+    technical_problem: str
+    transfers: Mapping[str, str]  # route -> transfer notice
+
+    @classmethod
+    def from_domain(cls, path: Path) -> Prompts:
+        import yaml
+
+        responses = yaml.safe_load(path.read_text(encoding="utf-8"))["responses"]
+
+        def text(name: str) -> str:
+            return str(responses[name][0]["text"])
+
+        transfers = {f"transfer:{n}": text(f"utter_transfer_{n}") for n in BRANCHES}
+        transfers["operator"] = text("utter_transfer_operator")
+        return cls(
+            greeting=text("utter_greet"),
+            silence=text("utter_silence_reprompt"),
+            menu=text("utter_menu"),
+            technical_problem=text("utter_technical_problem"),
+            transfers=transfers,
+        )
+
+
+# Words a caller says while listening that are not a request (Hanoi backchannels).
+BACKCHANNELS = frozenset(
+    "dạ vâng ừ ừm ờ à alo a lô vâng ạ ừ ạ ậy thế ok okay rồi".split()
+)  # fmt: skip
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def is_backchannel(text: str) -> bool:
+    words = _WORD.findall(text.lower())
+    return bool(words) and all(w in BACKCHANNELS for w in words)
+
+
+# --- the machine --------------------------------------------------------------
+
+
+class CallMachine:
+    """The rules of one call. ``handle(event) -> actions``; nothing else."""
+
+    def __init__(self, prompts: Prompts, config: CallConfig | None = None) -> None:
+        self.prompts = prompts
+        self.config = config or CallConfig()
+        self.state = State.GREETING
+        self.degraded = False  # after a stage failed: keypad and operator only
+        self._next_id = 0
+        self._playing: set[int] = set()
+        self._after_playback: BotAction | None = None  # a transfer or hang-up to do next
+        self._last_said: list[Play] = []
+        self._asking: bool = False  # the bot's last words were a yes/no question
+        self._listening_since = 0.0
+        self._silences = 0
+        self._speech_began: float | None = None  # caller speech in progress
+        self._partial = ""
+        self._utterance_consumed = False  # acted on from a partial; ignore its final
+        self._waiting_for: int | None = None  # brain request id
+        self._asked_at = 0.0
+        self._queued_text: str | None = None  # a transcript that arrived while thinking
+
+    # -- public ----------------------------------------------------------------
+
+    def handle(self, event: Event) -> list[Action]:
+        if self.state is State.ENDED:
+            return []
+        if isinstance(event, CallerHungUp):
+            return self._end("caller hung up", hang_up=False)
+        return _HANDLERS[type(event)](self, event)
+
+    # -- events ------------------------------------------------------------------
+
+    def _on_call_started(self, e: CallStarted) -> list[Action]:
+        return [Note("call_started"), *self._say([Say(self.prompts.greeting, "utter_greet")], e.at)]
+
+    def _on_speech_started(self, e: SpeechStarted) -> list[Action]:
+        self._speech_began = e.began_at
+        self._partial = ""
+        self._utterance_consumed = False
+        return self._check_barge_in(e.at)
+
+    def _on_tick(self, e: Tick) -> list[Action]:
+        if self._speech_began is not None:
+            return self._check_barge_in(e.at)
+        if self.state is State.THINKING and e.at - self._asked_at >= self.config.brain_timeout_s:
+            self._waiting_for = None
+            return self._fail("brain", "no answer within the deadline", e.at)
+        if self.state in (State.LISTENING, State.CONFIRMING) and not self._playing:
+            if e.at - self._listening_since >= self.config.silence_timeout_s:
+                return self._on_silence(e.at)
+        return []
+
+    def _on_partial_transcript(self, e: PartialTranscript) -> list[Action]:
+        if self._utterance_consumed or not e.text.strip() or e.text == self._partial:
+            return []
+        self._partial = e.text
+        actions = self._check_barge_in(e.at)
+        if not self.degraded and len(e.text.split()) >= self.config.emergency_min_words:
+            actions.append(RoutePartial(e.text))
+        return actions
+
+    def _on_partial_routed(self, e: PartialRouted) -> list[Action]:
+        if (
+            self._utterance_consumed
+            or self.state in (State.TRANSFERRING, State.THINKING)
+            or e.route != "transfer:1"
+            or e.confidence < self.config.emergency_confidence
+        ):
+            return []
+        # Emergency heard in the partial transcript: act now, ignore the rest of it.
+        self._utterance_consumed = True
+        actions: list[Action] = [Note("emergency_from_partial", e.text, {"route": e.route})]
+        actions += self._stop_playback()
+        actions.append(ResetRecognizer())
+        return actions + self._transfer_now("transfer:1", e.at)
+
+    def _on_speech_ended(self, e: SpeechEnded) -> list[Action]:
+        began, self._speech_began = self._speech_began, None
+        if began is None:
+            return []
+        # During bot speech, short speech was no barge-in; its final transcript
+        # decides whether it was a backchannel or a (short) request.
+        self._listening_since = e.at
+        return []
+
+    def _on_final_transcript(self, e: FinalTranscript) -> list[Action]:
+        if self._utterance_consumed:
+            self._utterance_consumed = False
+            return [Note("final_dropped", e.text)] if e.text.strip() else []
+        text = e.text.strip()
+        if not text:
+            return []  # noise the recogniser made nothing of
+        if self._playing and is_backchannel(text):
+            return [Note("backchannel_ignored", text)]
+        if self.state is State.TRANSFERRING or isinstance(self._after_playback, Transfer):
+            return [Note("final_dropped", text, {"why": "transferring"})]
+        self._silences = 0
+        if self.degraded:
+            return [Note("final_dropped", text, {"why": "degraded: keypad only"})]
+        if self._waiting_for is not None:
+            self._queued_text = text  # one ordered queue: ask after the current reply
+            return [Note("queued", text)]
+        # A short request said over the bot (no barge-in yet): stop and answer it.
+        return [*self._stop_playback(), *self._ask(text, e.at)]
+
+    def _on_brain_replied(self, e: BrainReplied) -> list[Action]:
+        if e.request_id != self._waiting_for:
+            return [Note("stale_reply", data={"request_id": e.request_id})]
+        self._waiting_for = None
+        if self._queued_text is not None:
+            # The caller spoke again before the answer came: answer the newest words.
+            text, self._queued_text = self._queued_text, None
+            return [Note("reply_superseded"), *self._ask(text, e.at)]
+        if not e.actions:  # the dialogue chose to listen
+            self._listen(e.at)
+            return []
+        return self._say(list(e.actions), e.at)
+
+    def _on_playback_finished(self, e: PlaybackFinished) -> list[Action]:
+        self._playing.discard(e.playback_id)
+        if self._playing:
+            return []
+        after, self._after_playback = self._after_playback, None
+        if isinstance(after, Transfer):
+            self.state = State.TRANSFERRING
+            return [Note("transfer", data={"route": after.route}), TransferCall(after.route)]
+        if isinstance(after, HangUp):
+            return self._end("goodbye", hang_up=True)
+        if self.state in (State.SPEAKING, State.GREETING):
+            self._listen(e.at)
+        return []
+
+    def _on_digit_pressed(self, e: DigitPressed) -> list[Action]:
+        note = Note("digit", e.digit)
+        if self.state is State.TRANSFERRING:
+            return [note]
+        if e.digit == "*":
+            return [note, *self._stop_playback(), *self._replay(e.at)]
+        route = branch_route(e.digit)
+        if route == "fallback":
+            return [note]  # '#', 7-9: not a branch of this switchboard
+        # The keypad works without the brain: it must, when the brain is down.
+        self._utterance_consumed = self._speech_began is not None
+        return [note, *self._stop_playback(), *self._transfer_now(route, e.at)]
+
+    def _on_stage_failed(self, e: StageFailed) -> list[Action]:
+        self._waiting_for = None
+        return self._fail(e.stage, e.reason, e.at)
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def _listen(self, now: float) -> None:
+        self.state = State.CONFIRMING if self._asking else State.LISTENING
+        self._listening_since = now
+
+    def _ask(self, text: str, now: float) -> list[Action]:
+        request = self._new_id()
+        self._waiting_for = request
+        self._asked_at = now
+        self.state = State.THINKING
+        return [Note("heard", text), AskBrain(request, text)]
+
+    def _say(self, actions: list[BotAction], now: float) -> list[Action]:
+        out: list[Action] = []
+        plays: list[Play] = []
+        for action in actions:
+            if isinstance(action, Say):
+                play = Play(self._new_id(), action.text, action.response)
+                plays.append(play)
+                self._playing.add(play.playback_id)
+                out += [Note("say", action.text, {"response": action.response}), play]
+            else:
+                self._after_playback = action
+        if plays:
+            self._last_said = plays
+            last = plays[-1].response or ""
+            self._asking = last.startswith(("utter_confirm_", "utter_offer_", "utter_anything"))
+            if self.state is not State.GREETING:
+                self.state = State.SPEAKING
+        elif self._after_playback is not None:
+            # A transfer or hang-up with nothing to say first.
+            out += self._on_playback_finished(PlaybackFinished(now, -1))
+        return out
+
+    def _replay(self, now: float) -> list[Action]:
+        if not self._last_said:
+            return []
+        return self._say([Say(p.text, p.response) for p in self._last_said], now)
+
+    def _stop_playback(self) -> list[Action]:
+        if not self._playing:
+            return []
+        self._playing.clear()
+        return [StopPlayback()]
+
+    def _transfer_now(self, route: str, now: float) -> list[Action]:
+        self._waiting_for = None
+        self._queued_text = None
+        notice = self.prompts.transfers[route]
+        response = (
+            f"utter_transfer_{route.split(':')[1]}" if ":" in route else "utter_transfer_operator"
+        )
+        return self._say([Say(notice, response), Transfer(route)], now)
+
+    def _check_barge_in(self, now: float) -> list[Action]:
+        began = self._speech_began
+        if began is None or not self._playing or self.state is State.TRANSFERRING:
+            return []
+        spoken = now - began
+        if spoken < self.config.barge_in_min_s:
+            return []
+        if is_backchannel(self._partial) and spoken < self.config.barge_in_backchannel_max_s:
+            return []
+        if isinstance(self._after_playback, Transfer):
+            return []  # a decided transfer goes ahead; its notice is not interrupted
+        # Barge-in: stop talking at once and listen to the caller.
+        self._after_playback = None
+        self._listen(now)
+        return [Note("barge_in", self._partial), *self._stop_playback()]
+
+    def _on_silence(self, now: float) -> list[Action]:
+        self._silences += 1
+        if self._silences == 1:
+            return [
+                Note("silence", data={"count": 1}),
+                *self._say([Say(self.prompts.silence, "utter_silence_reprompt")], now),
+            ]
+        if self._silences == 2:
+            return [
+                Note("silence", data={"count": 2}),
+                *self._say([Say(self.prompts.menu, "utter_menu")], now),
+            ]
+        return [
+            Note("silence", data={"count": self._silences}),
+            *self._transfer_now("operator", now),
+        ]
+
+    def _fail(self, stage: str, reason: str, now: float) -> list[Action]:
+        note = Note("error", f"{stage}: {reason}", {"stage": stage})
+        if self.degraded:
+            # A second failure: a person takes over rather than risk silence.
+            return [note, *self._stop_playback(), *self._transfer_now("operator", now)]
+        self.degraded = True
+        self._silences = 1  # the next silence reads the menu, the one after: operator
+        apology = Say(self.prompts.technical_problem, "utter_technical_problem")
+        return [note, *self._stop_playback(), *self._say([apology], now)]
+
+    def _end(self, reason: str, hang_up: bool) -> list[Action]:
+        self.state = State.ENDED
+        return [Note("call_ended", reason), EndCall(reason, hang_up)]
+
+
+# Every event's handler, in one table.
+_HANDLERS: dict[type, Callable[[CallMachine, Any], list[Action]]] = {
+    CallStarted: CallMachine._on_call_started,
+    SpeechStarted: CallMachine._on_speech_started,
+    SpeechEnded: CallMachine._on_speech_ended,
+    PartialTranscript: CallMachine._on_partial_transcript,
+    FinalTranscript: CallMachine._on_final_transcript,
+    PartialRouted: CallMachine._on_partial_routed,
+    DigitPressed: CallMachine._on_digit_pressed,
+    PlaybackFinished: CallMachine._on_playback_finished,
+    BrainReplied: CallMachine._on_brain_replied,
+    StageFailed: CallMachine._on_stage_failed,
+    Tick: CallMachine._on_tick,
+}

@@ -1,0 +1,415 @@
+"""The call state machine with a fake clock: no sockets, no engines, no sleeping.
+
+A `Line` plays the part of the transport: it feeds events at given times, keeps
+what the machine asked for, and finishes playback when told. The brain's replies
+are typed by hand here because the machine's contract with the brain is just
+"AskBrain -> BrainReplied"; the real brain is tested in test_dialogue.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.call import (
+    AskBrain,
+    BrainReplied,
+    CallConfig,
+    CallerHungUp,
+    CallMachine,
+    CallStarted,
+    DigitPressed,
+    EndCall,
+    FinalTranscript,
+    PartialRouted,
+    PartialTranscript,
+    Play,
+    PlaybackFinished,
+    Prompts,
+    ResetRecognizer,
+    RoutePartial,
+    SpeechEnded,
+    SpeechStarted,
+    StageFailed,
+    State,
+    StopPlayback,
+    Tick,
+    TransferCall,
+)
+from bot.replies import HangUp, Say, Transfer
+from bot.settings import DOMAIN_FILE
+
+PROMPTS = Prompts.from_domain(DOMAIN_FILE)
+FRAME = 0.02  # the transport ticks once per 20 ms audio frame
+CONFIRM_2 = Say("Anh chị muốn được chuyển tới CDC phải không ạ?", "utter_confirm_2")
+
+
+class Line:
+    def __init__(self, config: CallConfig | None = None) -> None:
+        self.m = CallMachine(PROMPTS, config)
+        self.now = 0.0
+        self.log: list[tuple[float, object]] = []
+
+    def send(self, event) -> list:
+        actions = self.m.handle(event)
+        self.log += [(self.now, a) for a in actions]
+        return actions
+
+    def at(self, t: float):
+        self.now = t
+        return t
+
+    def run_until(self, t: float) -> list:
+        """Tick every frame up to t; the actions produced on the way."""
+        out = []
+        while self.now + FRAME <= t + 1e-9:
+            self.now = round(self.now + FRAME, 6)
+            out += self.send(Tick(self.now))
+        return out
+
+    def playing(self) -> list[Play]:
+        """Plays not yet finished or stopped, in order."""
+        live: list[Play] = []
+        for _, a in self.log:
+            if isinstance(a, Play):
+                live.append(a)
+            elif isinstance(a, StopPlayback):
+                live.clear()
+        finished = {a.playback_id for _, a in self.log if isinstance(a, PlaybackFinished)}
+        return [p for p in live if p.playback_id not in finished]
+
+    def finish_playback(self) -> list:
+        out = []
+        for p in self.playing():
+            self.log.append((self.now, PlaybackFinished(self.now, p.playback_id)))
+            out += self.send(PlaybackFinished(self.now, p.playback_id))
+        return out
+
+    def greet(self) -> None:
+        self.send(CallStarted(self.now))
+        self.finish_playback()
+
+    def ask(self, text: str, reply: list) -> list:
+        """The caller says `text` (final transcript); the brain answers `reply`."""
+        actions = self.send(FinalTranscript(self.now, text))
+        request = next(a for a in actions if isinstance(a, AskBrain))
+        return self.send(BrainReplied(self.now, request.request_id, tuple(reply)))
+
+
+def of(actions, kind):
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def test_call_opens_with_the_greeting_then_listens():
+    line = Line()
+    actions = line.send(CallStarted(0.0))
+    assert [p.text for p in of(actions, Play)] == [PROMPTS.greeting]
+    assert line.m.state is State.GREETING
+    line.finish_playback()
+    assert line.m.state is State.LISTENING
+
+
+def test_a_request_is_asked_to_the_brain_and_its_reply_spoken():
+    line = Line()
+    line.greet()
+    asked = line.send(FinalTranscript(0.5, "tôi muốn đi xét nghiệm"))
+    assert of(asked, AskBrain)[0].text == "tôi muốn đi xét nghiệm"
+    assert line.m.state is State.THINKING
+    req = of(asked, AskBrain)[0].request_id
+    spoken = line.send(BrainReplied(0.7, req, (CONFIRM_2,)))
+    assert [p.text for p in of(spoken, Play)] == [CONFIRM_2.text]
+    line.finish_playback()
+    assert line.m.state is State.CONFIRMING  # a yes/no question is open
+
+
+def test_a_transfer_happens_after_its_notice_is_spoken():
+    line = Line()
+    line.greet()
+    actions = line.ask(
+        "vâng", [Say("Dạ, tôi chuyển máy.", "utter_transfer_2"), Transfer("transfer:2")]
+    )
+    assert of(actions, TransferCall) == []  # not before the notice is heard
+    assert of(line.finish_playback(), TransferCall) == [TransferCall("transfer:2")]
+    assert line.m.state is State.TRANSFERRING
+
+
+def test_goodbye_hangs_up_after_speaking():
+    line = Line()
+    line.greet()
+    line.ask("thôi cảm ơn", [Say("Cảm ơn anh chị.", "utter_goodbye"), HangUp()])
+    ended = of(line.finish_playback(), EndCall)
+    assert ended == [EndCall("goodbye", hang_up=True)] and line.m.state is State.ENDED
+
+
+# --- barge-in -------------------------------------------------------------------
+
+
+def speaking_line() -> Line:
+    line = Line()
+    line.greet()
+    line.ask(
+        "ép không uống thuốc gì",
+        [Say("Dạ, theo hướng dẫn của Bộ Y tế ...", "utter_faq_f0/f0_thuoc")],
+    )
+    assert line.m.state is State.SPEAKING
+    return line
+
+
+def test_barge_in_stops_playback_within_one_frame_of_the_minimum_length():
+    config = CallConfig()
+    line = speaking_line()
+    began = line.at(10.0)
+    # VAD confirms speech 0.2 s after it began.
+    line.at(began + 0.2)
+    assert line.send(SpeechStarted(line.now, began_at=began)) == []
+    line.send(PartialTranscript(line.now + 0.01, "cho tôi hỏi"))
+    actions = line.run_until(began + 1.0)
+    stop_times = [t for t, a in line.log if isinstance(a, StopPlayback)]
+    assert len(stop_times) == 1
+    assert began + config.barge_in_min_s <= stop_times[0] <= began + config.barge_in_min_s + FRAME
+    assert line.m.state is State.LISTENING
+    assert of(actions, StopPlayback)
+
+
+@pytest.mark.parametrize("word", ["dạ", "vâng", "ừ", "alo"])
+def test_a_backchannel_during_bot_speech_is_not_a_barge_in(word):
+    line = speaking_line()
+    began = line.at(10.0)
+    line.at(10.2)
+    line.send(SpeechStarted(line.now, began_at=began))
+    line.send(PartialTranscript(10.3, word))
+    line.run_until(10.6)  # longer than barge_in_min_s, but only a backchannel
+    line.send(SpeechEnded(10.6))
+    after = line.send(FinalTranscript(10.65, word))
+    assert not [a for _, a in line.log if isinstance(a, StopPlayback)]
+    assert of(after, AskBrain) == []
+    assert line.m.state is State.SPEAKING
+
+
+def test_noise_shorter_than_the_minimum_is_not_a_barge_in():
+    line = speaking_line()
+    line.at(10.2)
+    line.send(SpeechStarted(10.2, began_at=10.0))
+    line.run_until(10.3)
+    line.send(SpeechEnded(10.3))
+    line.send(FinalTranscript(10.35, ""))  # the recogniser made nothing of it
+    assert not [a for _, a in line.log if isinstance(a, StopPlayback)]
+    assert line.m.state is State.SPEAKING
+
+
+def test_a_long_backchannel_ends_up_as_a_barge_in():
+    config = CallConfig()
+    line = speaking_line()
+    line.at(10.2)
+    line.send(SpeechStarted(10.2, began_at=10.0))
+    line.send(PartialTranscript(10.3, "dạ vâng ạ"))
+    line.run_until(10.0 + config.barge_in_backchannel_max_s + 0.1)
+    assert [a for _, a in line.log if isinstance(a, StopPlayback)]
+
+
+def test_a_short_request_said_over_the_bot_is_answered():
+    line = speaking_line()
+    line.at(10.2)
+    line.send(SpeechStarted(10.2, began_at=10.0))
+    line.run_until(10.4)  # 0.4 s: shorter than a barge-in
+    line.send(SpeechEnded(10.4))
+    actions = line.send(FinalTranscript(10.45, "cấp cứu"))
+    assert of(actions, StopPlayback) and of(actions, AskBrain)[0].text == "cấp cứu"
+
+
+def test_a_transfer_notice_is_not_interrupted():
+    line = Line()
+    line.greet()
+    line.ask("nhánh hai", [Say("Dạ, tôi chuyển máy.", "utter_transfer_2"), Transfer("transfer:2")])
+    line.at(1.2)
+    line.send(SpeechStarted(1.2, began_at=1.0))
+    line.send(PartialTranscript(1.3, "à mà thôi cho tôi hỏi"))
+    line.run_until(3.0)
+    assert not [a for _, a in line.log if isinstance(a, StopPlayback)]
+    assert of(line.finish_playback(), TransferCall) == [TransferCall("transfer:2")]
+
+
+# --- emergency fast path ------------------------------------------------------
+
+
+def test_an_emergency_in_the_partial_transcript_transfers_without_waiting():
+    line = Line()
+    line.greet()
+    line.at(2.2)
+    line.send(SpeechStarted(2.2, began_at=2.0))
+    asked = line.send(PartialTranscript(2.6, "bố tôi khó thở"))
+    assert of(asked, RoutePartial) == [RoutePartial("bố tôi khó thở")]
+    actions = line.send(PartialRouted(2.65, "bố tôi khó thở", "transfer:1", 0.97))
+    assert [p.text for p in of(actions, Play)] == [PROMPTS.transfers["transfer:1"]]
+    assert of(actions, ResetRecognizer)
+    assert of(line.finish_playback(), TransferCall) == [TransferCall("transfer:1")]
+    # The rest of the utterance changes nothing.
+    line.send(SpeechEnded(3.5))
+    assert of(line.send(FinalTranscript(3.6, "bố tôi khó thở quá cứu với")), AskBrain) == []
+
+
+def test_an_emergency_partial_during_bot_speech_stops_it():
+    line = speaking_line()
+    line.at(10.1)
+    line.send(SpeechStarted(10.1, began_at=10.0))
+    line.send(PartialTranscript(10.3, "mẹ tôi ngất rồi"))
+    actions = line.send(PartialRouted(10.31, "mẹ tôi ngất rồi", "transfer:1", 0.9))
+    assert (
+        of(actions, StopPlayback) and of(actions, Play)[0].text == PROMPTS.transfers["transfer:1"]
+    )
+
+
+@pytest.mark.parametrize("route, confidence", [("transfer:1", 0.5), ("transfer:2", 0.99)])
+def test_other_or_unsure_partials_wait_for_the_end(route, confidence):
+    line = Line()
+    line.greet()
+    line.send(SpeechStarted(2.2, began_at=2.0))
+    line.send(PartialTranscript(2.6, "tôi muốn hỏi về"))
+    assert line.send(PartialRouted(2.65, "tôi muốn hỏi về", route, confidence)) == []
+
+
+# --- keypad -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "digit, route", [(str(n), f"transfer:{n}") for n in range(1, 7)] + [("0", "operator")]
+)
+def test_keypad_digits_transfer_at_any_moment(digit, route):
+    line = speaking_line()  # even while the bot is speaking
+    actions = line.send(DigitPressed(10.0, digit))
+    assert of(actions, StopPlayback)
+    assert of(actions, Play)[0].text == PROMPTS.transfers[route]
+    assert of(line.finish_playback(), TransferCall) == [TransferCall(route)]
+
+
+def test_keypad_works_while_the_brain_is_thinking_and_its_late_reply_is_ignored():
+    line = Line()
+    line.greet()
+    asked = line.send(FinalTranscript(1.0, "cho tôi hỏi"))
+    line.send(DigitPressed(1.2, "5"))
+    late = line.send(BrainReplied(1.5, of(asked, AskBrain)[0].request_id, (CONFIRM_2,)))
+    assert of(late, Play) == []
+    assert of(line.finish_playback(), TransferCall) == [TransferCall("transfer:5")]
+
+
+def test_star_repeats_the_last_thing_said():
+    line = speaking_line()
+    said = [p.text for p in line.playing()]
+    actions = line.send(DigitPressed(10.0, "*"))
+    assert of(actions, StopPlayback) and [p.text for p in of(actions, Play)] == said
+
+
+@pytest.mark.parametrize("digit", ["#", "7", "9"])
+def test_other_keys_do_nothing(digit):
+    line = speaking_line()
+    assert of(line.send(DigitPressed(10.0, digit)), StopPlayback) == []
+
+
+# --- silence ------------------------------------------------------------------
+
+
+def test_silence_reprompts_then_reads_the_menu_then_hands_to_an_operator():
+    config = CallConfig(silence_timeout_s=5.0)
+    line = Line(config)
+    line.greet()  # listening from t=0
+    line.run_until(4.9)
+    assert not line.playing()
+    line.run_until(5.0)
+    assert [p.text for p in line.playing()] == [PROMPTS.silence]
+    line.at(6.0)
+    line.finish_playback()  # listening again from t=6
+    line.run_until(11.0)
+    assert [p.text for p in line.playing()] == [PROMPTS.menu]
+    line.at(20.0)
+    line.finish_playback()
+    line.run_until(25.0)
+    assert [p.text for p in line.playing()] == [PROMPTS.transfers["operator"]]
+    assert of(line.finish_playback(), TransferCall) == [TransferCall("operator")]
+
+
+def test_speech_resets_the_silence_count():
+    line = Line(CallConfig(silence_timeout_s=5.0))
+    line.greet()
+    line.run_until(5.0)
+    line.finish_playback()  # first reprompt heard
+    line.ask("tôi muốn hỏi", [CONFIRM_2])
+    line.finish_playback()
+    start = line.now
+    line.run_until(start + 5.0)
+    assert [p.text for p in line.playing()] == [PROMPTS.silence]  # a reprompt again, not the menu
+
+
+def test_no_silence_reprompt_while_the_caller_speaks_or_the_bot_thinks():
+    line = Line(CallConfig(silence_timeout_s=2.0, brain_timeout_s=60.0))
+    line.greet()
+    line.send(SpeechStarted(0.5, began_at=0.3))
+    line.run_until(4.0)
+    line.send(SpeechEnded(4.0))
+    line.send(FinalTranscript(4.0, "một câu hỏi dài"))
+    line.run_until(10.0)  # thinking: no reprompt
+    assert not line.playing()
+
+
+# --- failures -----------------------------------------------------------------
+
+
+def test_the_brain_missing_its_deadline_gives_the_apology_and_the_keypad_still_works():
+    config = CallConfig(brain_timeout_s=3.0)
+    line = Line(config)
+    line.greet()
+    line.send(FinalTranscript(1.0, "cho tôi hỏi"))
+    line.run_until(3.9)
+    assert not line.playing()
+    line.run_until(4.0)
+    assert [p.text for p in line.playing()] == [PROMPTS.technical_problem]
+    assert line.m.degraded
+    line.finish_playback()
+    # Speech is no longer routed, but digits are.
+    assert of(line.send(FinalTranscript(5.0, "nhánh ba")), AskBrain) == []
+    line.send(DigitPressed(5.5, "3"))
+    assert of(line.finish_playback(), TransferCall) == [TransferCall("transfer:3")]
+
+
+@pytest.mark.parametrize("stage", ["brain", "asr", "tts"])
+def test_a_failed_stage_is_never_silence(stage):
+    line = Line(CallConfig(silence_timeout_s=5.0))
+    line.greet()
+    actions = line.send(StageFailed(1.0, stage, "boom"))
+    assert [p.text for p in of(actions, Play)] == [PROMPTS.technical_problem]
+    line.finish_playback()
+    # Then silence: the menu, then an operator.
+    line.run_until(6.0)
+    assert [p.text for p in line.playing()] == [PROMPTS.menu]
+    line.finish_playback()
+    line.run_until(line.now + 5.0)
+    assert of(line.finish_playback(), TransferCall) == [TransferCall("operator")]
+
+
+def test_a_second_failure_goes_straight_to_an_operator():
+    line = Line()
+    line.greet()
+    line.send(StageFailed(1.0, "brain", "down"))
+    actions = line.send(StageFailed(1.1, "tts", "down"))
+    assert of(actions, Play)[0].text == PROMPTS.transfers["operator"]
+
+
+# --- hang-up and ordering -----------------------------------------------------
+
+
+def test_caller_hanging_up_mid_sentence_ends_the_call_and_nothing_follows():
+    line = speaking_line()
+    line.send(SpeechStarted(10.2, began_at=10.0))
+    ended = line.send(CallerHungUp(10.5))
+    assert of(ended, EndCall) == [EndCall("caller hung up", hang_up=False)]
+    assert line.m.state is State.ENDED
+    assert line.send(FinalTranscript(10.6, "alo")) == []
+    assert line.send(Tick(99.0)) == []
+
+
+def test_speech_while_thinking_is_answered_after_the_current_reply_in_order():
+    line = Line()
+    line.greet()
+    first = of(line.send(FinalTranscript(1.0, "câu thứ nhất")), AskBrain)[0]
+    assert of(line.send(FinalTranscript(1.5, "à không câu thứ hai")), AskBrain) == []
+    actions = line.send(BrainReplied(2.0, first.request_id, (CONFIRM_2,)))
+    assert of(actions, Play) == []  # superseded by the newer words
+    assert of(actions, AskBrain)[0].text == "à không câu thứ hai"
