@@ -27,52 +27,57 @@ from rasa.shared.nlu.constants import (
 from rasa.shared.nlu.training_data.message import Message
 
 from bot.routes import BRANCH_ENTITY, CHOOSE_BRANCH_INTENT
-from bot.text import fold
+from bot.text import fold, merge_accent, normalise
 
-# Digit words after folding (no diacritics), with the Hanoi merges a recogniser
-# produces ("lam" for "năm" after tens, "xau" for "sáu").
+# Patterns are matched on a key with no diacritics and every Hanoi onset merge
+# collapsed to one spelling (l->n, tr->ch, s->x, gi/r->d; bot/text.py), so
+# "nhánh lăm", "nhanh nam" and "nhánh năm" are one text, as are "sáu" and "xáu".
 _DIGITS: dict[str, int] = {
     "khong": 0, "0": 0,
     "mot": 1, "1": 1,
     "hai": 2, "2": 2,
     "ba": 3, "3": 3,
     "bon": 4, "tu": 4, "4": 4,
-    "nam": 5, "lam": 5, "5": 5,
-    "sau": 6, "xau": 6, "6": 6,
+    "nam": 5, "5": 5,
+    "xau": 6, "6": 6,
 }  # fmt: skip
 _DIGIT = "|".join(sorted(_DIGITS, key=len, reverse=True))
 # "115", "một một lăm", "một trăm mười lăm": the emergency number is branch 1.
-_EMERGENCY_NUMBER = re.compile(r"\b(115|mot mot (lam|nam)|mot tram muoi (lam|nam))\b")
+_EMERGENCY_NUMBER = re.compile(r"\b(115|mot mot nam|mot tram muoi nam)\b")
 # A keyword naming the keypad, then the digit: "nhánh năm", "phím số ba", "bấm hai";
 # not a count ("bấm hai lần", "nhánh ba mươi").
-_NOT_A_BRANCH_AFTER = r"(?:muoi|tram|nghin|trieu|lan|nguoi|ngay|thang|tuoi|gio)"
+_NOT_A_BRANCH_AFTER = r"(?:muoi|tram|nghin|chieu|nan|nguoi|ngay|thang|tuoi|do)"
 _KEYWORD_DIGIT = re.compile(
-    rf"\b(?:nhanh|phim|bam|an|nhan)(?: (?:so|xo|phim))? ({_DIGIT})\b(?! {_NOT_A_BRANCH_AFTER})"
+    rf"\b(?:nhanh|phim|bam|an|nhan)(?: (?:xo|phim))? ({_DIGIT})\b(?! {_NOT_A_BRANCH_AFTER})"
 )
 # The whole utterance is a digit with politeness around it: "dạ năm ạ", "số ba".
 _FILLER = (
-    r"(?:da|vang|u|a|oi|em|chi|anh|cho|toi|minh|chon|so|xo|nhe|nha|nhi|di|luon|giup|"
-    r"lam on|xin|noi may|chuyen may|may|sang|qua|toi|den|vao|gap|la|thi|voi|cai)"
+    r"(?:da|vang|u|a|oi|em|chi|anh|cho|toi|minh|chon|xo|nhe|nha|nhi|di|nuon|dup|"
+    r"nam on|xin|noi may|chuyen may|may|xang|qua|den|vao|gap|na|thi|voi|cai)"
 )
 _BARE_DIGIT = re.compile(rf"^(?:{_FILLER} )*({_DIGIT})(?: {_FILLER})*$")
 
 
+def _key(text: str) -> str:
+    return fold(merge_accent(normalise(text)))
+
+
 def spoken_branch(text: str) -> int | None:
     """The keypad branch (0-6) a caller names in ``text``, or None."""
-    folded = fold(text)
-    if not folded:
+    key = _key(text)
+    if not key:
         return None
-    if _EMERGENCY_NUMBER.search(folded):
+    if _EMERGENCY_NUMBER.search(key):
         return 1
-    match = _KEYWORD_DIGIT.search(folded)
+    match = _KEYWORD_DIGIT.search(key)
     if match:
         return _DIGITS[match.group(1)]
-    match = _BARE_DIGIT.match(folded)
+    match = _BARE_DIGIT.match(key)
     if not match:
         return None
     digit = _DIGITS[match.group(1)]
     # A lone "không" is "no", not branch zero: zero needs "số" before it ("số không").
-    if digit == 0 and not folded[: match.start(1)].endswith(("so ", "xo ")):
+    if digit == 0 and not key[: match.start(1)].endswith("xo "):
         return None
     return digit
 

@@ -57,6 +57,8 @@ def test_responsible_branch_of_faq_families():
         ("cho tôi số không", 0),
         ("nhanh nam", 5),  # typed without diacritics
         ("nhánh xáu", 6),  # s/x merge
+        ("lối máy xố bốn tro tôi", 4),  # l/n, s/x, tr/ch merges at once
+        ("nhánh lăm", 5),
     ],
 )
 def test_spoken_branch_finds_the_number(text, branch):
