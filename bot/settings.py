@@ -59,3 +59,65 @@ def quiet_libraries(level: str = LOG_LEVEL) -> None:
 
     configure_logging_and_warnings(logging.getLevelName(level))
     configure_structlog(logging.getLevelName(level))
+
+
+# --- Telephony: Asterisk AudioSocket in, AMI Redirect out (bot/transports/) ---
+
+# Where the AudioSocket server listens; Asterisk's dial plan names it in
+# AudioSocket(uuid,host:port). The port is the protocol's usual example port.
+AUDIOSOCKET_HOST = os.environ.get("BOT_AUDIOSOCKET_HOST", "127.0.0.1")
+AUDIOSOCKET_PORT = int(os.environ.get("BOT_AUDIOSOCKET_PORT", "9092"))
+# Largest frame payload accepted. 20 ms of 8 kHz audio is 320 bytes; a length far
+# beyond that is a corrupt stream, and refusing it early bounds each call's buffer.
+AUDIOSOCKET_MAX_PAYLOAD = int(os.environ.get("BOT_AUDIOSOCKET_MAX_PAYLOAD", "4096"))
+
+# Asterisk Manager Interface: AudioSocket cannot transfer, so a transfer is an AMI
+# Redirect of the caller's channel. The user needs the "call" write permission.
+AMI_HOST = os.environ.get("BOT_AMI_HOST", "127.0.0.1")
+AMI_PORT = int(os.environ.get("BOT_AMI_PORT", "5038"))
+AMI_USERNAME = os.environ.get("BOT_AMI_USERNAME", "bot1022")
+AMI_SECRET = os.environ.get("BOT_AMI_SECRET", "")
+# Seconds to wait for connecting, logging in and each action's answer.
+AMI_TIMEOUT = float(os.environ.get("BOT_AMI_TIMEOUT", "5"))
+
+
+def _pairs(name: str, default: str) -> dict[str, str]:
+    """``key=value,key=value`` from the environment (a shell-friendly mapping)."""
+    raw = os.environ.get(name, default)
+    pairs: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"{name}: expected key=value, got {item!r}")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+# Dial-plan targets of transfers: the default context, and one extension per route.
+# An entry may name its own context as ``exten@context`` (Asterisk's notation).
+TRANSFER_CONTEXT = os.environ.get("BOT_TRANSFER_CONTEXT", "hotline-1022")
+TRANSFER_EXTENSIONS = _pairs(
+    "BOT_TRANSFER_EXTENSIONS",
+    "transfer:1=1,transfer:2=2,transfer:3=3,transfer:4=4,transfer:5=5,transfer:6=6,operator=0",
+)
+
+
+# Call records (bot/store.py). SQLite under var/ by default, created on first use; a
+# PostgreSQL URL (postgresql://user:password@host/db) when several processes share them.
+# A relative SQLite path (sqlite:///var/x.db) is taken from the project root, like the paths above.
+DATABASE_URL = os.environ.get("BOT_DATABASE_URL", f"sqlite:///{ROOT / 'var' / 'calls.sqlite3'}")
+
+
+# --- Speech models (bot/models.py, bot/asr.py, bot/tts.py) ---
+
+# Downloaded models (git-ignored); `python -m bot.models fetch` puts them here.
+VOSK_MODEL = _path("BOT_VOSK_MODEL", str(MODELS_DIR / "vosk-model-small-vn-0.4"))
+PIPER_VOICE = _path("BOT_PIPER_VOICE", str(MODELS_DIR / "piper" / "vi_VN-vais1000-medium.onnx"))
+# Fixed prompts pre-rendered in the line's format, keyed by text, voice and format.
+PROMPT_CACHE_DIR = _path("BOT_PROMPT_CACHE", str(MODELS_DIR / "prompts"))
+# Seconds to wait for a model host to answer before `fetch` gives up (offline machines
+# must fail fast), and for a whole download once the host has answered.
+FETCH_TIMEOUT = float(os.environ.get("BOT_FETCH_TIMEOUT", "10"))
+FETCH_DOWNLOAD_TIMEOUT = float(os.environ.get("BOT_FETCH_DOWNLOAD_TIMEOUT", "1800"))
+# Kaldi's log verbosity inside Vosk: -1 keeps its per-load LOG lines off the console.
+VOSK_LOG_LEVEL = int(os.environ.get("BOT_VOSK_LOG_LEVEL", "-1"))
