@@ -5,6 +5,11 @@ PYTHON ?= python3.10
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+SYSTEM_STAMP := $(VENV)/.system-packages
+# Debian packages the tests and tools use: espeak-ng and sox make test calls,
+# Chromium runs the softphone page headless.
+SYSTEM_PACKAGES := espeak-ng sox chromium chromium-driver
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Rasa phones home and TensorFlow is chatty; neither helps here.
 export RASA_TELEMETRY_ENABLED := false
@@ -16,7 +21,7 @@ export PYTHONUNBUFFERED := 1
 run: model
 	$(PY) server.py
 
-test: model
+test: model $(SYSTEM_STAMP)
 	$(PY) -m pytest
 
 setup: $(STAMP)
@@ -31,6 +36,14 @@ $(STAMP): requirements.txt requirements.lock pyproject.toml
 	$(PY) -m pip install --progress-bar on -r requirements.txt -c requirements.lock
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $@
+
+$(SYSTEM_STAMP): Makefile
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "==> installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	@mkdir -p $(VENV) && touch $@
 
 # Trains only when the training data, domain, config or custom NLU code changed
 # since the last model (a fingerprint of those files is kept beside the model).

@@ -131,6 +131,7 @@ class Play:
     playback_id: int
     text: str
     response: str | None = None  # domain response name: its audio may be pre-rendered
+    answers: int | None = None  # the AskBrain request this speaks the reply to
 
 
 @dataclass(frozen=True)
@@ -360,7 +361,7 @@ class CallMachine:
         if not e.actions:  # the dialogue chose to listen
             self._listen(e.at)
             return []
-        return self._say(list(e.actions), e.at)
+        return self._say(list(e.actions), e.at, answers=e.request_id)
 
     def _on_playback_finished(self, e: PlaybackFinished) -> list[Action]:
         self._playing.discard(e.playback_id)
@@ -410,12 +411,14 @@ class CallMachine:
         self.state = State.THINKING
         return [Note("heard", text), AskBrain(request, text)]
 
-    def _say(self, actions: list[BotAction], now: float) -> list[Action]:
+    def _say(
+        self, actions: list[BotAction], now: float, answers: int | None = None
+    ) -> list[Action]:
         out: list[Action] = []
         plays: list[Play] = []
         for action in actions:
             if isinstance(action, Say):
-                play = Play(self._new_id(), action.text, action.response)
+                play = Play(self._new_id(), action.text, action.response, answers)
                 plays.append(play)
                 self._playing.add(play.playback_id)
                 out += [Note("say", action.text, {"response": action.response}), play]
@@ -488,8 +491,10 @@ class CallMachine:
     def _fail(self, stage: str, reason: str, now: float) -> list[Action]:
         note = Note("error", f"{stage}: {reason}", {"stage": stage})
         if self.degraded:
-            # A second failure: a person takes over rather than risk silence.
-            return [note, *self._stop_playback(), *self._transfer_now("operator", now)]
+            # A second failure: a person takes over at once, with no notice that
+            # might itself fail to play (the call must never go silent).
+            self.state = State.TRANSFERRING
+            return [note, *self._stop_playback(), TransferCall("operator")]
         self.degraded = True
         self._silences = 1  # the next silence reads the menu, the one after: operator
         apology = Say(self.prompts.technical_problem, "utter_technical_problem")

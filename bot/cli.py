@@ -1,4 +1,4 @@
-"""Command line: ``python -m bot route|chat|train|eval``."""
+"""Command line: ``python -m bot route|chat|call|train|eval|models``."""
 
 from __future__ import annotations
 
@@ -133,6 +133,42 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return evaluate(brain, settings.HELDOUT_FILE, json_out=args.json)
 
 
+def cmd_call(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from bot.lines import run_simulated_call, write_bot_side
+    from bot.models import ModelMissing
+    from bot.voice import load_engines
+
+    if not args.recording.is_file():
+        raise SystemExit(f"error: no such recording: {args.recording}")
+    try:
+        engines = load_engines(stand_in=args.stand_in_models, store_url=args.database)
+    except ModelMissing as e:
+        raise SystemExit(f"error: {e}") from e
+
+    line, call = asyncio.run(
+        run_simulated_call(engines, args.recording, args.digits, args.max_seconds)
+    )
+    engines.brain.close()
+    for entry in line.timeline:
+        print(f"[{entry.at:6.2f}] {entry.who:6} {entry.what}")
+    print(f"outcome: {line.outcome or 'no decision'}")
+    if call.stats.latencies_ms:
+        print("response latency: " + ", ".join(f"{x:.0f} ms" for x in call.stats.latencies_ms))
+    out = args.out or args.recording.with_name(args.recording.stem + ".bot.wav")
+    write_bot_side(line, out)
+    print(f"bot side written to {out}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from bot.models import main as models_main
+
+    dest = ["--dest", str(args.dest)] if args.dest and args.action == "fetch" else []
+    return models_main([args.action, *dest])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -152,6 +188,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip training when data, domain, config and NLU code are unchanged",
     )
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("call", help="play a recording into the voice pipeline as a phone call")
+    p.add_argument("recording", type=Path, help="any file soundfile reads (WAV, FLAC, OGG...)")
+    p.add_argument("--digits", default="", help="keypad presses: '5' or '3@4.5,*@9' (s)")
+    p.add_argument("--out", type=Path, help="the bot's side as WAV (default: NAME.bot.wav)")
+    p.add_argument("--max-seconds", type=float, default=60.0)
+    p.add_argument("--database", help="call records URL (default: BOT_DATABASE_URL)")
+    p.add_argument(
+        "--stand-in-models",
+        action="store_true",
+        help="use the PyPI stand-in models (Korean Vosk, English Piper), for testing",
+    )
+    p.set_defaults(func=cmd_call)
+
+    p = sub.add_parser("models", help="check or fetch the Vietnamese speech models")
+    p.add_argument("action", choices=["check", "fetch"])
+    p.add_argument("--dest", type=Path)
+    p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("eval", help="score the held-out set: clean, no diacritics, accent-merged")
     p.add_argument("--model", type=Path)

@@ -1,0 +1,484 @@
+"""A live call: the transport's audio in, the call machine in the middle, bot audio out.
+
+This is the only place where the stages meet (docs/architecture.md, "data flows
+one way"): transport audio -> ``Converter`` (line format -> 16 kHz) -> ``VoiceActivity``
+-> Vosk ``Recognition`` -> ``CallMachine`` -> brain (Rasa) -> ``Speaker`` (Piper, or a
+pre-rendered prompt) -> ``Converter`` -> transport; ``CallStore`` records every turn.
+
+Each call has one ordered queue of machine events and one task that drains it, so an
+interruption can never overtake the transcript it cancels (Pipecat #1323). The
+engines are shared by all calls and run off the event loop: Vosk and Piper in
+worker threads, Rasa on its own thread and loop (``BrainService``), so the loop
+stays free to pace outgoing audio in real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from bot import call as cm
+from bot.asr import Final, Partial, Recognition, SpeechModel
+from bot.audio import RECOGNISER, AudioChunk, AudioFormat, Converter
+from bot.replies import BotAction
+from bot.store import CallStore, StoreError
+from bot.tts import PromptCache, Speaker, SpeechVoice
+from bot.vad import SpeechEnded, SpeechStarted, VadConfig, VoiceActivity
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Without audio (a paused microphone), the machine still needs the clock to move.
+TICK_S = 0.1
+
+
+class BrainService:
+    """The Rasa brain on a thread and event loop of its own.
+
+    Rasa's NLU and policies compute on the calling loop; on the call loop they
+    would stall the real-time pacing of every call's audio."""
+
+    def __init__(self, brain: Any) -> None:
+        self.brain = brain
+        self.model_path = brain.model_path
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="brain", daemon=True)
+        self._thread.start()
+
+    def _submit(self, coro: Coroutine[Any, Any, T]) -> Awaitable[T]:
+        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
+
+    async def turn(self, conversation_id: str, text: str) -> list[BotAction]:
+        return await self._submit(self.brain.turn(conversation_id, text))
+
+    async def start(self, conversation_id: str) -> list[BotAction]:
+        return await self._submit(self.brain.start(conversation_id))
+
+    async def digit(self, conversation_id: str, digit: str) -> list[BotAction]:
+        return await self._submit(self.brain.digit(conversation_id, digit))
+
+    async def route(self, text: str) -> Any:
+        return await self._submit(self.brain.route(text))
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+
+class Line(Protocol):
+    """What a call needs from its transport (AudioSocket, WebSocket, a simulation)."""
+
+    format: AudioFormat  # the audio format on the wire, both ways
+
+    async def send_audio(self, chunk: AudioChunk) -> None: ...  # queued, paced by the line
+
+    async def stop_audio(self) -> None: ...  # drop everything queued: barge-in
+
+    async def wait_played(self) -> None: ...  # until the queued audio has left
+
+    async def hangup(self) -> None: ...
+
+    async def transfer(self, route: str) -> None: ...
+
+    async def show(self, message: dict[str, Any]) -> None: ...  # live transcript, decisions
+
+
+@dataclass
+class Engines:
+    """Everything shared by all calls of the process, loaded once."""
+
+    brain: BrainService
+    speech: SpeechModel
+    voice: SpeechVoice
+    prompts: cm.Prompts
+    cache: PromptCache | None = None
+    store: CallStore | None = None
+    phrases: list[str] | None = None  # the recogniser's vocabulary, when the model allows
+    call_config: cm.CallConfig = field(default_factory=cm.CallConfig)
+    vad_config: VadConfig = field(default_factory=VadConfig)
+    brain_timeout_s: float = 6.0
+    executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="speech")
+    )
+    _speakers: dict[AudioFormat, Speaker] = field(default_factory=dict)
+
+    def speaker(self, fmt: AudioFormat) -> Speaker:
+        if fmt not in self._speakers:
+            self._speakers[fmt] = Speaker(self.voice, self.cache, fmt, self.executor)
+        return self._speakers[fmt]
+
+
+@dataclass
+class CallStats:
+    """Figures of one call, for the benchmark and the logs."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    asr_seconds: float = 0.0
+    asr_audio_seconds: float = 0.0
+    routes: list[str] = field(default_factory=list)
+
+
+class VoiceCall:
+    """One call, from the first audio frame to the transfer or hang-up."""
+
+    def __init__(
+        self, call_id: str, line: Line, engines: Engines, transport: str, caller: str | None = None
+    ) -> None:
+        self.call_id = call_id
+        self.line = line
+        self.engines = engines
+        self.transport = transport
+        self.caller = caller
+        self.machine = cm.CallMachine(engines.prompts, engines.call_config)
+        self.stats = CallStats()
+        self._inbound = Converter(line.format, RECOGNISER)
+        self._vad = VoiceActivity(engines.vad_config, RECOGNISER)
+        self._recognition = Recognition(engines.speech, engines.phrases, engines.executor)
+        self._speaker = engines.speaker(line.format)
+        self._events: asyncio.Queue[cm.Event | None] = asyncio.Queue()
+        self._asr: asyncio.Queue[AudioChunk | str] = asyncio.Queue()
+        self._plays: deque[cm.Play] = deque()
+        self._play_wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop = asyncio.get_running_loop()
+        self._t0 = self._loop.time()
+        self._in_speech = False
+        self._speech_ended_at: float | None = None  # when the caller last stopped speaking
+        self._asked_at_speech_end: dict[int, float] = {}  # AskBrain id -> that speech's end
+        self._routing = False
+        self._pending_partial: str | None = None
+        self._ended = asyncio.Event()
+        self.outcome: str | None = None
+
+    # -- from the transport ------------------------------------------------------
+
+    def now(self) -> float:
+        return self._loop.time() - self._t0
+
+    async def start(self) -> None:
+        await self._record_call_start()
+        for work in (self._run_machine(), self._run_asr(), self._run_player(), self._run_clock()):
+            self._tasks.append(asyncio.create_task(work))
+        self._emit(cm.CallStarted(self.now()))
+
+    async def audio(self, chunk: AudioChunk) -> None:
+        """One chunk of caller audio, in the line's format, in order."""
+        if self._ended.is_set():
+            return
+        pcm = self._inbound.convert(chunk)
+        started_here = False
+        for event in self._vad.feed(pcm):
+            if isinstance(event, SpeechStarted):
+                # Its audio runs from the pre-roll to the end of this chunk.
+                started_here = self._in_speech = True
+                self._asr.put_nowait(event.audio)
+                self._emit(
+                    cm.SpeechStarted(self.now(), began_at=self.now() - self._since(event.at_ms))
+                )
+            elif isinstance(event, SpeechEnded):
+                self._in_speech = False
+                self._speech_ended_at = self.now() - self._since(event.at_ms)
+                self._asr.put_nowait("end")
+                self._emit(cm.SpeechEnded(self.now()))
+        if self._in_speech and not started_here:
+            self._asr.put_nowait(pcm)
+        self._emit(cm.Tick(self.now()))
+
+    async def digit(self, digit: str) -> None:
+        self._emit(cm.DigitPressed(self.now(), digit))
+
+    async def hung_up(self) -> None:
+        self._emit(cm.CallerHungUp(self.now()))
+
+    async def closed(self, reason: str | None) -> None:
+        """The transport is gone (normal end, or a protocol error with ``reason``)."""
+        if not self._ended.is_set():
+            self._emit(cm.CallerHungUp(self.now()))
+            if reason:
+                await self._note_turn(cm.Note("error", reason))
+        await self.wait(timeout=5)
+
+    async def wait(self, timeout: float | None = None) -> None:
+        try:
+            await asyncio.wait_for(self._ended.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    # -- internals -----------------------------------------------------------------
+
+    def _since(self, at_ms: int) -> float:
+        """Seconds between a VAD time (ms of audio fed) and the latest audio fed."""
+        return max(0.0, self._vad.fed_ms - at_ms) / 1000.0
+
+    def _emit(self, event: cm.Event) -> None:
+        self._events.put_nowait(event)
+
+    async def _run_clock(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            self._emit(cm.Tick(self.now()))
+
+    async def _run_machine(self) -> None:
+        while True:
+            event = await self._events.get()
+            if event is None:
+                return
+            try:
+                actions = self.machine.handle(event)
+            except Exception:  # a bug must end this call, not the process
+                logger.exception("call %s: state machine failed on %r", self.call_id, event)
+                actions = [cm.EndCall("internal error", hang_up=True)]
+            for action in actions:
+                await self._act(action)
+
+    async def _act(self, action: cm.Action) -> None:
+        if isinstance(action, cm.Play):
+            self._plays.append(action)
+            self._play_wakeup.set()
+        elif isinstance(action, cm.StopPlayback):
+            self._plays.clear()
+            await self.line.stop_audio()
+            self._play_wakeup.set()
+        elif isinstance(action, cm.AskBrain):
+            if self._speech_ended_at is not None:
+                self._asked_at_speech_end[action.request_id] = self._speech_ended_at
+            self._spawn(self._ask(action))
+        elif isinstance(action, cm.RoutePartial):
+            self._route_partial(action.text)
+        elif isinstance(action, cm.ResetRecognizer):
+            self._asr.put_nowait("reset")
+        elif isinstance(action, cm.TransferCall):
+            self.outcome = action.route
+            self.stats.routes.append(action.route)
+            await self._end(action.route, f"transferred to {action.route}", transfer=action.route)
+        elif isinstance(action, cm.EndCall):
+            self.outcome = self.outcome or "hangup"
+            await self._end("hangup", action.reason, hang_up=action.hang_up)
+        elif isinstance(action, cm.Note):
+            await self._note_turn(action)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        self._tasks.append(asyncio.create_task(work))
+
+    async def _ask(self, ask: cm.AskBrain) -> None:
+        try:
+            actions = await asyncio.wait_for(
+                self.engines.brain.turn(self.call_id, ask.text), self.engines.brain_timeout_s
+            )
+        except Exception as e:  # Rasa down, a bug, or the deadline: the caller hears why
+            logger.warning("call %s: brain failed: %r", self.call_id, e)
+            self._emit(cm.StageFailed(self.now(), "brain", repr(e)))
+            return
+        self._emit(cm.BrainReplied(self.now(), ask.request_id, tuple(actions)))
+
+    def _route_partial(self, text: str) -> None:
+        if self._routing:  # one at a time; the newest waits
+            self._pending_partial = text
+            return
+        self._routing = True
+        self._spawn(self._route(text))
+
+    async def _route(self, text: str) -> None:
+        try:
+            result = await self.engines.brain.route(text)
+            self._emit(cm.PartialRouted(self.now(), text, result.route, result.confidence))
+        except Exception as e:  # only a shortcut: the final transcript still gets asked
+            logger.warning("call %s: routing a partial failed: %r", self.call_id, e)
+        finally:
+            self._routing = False
+            pending, self._pending_partial = self._pending_partial, None
+            if pending is not None:
+                self._route_partial(pending)
+
+    async def _run_asr(self) -> None:
+        heard: list[Final] = []  # pieces of the current utterance
+        while True:
+            item = await self._asr.get()
+            try:
+                if isinstance(item, AudioChunk):
+                    started = time.perf_counter()
+                    result = await self._recognition.accept_async(item)
+                    self.stats.asr_seconds += time.perf_counter() - started
+                    self.stats.asr_audio_seconds += item.duration_ms / 1000
+                    if isinstance(result, Partial) and result.text:
+                        self._emit(cm.PartialTranscript(self.now(), result.text))
+                        await self._show({"kind": "partial", "text": result.text})
+                    elif isinstance(result, Final) and result.text:
+                        # Vosk ended a piece by itself (a pause inside the utterance);
+                        # the VAD decides where the caller's turn ends.
+                        heard.append(result)
+                elif item == "end":
+                    heard.append(await self._recognition.finish_async())
+                    final = _joined(heard)
+                    heard = []
+                    await self._note_words(final)
+                    self._emit(cm.FinalTranscript(self.now(), final.text, final.confidence))
+                elif item == "reset":
+                    await self._recognition.finish_async()
+                    heard = []
+            except Exception as e:
+                logger.warning("call %s: recogniser failed: %r", self.call_id, e)
+                self._emit(cm.StageFailed(self.now(), "asr", repr(e)))
+
+    async def _run_player(self) -> None:
+        while True:
+            await self._play_wakeup.wait()
+            self._play_wakeup.clear()
+            while self._plays:
+                play = self._plays[0]
+                try:
+                    completed = await self._play(play)
+                except Exception as e:
+                    logger.warning("call %s: speech failed: %r", self.call_id, e)
+                    self._plays.clear()
+                    self._emit(cm.StageFailed(self.now(), "tts", repr(e)))
+                    break
+                if not completed:
+                    break  # stopped by a barge-in: the queue was cleared
+                if self._plays and self._plays[0] is play:
+                    self._plays.popleft()
+                self._emit(cm.PlaybackFinished(self.now(), play.playback_id))
+
+    async def _play(self, play: cm.Play) -> bool:
+        """Speak one Play; False if it was stopped before the end."""
+        # Response latency: end of the caller's speech -> first byte of the reply's audio.
+        speech_end = self._asked_at_speech_end.pop(play.answers, None) if play.answers else None
+        async for chunk in self._speaker.stream(play.text):
+            if not self._plays or self._plays[0] is not play:
+                return False
+            if speech_end is not None:
+                latency = (self.now() - speech_end) * 1000
+                speech_end = None
+                self.stats.latencies_ms.append(latency)
+                await self._note_turn(cm.Note("response_latency", data={"latency_ms": latency}))
+            await self.line.send_audio(chunk)
+        await self.line.wait_played()
+        return bool(self._plays) and self._plays[0] is play
+
+    async def _end(
+        self, outcome: str, reason: str, *, transfer: str | None = None, hang_up: bool = False
+    ) -> None:
+        if self._ended.is_set():
+            return
+        self._ended.set()
+        try:
+            if transfer is not None:
+                await self.line.transfer(transfer)
+            elif hang_up:
+                await self.line.hangup()
+        except Exception as e:
+            logger.warning("call %s: ending the call failed: %r", self.call_id, e)
+            reason = f"{reason}; then failed: {e!r}"
+        if self.engines.store is not None:
+            try:
+                await self.engines.store.async_end_call(self.call_id, outcome, reason)
+            except StoreError as e:
+                logger.error("call %s: %s", self.call_id, e)
+        self._events.put_nowait(None)
+
+    # -- the call record -------------------------------------------------------------
+
+    async def _record_call_start(self) -> None:
+        if self.engines.store is None:
+            return
+        try:
+            await self.engines.store.async_start_call(self.call_id, self.transport, self.caller)
+        except StoreError as e:  # the call goes on without its record
+            logger.error("call %s: %s", self.call_id, e)
+
+    async def _note_words(self, final: Final) -> None:
+        if not final.text:
+            return
+        words = [
+            {"word": w.word, "start": w.start, "end": w.end, "conf": w.conf} for w in final.words
+        ]
+        await self._store_turn(
+            speaker="caller",
+            kind="utterance",
+            text=final.text,
+            confidence=final.confidence,
+            words=words,
+            started_ms=int(final.words[0].start * 1000) if final.words else None,
+            ended_ms=int(final.words[-1].end * 1000) if final.words else None,
+        )
+
+    async def _note_turn(self, note: cm.Note) -> None:
+        speaker = "bot" if note.kind in ("say", "transfer", "response_latency") else "caller"
+        latency = note.data.get("latency_ms")
+        await self._store_turn(
+            speaker=speaker,
+            kind=note.kind,
+            text=note.text or None,
+            route=note.data.get("route"),
+            latency_ms=int(latency) if latency is not None else None,
+        )
+        await self._show({"kind": note.kind, "text": note.text, **dict(note.data)})
+
+    async def _show(self, message: dict[str, Any]) -> None:
+        try:
+            await self.line.show(message)
+        except Exception as e:  # the display is a courtesy; the call goes on
+            logger.debug("call %s: show failed: %r", self.call_id, e)
+
+    async def _store_turn(self, **fields: Any) -> None:
+        if self.engines.store is None:
+            return
+        try:
+            await self.engines.store.async_add_turn(self.call_id, **fields)
+        except StoreError as e:  # logged; losing one line of the record must not end a call
+            logger.error("call %s: %s", self.call_id, e)
+
+
+def _joined(pieces: list[Final]) -> Final:
+    pieces = [p for p in pieces if p.text]
+    if not pieces:
+        return Final("", (), 0.0)
+    words = tuple(w for p in pieces for w in p.words)
+    confidence = min(p.confidence for p in pieces)
+    return Final(" ".join(p.text for p in pieces), words, confidence)
+
+
+def load_engines(
+    stand_in: bool = False, store_url: str | None = None, vocabulary: bool = False
+) -> Engines:
+    """Load everything a voice call needs, once per process.
+
+    ``stand_in`` is the explicit choice of the PyPI stand-in models (tests, benchmarks);
+    without it the configured Vietnamese models are required and a missing one raises
+    ``ModelMissing`` saying what is missing and how to get it. Every fixed prompt of
+    domain.yml is rendered into the prompt cache here, so none costs synthesis in a call.
+    """
+    from bot import settings
+    from bot.audio import TELEPHONE
+    from bot.brain import Brain
+    from bot.models import configured, require_piper, require_vosk, stand_in_models
+    from bot.tts import Voice
+
+    paths = stand_in_models() if stand_in else configured()
+    speech = SpeechModel(require_vosk(paths.vosk))
+    onnx, config = require_piper(paths.piper)
+    voice = Voice(onnx, config)
+    cache = PromptCache(settings.PROMPT_CACHE_DIR)
+    engines = Engines(
+        brain=BrainService(Brain()),
+        speech=speech,
+        voice=voice,
+        prompts=cm.Prompts.from_domain(settings.DOMAIN_FILE),
+        cache=cache,
+        store=CallStore(store_url),
+        phrases=speech.vocabulary_phrases() if vocabulary else None,
+    )
+    counts = cache.render_all(engines.speaker(TELEPHONE))
+    logger.info("prompt cache: %d rendered, %d already cached", counts.rendered, counts.cached)
+    return engines
