@@ -9,7 +9,16 @@ Loads the trained Rasa model once and serves, on http://BOT_HOST:BOT_PORT
                     ->  {"conversation_id", "actions": [{"kind": "say", "text"}, ...]}
                     Without a conversation_id a new conversation starts with the greeting.
 
-The voice line (telephony transports) joins this process in a later stage.
+  GET  /metrics     counters for the operator, in Prometheus text format
+
+and the voice line, when the speech models are in place (`python -m bot models check`):
+
+  Asterisk AudioSocket on BOT_AUDIOSOCKET_HOST:BOT_AUDIOSOCKET_PORT (127.0.0.1:9092),
+  transfers by AMI Redirect (README, "Asterisk").
+
+Without the Vietnamese speech models the text endpoints still serve, and the log and
+/health say exactly what is missing. `--stand-in-models` runs the voice line on the
+PyPI stand-ins instead (for testing: they do not understand Vietnamese).
 """
 
 from __future__ import annotations
@@ -26,10 +35,13 @@ from aiohttp.typedefs import Handler
 from bot import settings
 from bot.brain import Brain, ModelNotFound
 from bot.replies import action_dict
+from bot.voice import BrainService, Engines
 
 logger = logging.getLogger("server")
 
-BRAIN: web.AppKey[Brain] = web.AppKey("brain", Brain)
+BRAIN: web.AppKey[BrainService] = web.AppKey("brain", BrainService)
+ENGINES: web.AppKey[Engines | None] = web.AppKey("engines")
+VOICE_PROBLEM: web.AppKey[str | None] = web.AppKey("voice_problem")
 # A request body is one utterance and a few fields; nothing legitimate is bigger.
 MAX_BODY_BYTES = 64 * 1024
 
@@ -79,7 +91,17 @@ def _text(data: dict[str, Any], required: bool) -> str | None:
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", "model": request.app[BRAIN].model_path.name})
+    voice = "ready" if request.app[ENGINES] is not None else "unavailable"
+    body = {"status": "ok", "model": request.app[BRAIN].model_path.name, "voice": voice}
+    if request.app[VOICE_PROBLEM]:
+        body["voice_problem"] = request.app[VOICE_PROBLEM]
+    return web.json_response(body, dumps=_dumps)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    engines = request.app[ENGINES]
+    text = engines.metrics.prometheus() if engines else "bot_calls_active 0\n"
+    return web.Response(text=text, content_type="text/plain")
 
 
 async def route(request: web.Request) -> web.Response:
@@ -117,17 +139,41 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False)
 
 
-def make_app(brain: Brain) -> web.Application:
+def make_app(
+    brain: BrainService, engines: Engines | None = None, voice_problem: str | None = None
+) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[json_errors])
     app[BRAIN] = brain
+    app[ENGINES] = engines
+    app[VOICE_PROBLEM] = voice_problem
     app.add_routes(
         [
             web.get("/health", health),
+            web.get("/metrics", metrics),
             web.post("/api/route", route),
             web.post("/api/chat", chat),
         ]
     )
+    if engines is not None:
+        app.cleanup_ctx.append(_audiosocket(engines))
+        from bot.web.softphone import add_routes as add_softphone  # the browser's voice line
+
+        add_softphone(app, engines)
     return app
+
+
+def _audiosocket(engines: Engines) -> Any:
+    async def listen(app: web.Application) -> Any:
+        from bot.lines import serve_audiosocket
+
+        server = await serve_audiosocket(engines)
+        for sock in server.sockets:
+            logger.info("AudioSocket listening on %s:%d", *sock.getsockname()[:2])
+        yield
+        server.close()
+        await server.wait_closed()
+
+    return listen
 
 
 def main() -> None:
@@ -136,18 +182,37 @@ def main() -> None:
     )
     parser.add_argument("--host", default=settings.HOST)
     parser.add_argument("--port", type=int, default=settings.PORT)
-    parser.add_argument("--model", help="model file (default: newest in models/)")
+    parser.add_argument("--model", help="Rasa model file (default: newest in models/)")
+    parser.add_argument("--no-voice", action="store_true", help="text endpoints only")
+    parser.add_argument(
+        "--stand-in-models",
+        action="store_true",
+        help="run the voice line on the PyPI stand-in models (testing only)",
+    )
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        brain = Brain(args.model)
+        brain = BrainService(Brain(args.model))
     except ModelNotFound as e:
         raise SystemExit(f"error: {e}") from e
     logger.info("model %s loaded", brain.model_path.name)
+    engines, problem = None, None
+    if not args.no_voice:
+        from bot.models import ModelMissing
+        from bot.voice import load_engines
+
+        try:
+            engines = load_engines(stand_in=args.stand_in_models, brain=brain)
+        except ModelMissing as e:
+            problem = str(e)
+            logger.error("voice line not started: %s", e)
+        else:
+            kind = "stand-in" if args.stand_in_models else "configured"
+            logger.info("voice line ready on the %s speech models", kind)
     web.run_app(
-        make_app(brain),
+        make_app(brain, engines, problem),
         host=args.host,
         port=args.port,
         print=lambda _: logger.info("serving on http://%s:%d", args.host, args.port),

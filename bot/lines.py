@@ -52,6 +52,10 @@ class AudioSocketLine:
         self.connection = connection
         self.transferer = transferer
 
+    @property
+    def late_frames(self) -> int:
+        return self.connection.late_frames
+
     async def send_audio(self, chunk: AudioChunk) -> None:
         await self.connection.send_audio(chunk)
 

@@ -90,6 +90,50 @@ class Line(Protocol):
     async def show(self, message: dict[str, Any]) -> None: ...  # live transcript, decisions
 
 
+class Metrics:
+    """Counters for the operator (server.py serves them at /metrics, Prometheus text)."""
+
+    WINDOW = 1000  # latencies kept for the quantiles
+
+    def __init__(self) -> None:
+        self.calls_active = 0
+        self.calls_total: dict[str, int] = {}
+        self.outcomes: dict[str, int] = {}
+        self.late_frames = 0
+        self.asr_seconds = 0.0
+        self.asr_audio_seconds = 0.0
+        self.latencies_ms: deque[float] = deque(maxlen=self.WINDOW)
+
+    def quantile(self, q: float) -> float | None:
+        if not self.latencies_ms:
+            return None
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    def prometheus(self) -> str:
+        lines = [
+            "# TYPE bot_calls_active gauge",
+            f"bot_calls_active {self.calls_active}",
+            "# TYPE bot_calls_total counter",
+            *(f'bot_calls_total{{transport="{t}"}} {n}' for t, n in self.calls_total.items()),
+            "# TYPE bot_call_outcomes_total counter",
+            *(f'bot_call_outcomes_total{{outcome="{o}"}} {n}' for o, n in self.outcomes.items()),
+            "# TYPE bot_late_frames_total counter",
+            f"bot_late_frames_total {self.late_frames}",
+            "# TYPE bot_asr_seconds_total counter",
+            f"bot_asr_seconds_total {self.asr_seconds:.3f}",
+            "# TYPE bot_asr_audio_seconds_total counter",
+            f"bot_asr_audio_seconds_total {self.asr_audio_seconds:.3f}",
+            "# TYPE bot_response_latency_ms summary",
+        ]
+        for q in (0.5, 0.95):
+            value = self.quantile(q)
+            if value is not None:
+                lines.append(f'bot_response_latency_ms{{quantile="{q}"}} {value:.1f}')
+        lines.append(f"bot_response_latency_ms_count {len(self.latencies_ms)}")
+        return "\n".join(lines) + "\n"
+
+
 @dataclass
 class Engines:
     """Everything shared by all calls of the process, loaded once."""
@@ -104,6 +148,7 @@ class Engines:
     call_config: cm.CallConfig = field(default_factory=cm.CallConfig)
     vad_config: VadConfig = field(default_factory=VadConfig)
     brain_timeout_s: float = 6.0
+    metrics: Metrics = field(default_factory=Metrics)
     executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="speech")
     )
@@ -163,6 +208,9 @@ class VoiceCall:
         return self._loop.time() - self._t0
 
     async def start(self) -> None:
+        metrics = self.engines.metrics
+        metrics.calls_active += 1
+        metrics.calls_total[self.transport] = metrics.calls_total.get(self.transport, 0) + 1
         await self._record_call_start()
         for work in (self._run_machine(), self._run_asr(), self._run_player(), self._run_clock()):
             self._tasks.append(asyncio.create_task(work))
@@ -361,6 +409,7 @@ class VoiceCall:
                 latency = (self.now() - speech_end) * 1000
                 speech_end = None
                 self.stats.latencies_ms.append(latency)
+                self.engines.metrics.latencies_ms.append(latency)
                 await self._note_turn(cm.Note("response_latency", data={"latency_ms": latency}))
             await self.line.send_audio(chunk)
         await self.line.wait_played()
@@ -372,6 +421,12 @@ class VoiceCall:
         if self._ended.is_set():
             return
         self._ended.set()
+        metrics = self.engines.metrics
+        metrics.calls_active -= 1
+        metrics.outcomes[outcome] = metrics.outcomes.get(outcome, 0) + 1
+        metrics.late_frames += int(getattr(self.line, "late_frames", 0))
+        metrics.asr_seconds += self.stats.asr_seconds
+        metrics.asr_audio_seconds += self.stats.asr_audio_seconds
         try:
             if transfer is not None:
                 await self.line.transfer(transfer)
@@ -450,7 +505,10 @@ def _joined(pieces: list[Final]) -> Final:
 
 
 def load_engines(
-    stand_in: bool = False, store_url: str | None = None, vocabulary: bool = False
+    stand_in: bool = False,
+    store_url: str | None = None,
+    vocabulary: bool = False,
+    brain: BrainService | None = None,
 ) -> Engines:
     """Load everything a voice call needs, once per process.
 
@@ -471,7 +529,7 @@ def load_engines(
     voice = Voice(onnx, config)
     cache = PromptCache(settings.PROMPT_CACHE_DIR)
     engines = Engines(
-        brain=BrainService(Brain()),
+        brain=brain or BrainService(Brain()),
         speech=speech,
         voice=voice,
         prompts=cm.Prompts.from_domain(settings.DOMAIN_FILE),

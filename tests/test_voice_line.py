@@ -1,0 +1,278 @@
+"""The whole voice line over real loopback sockets, on the real engines.
+
+An AudioSocket client written from the protocol's specification plays the caller;
+a loopback AMI server (tests/test_ami.py) plays Asterisk's manager interface. The
+speech engines are the PyPI stand-ins (Korean Vosk, English Piper): the Vietnamese
+models cannot be downloaded on this machine. They run the same code paths, so the
+keypad, barge-in, the recogniser's transcripts, the records and the failures are
+real; only Vietnamese understanding needs the real models (audio_tests/).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import struct
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.audio import TELEPHONE, AudioChunk, Converter, read_wav
+from bot.lines import Transferer, serve_audiosocket
+from bot.transports.ami import AmiClient, TransferPlan
+from bot.voice import Engines, load_engines
+from tests.test_ami import KNOWN, SECRET, USER, FakeAsterisk
+
+FRAME = 320  # 20 ms of 8 kHz PCM16
+SILENCE = b"\0" * FRAME
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"  # the voice line is written for asyncio
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory) -> Engines:
+    db = tmp_path_factory.mktemp("records") / "calls.sqlite3"
+    return load_engines(stand_in=True, store_url=f"sqlite:///{db}")
+
+
+@pytest.fixture(scope="module")
+def korean_speech(tmp_path_factory) -> bytes:
+    """'Hello, please help me' in Korean, as 8 kHz PCM16 (the stand-in recogniser is Korean)."""
+    assert shutil.which("espeak-ng"), "espeak-ng is installed by `make test`"
+    wav = tmp_path_factory.mktemp("speech") / "ko.wav"
+    subprocess.run(["espeak-ng", "-v", "ko", "-w", str(wav), "안녕하세요 도와주세요"], check=True)
+    audio = read_wav(wav)
+    to_line = Converter(audio.format, TELEPHONE)
+    pcm = to_line.convert(audio).data + to_line.flush().data
+    return pcm + b"\0" * (-len(pcm) % FRAME)
+
+
+def frame(kind: int, payload: bytes = b"") -> bytes:
+    return struct.pack(">BH", kind, len(payload)) + payload
+
+
+class Caller:
+    """An AudioSocket peer, as Asterisk would be: UUID, paced audio, DTMF, hang-up."""
+
+    def __init__(self, port: int, call_id: uuid.UUID) -> None:
+        self.port, self.call_id = port, call_id
+        self.received = bytearray()  # the bot's audio
+        self.kinds: list[int] = []
+        self.closed = asyncio.Event()
+
+    async def __aenter__(self) -> Caller:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.writer.write(frame(0x01, self.call_id.bytes))
+        self._reading = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.writer.close()
+        self._reading.cancel()
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                kind, length = struct.unpack(">BH", await self.reader.readexactly(3))
+                payload = await self.reader.readexactly(length)
+                self.kinds.append(kind)
+                if kind == 0x10:
+                    self.received += payload
+        except (asyncio.IncompleteReadError, ConnectionError):
+            self.closed.set()
+
+    async def play(self, pcm: bytes) -> None:
+        """Send audio as a phone line does: 20 ms frames in real time."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for i in range(0, len(pcm), FRAME):
+            if self.closed.is_set():
+                return
+            self.writer.write(frame(0x10, pcm[i : i + FRAME]))
+            await self.writer.drain()
+            await asyncio.sleep(max(0.0, start + (i // FRAME + 1) * 0.02 - loop.time()))
+
+    async def silence(self, seconds: float) -> None:
+        await self.play(SILENCE * int(seconds / 0.02))
+
+    async def press(self, digit: str) -> None:
+        self.writer.write(frame(0x03, digit.encode()))
+        await self.writer.drain()
+
+    async def wait_for_bot_audio(self, at_least: int, timeout: float = 60) -> None:
+        """Keep the line alive with silence until the bot has sent this many bytes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(self.received) < at_least and not self.closed.is_set():
+            assert loop.time() < deadline, f"bot sent {len(self.received)} bytes only"
+            await self.silence(0.2)
+
+
+@pytest.fixture
+async def line(engines: Engines) -> AsyncIterator[tuple[int, FakeAsterisk]]:
+    async with FakeAsterisk() as pbx:
+        pbx.astdb = {}
+        transferer = Transferer(
+            AmiClient("127.0.0.1", pbx.port, USER, SECRET, timeout=5),
+            TransferPlan.from_settings(context="hotline-1022"),
+        )
+        server = await serve_audiosocket(engines, "127.0.0.1", 0, transferer)
+        port = server.sockets[0].getsockname()[1]
+        yield port, pbx
+        server.close()
+        await server.wait_closed()
+
+
+def new_call(pbx: FakeAsterisk) -> uuid.UUID:
+    """A call whose channel the dial plan stored in AstDB (README, "Asterisk")."""
+    call_id = uuid.uuid4()
+    pbx.astdb[f"DB(bot1022/{call_id})"] = KNOWN
+    return call_id
+
+
+async def record(engines: Engines, call_id: uuid.UUID, timeout: float = 20):
+    """The call's record once it has ended."""
+    assert engines.store is not None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        call = await engines.store.async_get_call(str(call_id))
+        if call is not None and call.ended_at is not None:
+            return call, await engines.store.async_turns(str(call_id))
+        assert loop.time() < deadline, f"call {call_id} not ended: {call}"
+        await asyncio.sleep(0.2)
+
+
+async def test_greeting_then_keypad_transfer_by_ami_redirect(engines, line):
+    port, pbx = line
+    call_id = new_call(pbx)
+    async with Caller(port, call_id) as caller:
+        await caller.wait_for_bot_audio(FRAME * 25)  # half a second of the greeting
+        await caller.press("3")
+        while not caller.closed.is_set():
+            await caller.silence(0.2)
+    redirects = [a for a in pbx.actions if a["action"] == "Redirect"]
+    assert [(r["channel"], r["context"], r["exten"]) for r in redirects] == [
+        (KNOWN, "hotline-1022", "3")
+    ]
+    assert caller.kinds[-1] == 0x00  # the bot closed its side with a hang-up frame
+    assert all(k in (0x10, 0x00) for k in caller.kinds)
+    call, turns = await record(engines, call_id)
+    assert (call.transport, call.outcome) == ("audiosocket", "transfer:3")
+    kinds = [t.kind for t in turns]
+    assert kinds.index("digit") < kinds.index("transfer")
+    assert any(t.kind == "say" and "thầy thuốc" in (t.text or "") for t in turns)
+
+
+async def test_speech_is_recognised_answered_and_recorded(engines, line, korean_speech):
+    port, pbx = line
+    call_id = new_call(pbx)
+    async with Caller(port, call_id) as caller:
+        await caller.wait_for_bot_audio(FRAME * 25)
+        heard_before = len(caller.received)
+        await caller.play(korean_speech)  # over the greeting: a barge-in
+        await caller.silence(1.5)
+        await caller.wait_for_bot_audio(heard_before + FRAME * 50, timeout=60)
+        await caller.press("0")
+        while not caller.closed.is_set():
+            await caller.silence(0.2)
+    call, turns = await record(engines, call_id)
+    utterances = [t for t in turns if t.kind == "utterance"]
+    assert utterances and utterances[0].text, turns
+    assert utterances[0].words and utterances[0].words[0]["end"] > utterances[0].words[0]["start"]
+    assert any(t.kind == "barge_in" for t in turns)
+    assert any(t.kind == "response_latency" and t.latency_ms is not None for t in turns)
+    assert call.outcome == "operator"
+
+
+async def test_a_malformed_frame_ends_only_that_call(engines, line):
+    port, pbx = line
+    bad_id, good_id = new_call(pbx), new_call(pbx)
+    async with Caller(port, bad_id) as bad, Caller(port, good_id) as good:
+        await asyncio.gather(bad.wait_for_bot_audio(FRAME * 5), good.wait_for_bot_audio(FRAME * 5))
+        bad.writer.write(frame(0x42, b"??"))  # no such frame type
+        await bad.writer.drain()
+        await asyncio.wait_for(bad.closed.wait(), 10)
+        await good.press("6")
+        while not good.closed.is_set():
+            await good.silence(0.2)
+    bad_call, bad_turns = await record(engines, bad_id)
+    assert bad_call.outcome == "hangup"
+    assert any(t.kind == "error" and "0x42" in (t.text or "") for t in bad_turns)
+    good_call, _ = await record(engines, good_id)
+    assert good_call.outcome == "transfer:6"
+
+
+async def test_a_caller_hanging_up_mid_greeting_ends_the_call_cleanly(engines, line):
+    port, pbx = line
+    call_id = new_call(pbx)
+    async with Caller(port, call_id) as caller:
+        await caller.wait_for_bot_audio(FRAME * 10)
+        caller.writer.write(frame(0x00))
+        await caller.writer.drain()
+        await asyncio.wait_for(caller.closed.wait(), 10)
+    call, turns = await record(engines, call_id)
+    assert call.outcome == "hangup"
+    assert [t.kind for t in turns][-1] == "call_ended"
+    assert not [a for a in pbx.actions if a["action"] == "Redirect"]
+
+
+class BrokenBrain:
+    """A fake at the brain's seam: Rasa failing mid-call cannot be caused otherwise."""
+
+    model_path = Path("broken.tar.gz")
+
+    async def turn(self, conversation_id: str, text: str):
+        raise RuntimeError("Rasa is down")
+
+    async def route(self, text: str):
+        raise RuntimeError("Rasa is down")
+
+
+async def test_when_the_brain_fails_the_caller_hears_the_apology_and_the_keypad_works(
+    engines, korean_speech
+):
+    broken = Engines(**{**engines.__dict__, "brain": BrokenBrain(), "_speakers": {}})
+    async with FakeAsterisk() as pbx:
+        pbx.astdb = {}
+        transferer = Transferer(
+            AmiClient("127.0.0.1", pbx.port, USER, SECRET, timeout=5),
+            TransferPlan.from_settings(context="hotline-1022"),
+        )
+        server = await serve_audiosocket(broken, "127.0.0.1", 0, transferer)
+        port = server.sockets[0].getsockname()[1]
+        call_id = new_call(pbx)
+        async with Caller(port, call_id) as caller:
+            await caller.wait_for_bot_audio(FRAME * 25)
+            await caller.play(korean_speech)  # over the greeting: it stops
+            await caller.silence(0.5)
+            stopped_at = len(caller.received)
+            await caller.wait_for_bot_audio(stopped_at + FRAME * 50)  # the apology
+            await caller.press("5")
+            while not caller.closed.is_set():
+                await caller.silence(0.2)
+        server.close()
+        await server.wait_closed()
+    call, turns = await record(engines, call_id)
+    assert any(t.kind == "error" and "Rasa is down" in (t.text or "") for t in turns), [
+        (t.kind, t.text) for t in turns
+    ]
+    apology = engines.prompts.technical_problem
+    assert any(t.kind == "say" and t.text == apology for t in turns)
+    assert call.outcome == "transfer:5"
+    assert [r["exten"] for r in pbx.actions if r["action"] == "Redirect"] == ["5"]
+
+
+async def test_prompt_cache_holds_every_fixed_prompt_in_the_line_format(engines):
+    assert engines.cache is not None
+    for text in (engines.prompts.greeting, engines.prompts.technical_problem, engines.prompts.menu):
+        chunk = engines.cache.get(text, engines.voice, TELEPHONE)
+        assert isinstance(chunk, AudioChunk) and chunk.duration_ms > 500
