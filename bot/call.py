@@ -265,6 +265,7 @@ class CallMachine:
         self._waiting_for: int | None = None  # brain request id
         self._asked_at = 0.0
         self._queued_text: str | None = None  # a transcript that arrived while thinking
+        self._asked_text = ""  # the words of the question in flight
 
     # -- public ----------------------------------------------------------------
 
@@ -345,7 +346,9 @@ class CallMachine:
         if self.degraded:
             return [Note("final_dropped", text, {"why": "degraded: keypad only"})]
         if self._waiting_for is not None:
-            self._queued_text = text  # one ordered queue: ask after the current reply
+            # The caller went on after a pause the VAD took for the end: ask again,
+            # after the current reply, with everything said since that question.
+            self._queued_text = f"{self._queued_text or self._asked_text} {text}"
             return [Note("queued", text)]
         # A short request said over the bot (no barge-in yet): stop and answer it.
         return [*self._stop_playback(), *self._ask(text, e.at)]
@@ -355,7 +358,7 @@ class CallMachine:
             return [Note("stale_reply", data={"request_id": e.request_id})]
         self._waiting_for = None
         if self._queued_text is not None:
-            # The caller spoke again before the answer came: answer the newest words.
+            # The caller spoke again before the answer came: answer all they said.
             text, self._queued_text = self._queued_text, None
             return [Note("reply_superseded"), *self._ask(text, e.at)]
         if not e.actions:  # the dialogue chose to listen
@@ -408,6 +411,7 @@ class CallMachine:
         request = self._new_id()
         self._waiting_for = request
         self._asked_at = now
+        self._asked_text = text
         self.state = State.THINKING
         return [Note("heard", text), AskBrain(request, text)]
 

@@ -121,3 +121,17 @@ FETCH_TIMEOUT = float(os.environ.get("BOT_FETCH_TIMEOUT", "10"))
 FETCH_DOWNLOAD_TIMEOUT = float(os.environ.get("BOT_FETCH_DOWNLOAD_TIMEOUT", "1800"))
 # Kaldi's log verbosity inside Vosk: -1 keeps its per-load LOG lines off the console.
 VOSK_LOG_LEVEL = int(os.environ.get("BOT_VOSK_LOG_LEVEL", "-1"))
+
+
+# --- The call's timing (bot/vad.py, bot/call.py) ---
+
+# webrtcvad's aggressiveness (0-3) and how the end of an utterance is found: the
+# trailing silence is the floor of the response latency, and too short a value cuts
+# callers who pause mid-sentence (the call then asks again with all they said).
+VAD_AGGRESSIVENESS = int(os.environ.get("BOT_VAD_AGGRESSIVENESS", "2"))
+VAD_MIN_SPEECH_MS = int(os.environ.get("BOT_VAD_MIN_SPEECH_MS", "200"))
+VAD_TRAILING_SILENCE_MS = int(os.environ.get("BOT_VAD_TRAILING_SILENCE_MS", "700"))
+# Seconds of silence before a reprompt; caller speech that stops the bot; the brain's deadline.
+SILENCE_TIMEOUT_S = float(os.environ.get("BOT_SILENCE_TIMEOUT_S", "8"))
+BARGE_IN_MIN_S = float(os.environ.get("BOT_BARGE_IN_MIN_S", "0.5"))
+BRAIN_TIMEOUT_S = float(os.environ.get("BOT_BRAIN_TIMEOUT_S", "6"))

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from bot import call as cm
+from bot import settings
 from bot.asr import Final, Partial, Recognition, SpeechModel
 from bot.audio import RECOGNISER, AudioChunk, AudioFormat, Converter
 from bot.replies import BotAction
@@ -90,6 +91,23 @@ class Line(Protocol):
     async def show(self, message: dict[str, Any]) -> None: ...  # live transcript, decisions
 
 
+def _vad_config() -> VadConfig:
+    return VadConfig(
+        aggressiveness=settings.VAD_AGGRESSIVENESS,
+        min_speech_ms=settings.VAD_MIN_SPEECH_MS,
+        trailing_silence_ms=settings.VAD_TRAILING_SILENCE_MS,
+    )
+
+
+def _call_config() -> cm.CallConfig:
+    return cm.CallConfig(
+        silence_timeout_s=settings.SILENCE_TIMEOUT_S,
+        barge_in_min_s=settings.BARGE_IN_MIN_S,
+        # The machine's own deadline is a backstop, a little after the glue's.
+        brain_timeout_s=settings.BRAIN_TIMEOUT_S + 1.0,
+    )
+
+
 class Metrics:
     """Counters for the operator (server.py serves them at /metrics, Prometheus text)."""
 
@@ -145,9 +163,9 @@ class Engines:
     cache: PromptCache | None = None
     store: CallStore | None = None
     phrases: list[str] | None = None  # the recogniser's vocabulary, when the model allows
-    call_config: cm.CallConfig = field(default_factory=cm.CallConfig)
-    vad_config: VadConfig = field(default_factory=VadConfig)
-    brain_timeout_s: float = 6.0
+    call_config: cm.CallConfig = field(default_factory=lambda: _call_config())
+    vad_config: VadConfig = field(default_factory=lambda: _vad_config())
+    brain_timeout_s: float = settings.BRAIN_TIMEOUT_S
     metrics: Metrics = field(default_factory=Metrics)
     executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="speech")
@@ -517,7 +535,6 @@ def load_engines(
     ``ModelMissing`` saying what is missing and how to get it. Every fixed prompt of
     domain.yml is rendered into the prompt cache here, so none costs synthesis in a call.
     """
-    from bot import settings
     from bot.audio import TELEPHONE
     from bot.brain import Brain
     from bot.models import configured, require_piper, require_vosk, stand_in_models

@@ -406,11 +406,12 @@ def test_caller_hanging_up_mid_sentence_ends_the_call_and_nothing_follows():
     assert line.send(Tick(99.0)) == []
 
 
-def test_speech_while_thinking_is_answered_after_the_current_reply_in_order():
+def test_speech_while_thinking_is_asked_again_with_all_that_was_said():
     line = Line()
     line.greet()
     first = of(line.send(FinalTranscript(1.0, "câu thứ nhất")), AskBrain)[0]
     assert of(line.send(FinalTranscript(1.5, "à không câu thứ hai")), AskBrain) == []
     actions = line.send(BrainReplied(2.0, first.request_id, (CONFIRM_2,)))
     assert of(actions, Play) == []  # superseded by the newer words
-    assert of(actions, AskBrain)[0].text == "à không câu thứ hai"
+    # A pause mid-request looks like an end: the question is asked again, whole.
+    assert of(actions, AskBrain)[0].text == "câu thứ nhất à không câu thứ hai"
