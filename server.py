@@ -14,7 +14,9 @@ Loads the trained Rasa model once and serves, on http://BOT_HOST:BOT_PORT
 and the voice line, when the speech models are in place (`python -m bot models check`):
 
   Asterisk AudioSocket on BOT_AUDIOSOCKET_HOST:BOT_AUDIOSOCKET_PORT (127.0.0.1:9092),
-  transfers by AMI Redirect (README, "Asterisk").
+  transfers by AMI Redirect (README, "Asterisk");
+  GET /softphone    a page to talk to the bot from a browser (microphone, transcript, keypad)
+  GET /ws           its WebSocket (bot/web/softphone.py has the protocol)
 
 Without the Vietnamese speech models the text endpoints still serve, and the log and
 /health say exactly what is missing. `--stand-in-models` runs the voice line on the

@@ -266,6 +266,7 @@ class CallMachine:
         self._asked_at = 0.0
         self._queued_text: str | None = None  # a transcript that arrived while thinking
         self._asked_text = ""  # the words of the question in flight
+        self._awaiting_final = False  # speech ended; its transcript is on its way
 
     # -- public ----------------------------------------------------------------
 
@@ -293,7 +294,11 @@ class CallMachine:
         if self.state is State.THINKING and e.at - self._asked_at >= self.config.brain_timeout_s:
             self._waiting_for = None
             return self._fail("brain", "no answer within the deadline", e.at)
-        if self.state in (State.LISTENING, State.CONFIRMING) and not self._playing:
+        if (
+            self.state in (State.LISTENING, State.CONFIRMING)
+            and not self._playing
+            and not self._awaiting_final
+        ):
             if e.at - self._listening_since >= self.config.silence_timeout_s:
                 return self._on_silence(e.at)
         return []
@@ -329,9 +334,12 @@ class CallMachine:
         # During bot speech, short speech was no barge-in; its final transcript
         # decides whether it was a backchannel or a (short) request.
         self._listening_since = e.at
+        self._awaiting_final = True  # not silence: the recogniser is still at work
         return []
 
     def _on_final_transcript(self, e: FinalTranscript) -> list[Action]:
+        self._awaiting_final = False
+        self._listening_since = e.at
         if self._utterance_consumed:
             self._utterance_consumed = False
             return [Note("final_dropped", e.text)] if e.text.strip() else []

@@ -415,3 +415,15 @@ def test_speech_while_thinking_is_asked_again_with_all_that_was_said():
     assert of(actions, Play) == []  # superseded by the newer words
     # A pause mid-request looks like an end: the question is asked again, whole.
     assert of(actions, AskBrain)[0].text == "câu thứ nhất à không câu thứ hai"
+
+
+def test_a_slow_transcript_is_not_taken_for_silence():
+    line = Line(CallConfig(silence_timeout_s=5.0))
+    line.greet()
+    line.send(SpeechStarted(1.2, began_at=1.0))
+    line.run_until(2.0)
+    line.send(SpeechEnded(2.0))
+    line.run_until(12.0)  # the recogniser is slow under load: 10 s for the final
+    assert not line.playing()
+    asked = line.send(FinalTranscript(12.0, "cho tôi hỏi"))
+    assert of(asked, AskBrain)

@@ -1,0 +1,1 @@
+"""The bot's web pages: the browser softphone (``softphone``)."""
