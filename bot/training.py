@@ -126,6 +126,7 @@ def train(if_changed: bool = False) -> Path:
     print(f"==> generated {count} diacritic-free and accent-merged variants -> {variants}")
     print("==> training the Rasa model (NLU + dialogue); progress bars follow")
     started = time.monotonic()
+    inputs = fingerprint()  # of the files as trained, not as they are when training ends
     result = rasa_train(
         domain=str(settings.DOMAIN_FILE),
         config=str(settings.CONFIG_FILE),
@@ -138,9 +139,7 @@ def train(if_changed: bool = False) -> Path:
     model = Path(result.model)
     seconds = time.monotonic() - started
     (settings.MODELS_DIR / FINGERPRINT_FILE).write_text(
-        json.dumps(
-            {"fingerprint": fingerprint(), "model": model.name, "seconds": round(seconds, 1)}
-        )
+        json.dumps({"fingerprint": inputs, "model": model.name, "seconds": round(seconds, 1)})
     )
     _prune_models(keep=settings.KEEP_MODELS)
     print(f"==> trained {model.name} in {seconds:.0f} s")
