@@ -32,6 +32,7 @@ from typing import Protocol
 
 from bot import settings
 from bot.audio import TELEPHONE, AudioChunk, AudioFormatError
+from bot.transports.pacing import PacedSender
 
 log = logging.getLogger(__name__)
 
@@ -323,17 +324,10 @@ class AudioSocketConnection:
         self._writer = writer
         self._parser = AudioSocketParser(max_payload)
         self._handler: CallHandler | None = None
-        self._queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
-        self._generation = 0  # bumped by stop_audio: frames queued before it are dropped
-        self._next_due: float | None = None  # loop time when the next frame is due
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._player: asyncio.Task[None] | None = None
-        self._closed = False
-        self._late_frames = 0
-        self.frames_sent = 0
-        self.end_reason: str | None = None
         self.peer = str(writer.get_extra_info("peername"))
+        self._player = PacedSender(self._send_frame, _FRAME_S, f"audiosocket-play-{self.peer}")
+        self._closed = False
+        self.end_reason: str | None = None
 
     @property
     def call_id(self) -> uuid.UUID | None:
@@ -344,7 +338,11 @@ class AudioSocketConnection:
     def late_frames(self) -> int:
         """Frames sent more than one period after their deadline while more audio was
         waiting (the event loop was busy). A queue the producer left empty is not late."""
-        return self._late_frames
+        return self._player.late_frames
+
+    @property
+    def frames_sent(self) -> int:
+        return self._player.frames_sent
 
     @property
     def closed(self) -> bool:
@@ -352,7 +350,7 @@ class AudioSocketConnection:
 
     @property
     def playing(self) -> bool:
-        return not self._idle.is_set()
+        return self._player.playing
 
     def _label(self) -> str:
         return str(self.call_id) if self.call_id else f"(no UUID yet, from {self.peer})"
@@ -365,59 +363,23 @@ class AudioSocketConnection:
         payloads = audio_payloads(chunk)
         if self._closed or not payloads:
             return
-        if self._player is None:
-            self._player = asyncio.create_task(self._play(), name=f"audiosocket-play-{self.peer}")
-        self._idle.clear()
-        for payload in payloads:
-            self._queue.put_nowait((self._generation, payload))
+        self._player.queue(payloads)
 
     async def stop_audio(self) -> None:
         """Barge-in: drop every queued frame now; nothing queued before this is sent."""
-        self._generation += 1
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        self._next_due = None
-        self._idle.set()
+        self._player.stop()
 
     async def wait_played(self) -> None:
         """Wait until the queue is empty (all sent, or stopped, or the call closed)."""
-        await self._idle.wait()
+        await self._player.wait_played()
 
     async def hangup(self) -> None:
         """End the call from our side: stop playback, send 0x00, close the socket."""
         await self._close(send_hangup=True)
 
-    async def _play(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                starved = self._queue.empty()
-                generation, payload = await self._queue.get()
-                if generation != self._generation:
-                    continue
-                now = loop.time()
-                due = self._next_due
-                if due is None or now - due > _FRAME_S:
-                    # New playback, a producer that left the queue empty, or a late wake-up:
-                    # restart the schedule rather than burst to catch up (the PBX does not
-                    # buffer a burst; the caller would hear it as a skip anyway).
-                    if due is not None and not starved:
-                        self._late_frames += 1
-                    due = now
-                elif due > now:
-                    await asyncio.sleep(due - now)
-                    if generation != self._generation:  # stopped while waiting
-                        continue
-                self._writer.write(_frame(KIND_AUDIO, payload))
-                self.frames_sent += 1
-                self._next_due = due + _FRAME_S
-                if self._queue.empty():
-                    self._idle.set()
-                await self._writer.drain()
-        except (ConnectionError, RuntimeError) as e:
-            # The socket went away under us; the read loop sees the same and ends the call.
-            log.debug("call %s: playback stopped: %r", self._label(), e)
-            self._idle.set()
+    async def _send_frame(self, payload: bytes) -> None:
+        self._writer.write(_frame(KIND_AUDIO, payload))
+        await self._writer.drain()
 
     async def run(self, handler_factory: HandlerFactory) -> None:
         """Serve this call until it ends. Never raises (except cancellation): a bad call
@@ -484,12 +446,7 @@ class AudioSocketConnection:
         if self._closed:
             return
         self._closed = True
-        await self.stop_audio()
-        player, self._player = self._player, None
-        if player is not None and player is not asyncio.current_task():
-            player.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await player
+        await self._player.close()
         writer = self._writer
         if send_hangup and not writer.is_closing():
             with contextlib.suppress(ConnectionError, RuntimeError):

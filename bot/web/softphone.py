@@ -48,6 +48,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from bot.audio import RECOGNISER, AudioChunk, AudioFormatError
 from bot.routes import BRANCHES
+from bot.transports.pacing import PacedSender
 from bot.tts import domain_texts
 from bot.voice import Engines, VoiceCall
 
@@ -182,15 +183,8 @@ class WebSocketLine:
         self._ws = ws
         self._label = label
         self._send_lock = asyncio.Lock()
-        self._queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
-        self._generation = 0  # bumped by stop_audio: frames queued before it are dropped
-        self._next_due: float | None = None
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._player: asyncio.Task[None] | None = None
+        self._player = PacedSender(self._send_frame, _FRAME_S, f"softphone-play-{label}")
         self._closer: asyncio.Task[None] | None = None
-        self._late_frames = 0
-        self.frames_sent = 0
         # The bot decided to end the call (transfer, hang-up)...
         self.ending = False
         # ...and has told the page; set before the call goes on to record its end.
@@ -199,7 +193,11 @@ class WebSocketLine:
     @property
     def late_frames(self) -> int:
         """Frames sent more than one period late while more audio was waiting."""
-        return self._late_frames
+        return self._player.late_frames
+
+    @property
+    def frames_sent(self) -> int:
+        return self._player.frames_sent
 
     @property
     def closed(self) -> bool:
@@ -211,18 +209,14 @@ class WebSocketLine:
         frames = audio_frames(chunk)
         if self.closed or self.ending or not frames:
             return  # the page is gone or leaving: a racing speaker is not an error
-        if self._player is None or self._player.done():  # done: a send failed under it
-            self._player = asyncio.create_task(self._play(), name=f"softphone-play-{self._label}")
-        self._idle.clear()
-        for frame in frames:
-            self._queue.put_nowait((self._generation, frame))
+        self._player.queue(frames)
 
     async def stop_audio(self) -> None:
-        self._drop_queue()
+        self._player.stop()
         await self._send({"type": "stop"})
 
     async def wait_played(self) -> None:
-        await self._idle.wait()
+        await self._player.wait_played()
 
     async def hangup(self) -> None:
         await self._end({"type": "hangup"})
@@ -243,30 +237,18 @@ class WebSocketLine:
 
     async def close(self, code: int = WSCloseCode.OK) -> None:
         """Stop playback and close the socket (or finish the close the bot began)."""
-        self._drop_queue()
-        player, self._player = self._player, None
-        if player is not None:
-            player.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await player
+        await self._player.close()
         if self._closer is None:
             self._closer = asyncio.create_task(self._close(code))
         await self._closer
 
     # -- internals ---------------------------------------------------------------------
 
-    def _drop_queue(self) -> None:
-        self._generation += 1
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        self._next_due = None
-        self._idle.set()
-
     async def _end(self, message: dict[str, Any]) -> None:
         if self.ending:
             return
         self.ending = True
-        self._drop_queue()
+        self._player.stop()
         await self._send(message)
         # Closed by a task of the line's own: VoiceCall records the call's end right after
         # this returns, and the handler, woken by the close, must not cancel that.
@@ -280,7 +262,7 @@ class WebSocketLine:
         except (ConnectionError, RuntimeError) as e:
             logger.debug("softphone %s: close failed: %r", self._label, e)
         finally:
-            self._idle.set()
+            self._player.stop()
 
     async def _send(self, message: dict[str, Any]) -> None:
         if self._ws.closed:
@@ -291,39 +273,11 @@ class WebSocketLine:
         except (ConnectionError, RuntimeError) as e:  # the page left meanwhile
             logger.debug("softphone %s: could not send %s: %r", self._label, message, e)
 
-    async def _play(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                starved = self._queue.empty()
-                generation, frame = await self._queue.get()
-                if generation != self._generation:
-                    continue
-                now = loop.time()
-                due = self._next_due
-                if due is None or now - due > _FRAME_S:
-                    # New playback, a producer that left the queue empty, or a late wake-up:
-                    # restart the schedule rather than send a burst to catch up.
-                    if due is not None and not starved:
-                        self._late_frames += 1
-                    due = now
-                elif due > now:
-                    await asyncio.sleep(due - now)
-                    if generation != self._generation:  # stopped while waiting
-                        continue
-                async with self._send_lock:
-                    if self._ws.closed:
-                        break
-                    await self._ws.send_bytes(frame)
-                self.frames_sent += 1
-                self._next_due = due + _FRAME_S
-                if self._queue.empty():
-                    self._idle.set()
-        except (ConnectionError, RuntimeError) as e:
-            # The socket went away under us; the read loop sees the same and ends the call.
-            logger.debug("softphone %s: playback stopped: %r", self._label, e)
-        finally:
-            self._idle.set()
+    async def _send_frame(self, frame: bytes) -> None:
+        async with self._send_lock:
+            if self._ws.closed:
+                raise ConnectionError("the page closed the socket")
+            await self._ws.send_bytes(frame)
 
 
 # --- one socket, one call ---------------------------------------------------------------
