@@ -203,7 +203,7 @@ class VoiceCall:
         self.stats = CallStats()
         self._inbound = Converter(line.format, RECOGNISER)
         self._vad = VoiceActivity(engines.vad_config, RECOGNISER)
-        self._recognition = Recognition(engines.speech, engines.phrases, engines.executor)
+        self._recognition: Recognition | None = None  # built in start(), off the loop
         self._speaker = engines.speaker(line.format)
         self._events: asyncio.Queue[cm.Event | None] = asyncio.Queue()
         self._asr: asyncio.Queue[AudioChunk | str] = asyncio.Queue()
@@ -230,6 +230,14 @@ class VoiceCall:
         metrics.calls_active += 1
         metrics.calls_total[self.transport] = metrics.calls_total.get(self.transport, 0) + 1
         await self._record_call_start()
+        # Building a recogniser takes 75-160 ms: off the loop, or every other call stutters.
+        self._recognition = await self._loop.run_in_executor(
+            self.engines.executor,
+            Recognition,
+            self.engines.speech,
+            self.engines.phrases,
+            self.engines.executor,
+        )
         for work in (self._run_machine(), self._run_asr(), self._run_player(), self._run_clock()):
             self._tasks.append(asyncio.create_task(work))
         self._emit(cm.CallStarted(self.now()))
@@ -368,13 +376,15 @@ class VoiceCall:
                 self._route_partial(pending)
 
     async def _run_asr(self) -> None:
+        recognition = self._recognition
+        assert recognition is not None  # start() builds it before this task runs
         heard: list[Final] = []  # pieces of the current utterance
         while True:
             item = await self._asr.get()
             try:
                 if isinstance(item, AudioChunk):
                     started = time.perf_counter()
-                    result = await self._recognition.accept_async(item)
+                    result = await recognition.accept_async(item)
                     self.stats.asr_seconds += time.perf_counter() - started
                     self.stats.asr_audio_seconds += item.duration_ms / 1000
                     if isinstance(result, Partial) and result.text:
@@ -385,13 +395,13 @@ class VoiceCall:
                         # the VAD decides where the caller's turn ends.
                         heard.append(result)
                 elif item == "end":
-                    heard.append(await self._recognition.finish_async())
+                    heard.append(await recognition.finish_async())
                     final = _joined(heard)
                     heard = []
                     await self._note_words(final)
                     self._emit(cm.FinalTranscript(self.now(), final.text, final.confidence))
                 elif item == "reset":
-                    await self._recognition.finish_async()
+                    await recognition.finish_async()
                     heard = []
             except Exception as e:
                 logger.warning("call %s: recogniser failed: %r", self.call_id, e)
