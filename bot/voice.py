@@ -185,7 +185,6 @@ class CallStats:
     latencies_ms: list[float] = field(default_factory=list)
     asr_seconds: float = 0.0
     asr_audio_seconds: float = 0.0
-    routes: list[str] = field(default_factory=list)
 
 
 class VoiceCall:
@@ -212,13 +211,11 @@ class VoiceCall:
         self._tasks: list[asyncio.Task[None]] = []
         self._loop = asyncio.get_running_loop()
         self._t0 = self._loop.time()
-        self._in_speech = False
         self._speech_ended_at: float | None = None  # when the caller last stopped speaking
         self._asked_at_speech_end: dict[int, float] = {}  # AskBrain id -> that speech's end
         self._routing = False
         self._pending_partial: str | None = None
         self._ended = asyncio.Event()
-        self.outcome: str | None = None
 
     # -- from the transport ------------------------------------------------------
 
@@ -251,17 +248,16 @@ class VoiceCall:
         for event in self._vad.feed(pcm):
             if isinstance(event, SpeechStarted):
                 # Its audio runs from the pre-roll to the end of this chunk.
-                started_here = self._in_speech = True
+                started_here = True
                 self._asr.put_nowait(event.audio)
                 self._emit(
                     cm.SpeechStarted(self.now(), began_at=self.now() - self._since(event.at_ms))
                 )
             elif isinstance(event, SpeechEnded):
-                self._in_speech = False
                 self._speech_ended_at = self.now() - self._since(event.at_ms)
                 self._asr.put_nowait("end")
                 self._emit(cm.SpeechEnded(self.now()))
-        if self._in_speech and not started_here:
+        if self._vad.in_speech and not started_here:
             self._asr.put_nowait(pcm)
         self._emit(cm.Tick(self.now()))
 
@@ -333,11 +329,8 @@ class VoiceCall:
         elif isinstance(action, cm.ResetRecognizer):
             self._asr.put_nowait("reset")
         elif isinstance(action, cm.TransferCall):
-            self.outcome = action.route
-            self.stats.routes.append(action.route)
             await self._end(action.route, f"transferred to {action.route}", transfer=action.route)
         elif isinstance(action, cm.EndCall):
-            self.outcome = self.outcome or "hangup"
             await self._end("hangup", action.reason, hang_up=action.hang_up)
         elif isinstance(action, cm.Note):
             await self._note_turn(action)
