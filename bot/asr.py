@@ -150,8 +150,8 @@ class Recognition:
             self._rec = vosk.KaldiRecognizer(model.model, rate)
         self.uses_grammar = bool(phrases and model.supports_grammar)
         self._rec.SetWords(True)
-        if hasattr(self._rec, "SetPartialWords"):  # vosk >= 0.3.32
-            self._rec.SetPartialWords(True)
+        # Not SetPartialWords: in vosk 0.3.45 it leaves most partial results empty (seen on
+        # the stand-in model), and the call needs only the partial text.
         self._lock = threading.Lock()  # the async methods may land on different pool threads
         self._last_partial = ""
 

@@ -18,7 +18,15 @@ from typing import Any
 import pytest
 
 from bot.asr import Final, Partial, Recognition, SpeechModel
-from bot.audio import RECOGNISER, TELEPHONE, AudioChunk, AudioFormat, AudioFormatError
+from bot.audio import (
+    RECOGNISER,
+    TELEPHONE,
+    AudioChunk,
+    AudioFormat,
+    AudioFormatError,
+    Converter,
+    read_wav,
+)
 from bot.models import ModelMissing, stand_in_models
 
 CHUNK_BYTES = RECOGNISER.bytes_for_ms(20)  # what the call layer feeds: 20 ms frames
@@ -216,3 +224,17 @@ def test_folder_that_vosk_cannot_load_is_a_missing_model(tmp_path: Path) -> None
     with pytest.raises(ModelMissing) as error:
         SpeechModel(broken)
     assert str(broken) in str(error.value) and "could not be loaded" in str(error.value)
+
+
+def test_partials_grow_through_a_longer_phrase(model: SpeechModel, tmp_path: Path) -> None:
+    # Regression: with SetPartialWords(True), vosk 0.3.45 left every partial of this phrase
+    # empty, so the emergency fast path and the early end of turn never saw any words.
+    wav = tmp_path / "help.wav"
+    subprocess.run(["espeak-ng", "-v", "ko", "-w", str(wav), "안녕하세요 도와주세요"], check=True)
+    voice = read_wav(wav)
+    to_recogniser = Converter(voice.format, RECOGNISER)
+    audio = to_recogniser.convert(voice).data + to_recogniser.flush().data
+    events, final = feed(Recognition(model), audio)
+    partials = [e.text for e in events if isinstance(e, Partial)]
+    assert len(partials) >= 3, partials
+    assert len(partials[-1].split()) >= 3 and final.text
