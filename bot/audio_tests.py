@@ -587,9 +587,7 @@ def _run_calls(
         try:
             return asyncio.run(play_calls(engines, calls, linger, parallel, show))
         finally:
-            engines.brain.close()
-            if engines.store is not None:
-                engines.store.close()
+            engines.close()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.replies import BotAction, HangUp, Say, Transfer
-from bot.routes import BRANCHES, branch_route
+from bot.routes import BRANCHES, FALLBACK, branch_route
 
 
 class State(enum.Enum):
@@ -56,6 +56,20 @@ class SpeechEnded:
 
 
 @dataclass(frozen=True)
+class SpeechPaused:
+    """The caller has been silent for a short pause; the utterance is not over yet."""
+
+    at: float
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    """The caller spoke again after a SpeechPaused."""
+
+    at: float
+
+
+@dataclass(frozen=True)
 class PartialTranscript:
     at: float
     text: str
@@ -76,6 +90,7 @@ class PartialRouted:
     text: str
     route: str
     confidence: float
+    intent: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,9 +132,9 @@ class CallerHungUp:
 
 
 Event = (
-    CallStarted | SpeechStarted | SpeechEnded | PartialTranscript | FinalTranscript
-    | PartialRouted | DigitPressed | PlaybackFinished | BrainReplied | StageFailed | Tick
-    | CallerHungUp
+    CallStarted | SpeechStarted | SpeechPaused | SpeechResumed | SpeechEnded | PartialTranscript
+    | FinalTranscript | PartialRouted | DigitPressed | PlaybackFinished | BrainReplied
+    | StageFailed | Tick | CallerHungUp
 )  # fmt: skip
 
 
@@ -151,6 +166,12 @@ class RoutePartial:
 
 
 @dataclass(frozen=True)
+class EndUtterance:
+    """The caller has finished: end the utterance now, without waiting for the rest of the
+    trailing silence (its final transcript follows as usual)."""
+
+
+@dataclass(frozen=True)
 class ResetRecognizer:
     """Drop what the recogniser heard so far (the utterance was acted on already)."""
 
@@ -176,8 +197,9 @@ class Note:
 
 
 Action = (
-    Play | StopPlayback | AskBrain | RoutePartial | ResetRecognizer | TransferCall | EndCall | Note
-)
+    Play | StopPlayback | AskBrain | RoutePartial | EndUtterance | ResetRecognizer | TransferCall
+    | EndCall | Note
+)  # fmt: skip
 
 
 # --- configuration ------------------------------------------------------------
@@ -195,6 +217,21 @@ class CallConfig:
     # confidence transfers without waiting for the end of the utterance.
     emergency_confidence: float = 0.8
     emergency_min_words: int = 3
+    # While the caller speaks, a partial transcript is routed at most this often (each
+    # costs the brain ~30 ms); at a pause, the latest one is routed at once.
+    partial_route_interval_s: float = 0.3
+    # End of turn: at a short pause (VadConfig.pause_ms), a partial transcript the NLU
+    # understands with at least this confidence ends the utterance without waiting for the
+    # whole trailing silence. A request that names a route counts; of the rest, only
+    # these complete dialogue acts ("greet" is not one: a request usually follows it).
+    # 1.0 or more: never end early.
+    early_end_confidence: float = 0.85
+    early_end_intents: frozenset[str] = frozenset(
+        {"affirm", "deny", "repeat", "ask_menu", "goodbye"}
+    )
+    # Speech that starts this soon after an early end continues that utterance: the bot
+    # asks again with all of it (the caller had only paused).
+    rejoin_s: float = 1.0
     # The brain must answer within this; otherwise the caller hears the apology.
     brain_timeout_s: float = 6.0
 
@@ -267,6 +304,11 @@ class CallMachine:
         self._queued_text: str | None = None  # a transcript that arrived while thinking
         self._asked_text = ""  # the words of the question in flight
         self._awaiting_final = False  # speech ended; its transcript is on its way
+        self._paused = False  # the caller is in a short pause inside the utterance
+        self._routed: PartialRouted | None = None  # the route of the current partial
+        self._last_route_at = float("-inf")
+        self._early_end_at: float | None = None  # when the last utterance was ended early
+        self._continuing = False  # this utterance goes on from the one ended early
 
     # -- public ----------------------------------------------------------------
 
@@ -285,8 +327,27 @@ class CallMachine:
     def _on_speech_started(self, e: SpeechStarted) -> list[Action]:
         self._speech_began = e.began_at
         self._partial = ""
+        self._paused = False
+        self._routed = None
         self._utterance_consumed = False
+        early, self._early_end_at = self._early_end_at, None
+        self._continuing = early is not None and e.began_at - early <= self.config.rejoin_s
         return self._check_barge_in(e.at)
+
+    def _on_speech_paused(self, e: SpeechPaused) -> list[Action]:
+        if self._speech_began is None:
+            return []
+        self._paused = True
+        if self._routed is not None and self._routed.text == self._partial:
+            return self._end_early(e.at)
+        if self._partial and not self.degraded and not self._utterance_consumed:
+            self._last_route_at = e.at
+            return [RoutePartial(self._partial)]  # its answer may end the utterance
+        return []
+
+    def _on_speech_resumed(self, e: SpeechResumed) -> list[Action]:
+        self._paused = False
+        return []
 
     def _on_tick(self, e: Tick) -> list[Action]:
         if self._speech_began is not None:
@@ -308,17 +369,27 @@ class CallMachine:
             return []
         self._partial = e.text
         actions = self._check_barge_in(e.at)
-        if not self.degraded and len(e.text.split()) >= self.config.emergency_min_words:
+        if self.degraded:
+            return actions
+        due = e.at - self._last_route_at >= self.config.partial_route_interval_s
+        if self._paused or (due and len(e.text.split()) >= self.config.emergency_min_words):
+            self._last_route_at = e.at
             actions.append(RoutePartial(e.text))
         return actions
 
     def _on_partial_routed(self, e: PartialRouted) -> list[Action]:
+        if self._utterance_consumed:
+            return []
+        if e.text == self._partial and self._speech_began is not None:
+            self._routed = e
         if (
-            self._utterance_consumed
-            or self.state in (State.TRANSFERRING, State.THINKING)
+            self.state in (State.TRANSFERRING, State.THINKING)
             or e.route != "transfer:1"
             or e.confidence < self.config.emergency_confidence
+            or len(e.text.split()) < self.config.emergency_min_words
         ):
+            if self._paused and self._routed is e:
+                return self._end_early(e.at)
             return []
         # Emergency heard in the partial transcript: act now, ignore the rest of it.
         self._utterance_consumed = True
@@ -329,6 +400,7 @@ class CallMachine:
 
     def _on_speech_ended(self, e: SpeechEnded) -> list[Action]:
         began, self._speech_began = self._speech_began, None
+        self._paused = False
         if began is None:
             return []
         # During bot speech, short speech was no barge-in; its final transcript
@@ -353,6 +425,15 @@ class CallMachine:
         self._silences = 0
         if self.degraded:
             return [Note("final_dropped", text, {"why": "degraded: keypad only"})]
+        continuing, self._continuing = self._continuing, False
+        if continuing and self._waiting_for is None:
+            # The caller had only paused where the bot ended the utterance early: the
+            # question is all of it. (While the brain is still busy, the queue below joins.)
+            return [
+                Note("rejoined", text),
+                *self._stop_playback(),
+                *self._ask(f"{self._asked_text} {text}", e.at),
+            ]
         if self._waiting_for is not None:
             # The caller went on after a pause the VAD took for the end: ask again,
             # after the current reply, with everything said since that question.
@@ -406,6 +487,22 @@ class CallMachine:
         return self._fail(e.stage, e.reason, e.at)
 
     # -- helpers -------------------------------------------------------------------
+
+    def _end_early(self, now: float) -> list[Action]:
+        """End the utterance at this pause if its partial transcript is understood."""
+        routed, config = self._routed, self.config
+        if (
+            routed is None
+            or self.degraded
+            or self._utterance_consumed
+            or routed.confidence < config.early_end_confidence
+            or (routed.route == FALLBACK and routed.intent not in config.early_end_intents)
+        ):
+            return []
+        self._paused = False
+        self._early_end_at = now
+        data = {"route": routed.route, "intent": routed.intent, "confidence": routed.confidence}
+        return [Note("early_end", routed.text, data), EndUtterance()]
 
     def _new_id(self) -> int:
         self._next_id += 1
@@ -521,6 +618,8 @@ class CallMachine:
 _HANDLERS: dict[type, Callable[[CallMachine, Any], list[Action]]] = {
     CallStarted: CallMachine._on_call_started,
     SpeechStarted: CallMachine._on_speech_started,
+    SpeechPaused: CallMachine._on_speech_paused,
+    SpeechResumed: CallMachine._on_speech_resumed,
     SpeechEnded: CallMachine._on_speech_ended,
     PartialTranscript: CallMachine._on_partial_transcript,
     FinalTranscript: CallMachine._on_final_transcript,

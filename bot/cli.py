@@ -150,7 +150,7 @@ def cmd_call(args: argparse.Namespace) -> int:
     line, call = asyncio.run(
         run_simulated_call(engines, args.recording, args.digits, args.max_seconds)
     )
-    engines.brain.close()
+    engines.close()
     for entry in line.timeline:
         print(f"[{entry.at:6.2f}] {entry.who:6} {entry.what}")
     print(f"outcome: {line.outcome or 'no decision'}")

@@ -121,6 +121,10 @@ FETCH_TIMEOUT = float(os.environ.get("BOT_FETCH_TIMEOUT", "10"))
 FETCH_DOWNLOAD_TIMEOUT = float(os.environ.get("BOT_FETCH_DOWNLOAD_TIMEOUT", "1800"))
 # Kaldi's log verbosity inside Vosk: -1 keeps its per-load LOG lines off the console.
 VOSK_LOG_LEVEL = int(os.environ.get("BOT_VOSK_LOG_LEVEL", "-1"))
+# Threads that run the recognisers, and how much lower their priority is than the event
+# loop's (nice steps): decoding waits, the real-time audio of every call does not.
+ASR_THREADS = int(os.environ.get("BOT_ASR_THREADS", str(os.cpu_count() or 2)))
+ASR_NICE = int(os.environ.get("BOT_ASR_NICE", "10"))
 
 
 # --- The call's timing (bot/vad.py, bot/call.py) ---
@@ -131,6 +135,10 @@ VOSK_LOG_LEVEL = int(os.environ.get("BOT_VOSK_LOG_LEVEL", "-1"))
 VAD_AGGRESSIVENESS = int(os.environ.get("BOT_VAD_AGGRESSIVENESS", "2"))
 VAD_MIN_SPEECH_MS = int(os.environ.get("BOT_VAD_MIN_SPEECH_MS", "200"))
 VAD_TRAILING_SILENCE_MS = int(os.environ.get("BOT_VAD_TRAILING_SILENCE_MS", "700"))
+# End of turn: after this much silence the partial transcript is routed, and a request the
+# NLU understands with at least this confidence ends the utterance then (1.0 or more: never).
+VAD_PAUSE_MS = int(os.environ.get("BOT_VAD_PAUSE_MS", "250"))
+EARLY_END_CONFIDENCE = float(os.environ.get("BOT_EARLY_END_CONFIDENCE", "0.85"))
 # Seconds of silence before a reprompt; caller speech that stops the bot; the brain's deadline.
 SILENCE_TIMEOUT_S = float(os.environ.get("BOT_SILENCE_TIMEOUT_S", "8"))
 BARGE_IN_MIN_S = float(os.environ.get("BOT_BARGE_IN_MIN_S", "0.5"))

@@ -38,7 +38,11 @@ class VadConfig:
     aggressiveness: int = 2  # webrtcvad's mode, 0 (lets most through) .. 3 (strictest)
     frame_ms: int = 20  # length of each frame webrtcvad judges
     min_speech_ms: int = 200  # shorter bursts are noise (clicks, line pops)
-    trailing_silence_ms: int = 700  # this much silence ends an utterance
+    # Silence after the sound, net of webrtcvad's hangover: this much ends an utterance...
+    trailing_silence_ms: int = 700
+    # ...and this much is a pause, when a later stage may end the utterance early (a request
+    # the NLU already understands). 0: no pauses reported.
+    pause_ms: int = 250
     pre_roll_ms: int = 200  # audio kept from before the detected start, for the recogniser
     # Silence this short inside a burst that has not yet become speech does not break it: a
     # quiet stop consonant between two syllables reads as one or two frames of silence.
@@ -54,10 +58,18 @@ class VadConfig:
         for name in ("min_speech_ms", "pre_roll_ms", "max_gap_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, not {getattr(self, name)}")
-        if self.trailing_silence_ms < self.frame_ms:
+        # Silence is counted from the last frame webrtcvad called speech, which is its
+        # hangover after the sound: a shorter setting could never be met.
+        floor = self.hangover_ms + self.frame_ms
+        if self.trailing_silence_ms < floor:
             raise ValueError(
-                f"trailing_silence_ms ({self.trailing_silence_ms}) must be at least one frame "
-                f"({self.frame_ms} ms)"
+                f"trailing_silence_ms ({self.trailing_silence_ms}) must be at least webrtcvad's "
+                f"hangover plus one frame ({floor} ms at aggressiveness {self.aggressiveness})"
+            )
+        if self.pause_ms and not floor <= self.pause_ms < self.trailing_silence_ms:
+            raise ValueError(
+                f"pause_ms ({self.pause_ms}) must be 0, or from {floor} ms up to less than "
+                f"trailing_silence_ms ({self.trailing_silence_ms})"
             )
 
     @property
@@ -86,13 +98,29 @@ class SpeechStarted:
 @dataclass(frozen=True)
 class SpeechEnded:
     """Speech ended at `at_ms` (the end of its last speech frame, webrtcvad's hangover
-    included), after `duration_ms` of speech; reported `trailing_silence_ms` later."""
+    included), after `duration_ms` of speech. Reported once the silence, net of that
+    hangover, reaches `trailing_silence_ms`, or at once by `VoiceActivity.end_now()`."""
 
     at_ms: int
     duration_ms: int
 
 
-VadEvent = SpeechStarted | SpeechEnded
+@dataclass(frozen=True)
+class SpeechPaused:
+    """The speech has been silent for `pause_ms` (net of the hangover) since `at_ms`; it is
+    not over yet. Reported once per pause."""
+
+    at_ms: int
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    """Speech came back, at `at_ms`, after a SpeechPaused and before the end."""
+
+    at_ms: int
+
+
+VadEvent = SpeechStarted | SpeechPaused | SpeechResumed | SpeechEnded
 
 
 class VoiceActivity:
@@ -121,11 +149,24 @@ class VoiceActivity:
         self._burst_start: int | None = None  # first frame of the current burst or speech
         self._last_speech = 0  # last frame judged speech in that burst or speech
         self._speaking = False
+        self._paused = False  # a SpeechPaused was reported for the current silence
 
     @property
     def in_speech(self) -> bool:
         """Between a SpeechStarted and its SpeechEnded."""
         return self._speaking
+
+    @property
+    def paused(self) -> bool:
+        """In speech, and silent since a SpeechPaused."""
+        return self._paused
+
+    def end_now(self) -> SpeechEnded | None:
+        """End the current speech at once (a later stage decided the caller has finished);
+        None when not in speech. The next sound starts a new utterance."""
+        if not self._speaking:
+            return None
+        return self._end()
 
     @property
     def fed_ms(self) -> float:
@@ -150,21 +191,25 @@ class VoiceActivity:
         self._received += chunk.samples
         events: list[VadEvent] = []
         # A start's audio runs to the end of this feed, or to the end of its utterance.
-        started_audio_from: int | None = None
+        started: tuple[int, int] | None = None  # (index in events, first sample)
         while (self._received - self._frames * self._frame_samples) >= self._frame_samples:
             offset = (self._frames * self._frame_samples - self._audio_start) * _WIDTH
             frame = bytes(self._audio[offset : offset + self._frame_bytes])
             event = self._judge(self._vad.is_speech(frame, self.format.rate))
+            if event is None:
+                continue
             if isinstance(event, SpeechStarted):
-                started_audio_from = self._pre_roll_from(event.at_ms)
-            elif event is not None and started_audio_from is not None:
-                end = self._frames * self._frame_samples
-                events[-1] = self._started(events[-1], started_audio_from, end)
-                started_audio_from = None
-            if event is not None:
-                events.append(event)
-        if started_audio_from is not None:
-            events[-1] = self._started(events[-1], started_audio_from, self._received)
+                started = (len(events), self._pre_roll_from(event.at_ms))
+            elif isinstance(event, SpeechEnded) and started is not None:
+                index, first = started
+                events[index] = self._started(
+                    events[index], first, self._frames * self._frame_samples
+                )
+                started = None
+            events.append(event)
+        if started is not None:
+            index, first = started
+            events[index] = self._started(events[index], first, self._received)
         self._trim()
         return events
 
@@ -177,6 +222,9 @@ class VoiceActivity:
             if self._burst_start is None:
                 self._burst_start = frame
             self._last_speech = frame
+            if self._paused:
+                self._paused = False
+                return SpeechResumed(frame * cfg.frame_ms)
             lasted = (frame + 1 - self._burst_start) * cfg.frame_ms
             if not self._speaking and lasted >= cfg.min_speech_ms + cfg.hangover_ms:
                 self._speaking = True
@@ -191,13 +239,23 @@ class VoiceActivity:
             if silent_ms > cfg.max_gap_ms:
                 self._burst_start = None  # a burst too short to be speech: noise
             return None
-        if silent_ms < cfg.trailing_silence_ms:
-            return None
+        # The last "speech" frame is webrtcvad's hangover after the sound: count the silence
+        # from the sound, so that a setting means what it says.
+        silent_ms += cfg.hangover_ms
+        if silent_ms >= cfg.trailing_silence_ms:
+            return self._end()
+        if cfg.pause_ms and not self._paused and silent_ms >= cfg.pause_ms:
+            self._paused = True
+            return SpeechPaused((self._last_speech + 1) * cfg.frame_ms)
+        return None
+
+    def _end(self) -> SpeechEnded:
         ended = SpeechEnded(
-            at_ms=(self._last_speech + 1) * cfg.frame_ms,
+            at_ms=(self._last_speech + 1) * self.config.frame_ms,
             duration_ms=self.speech_ms_since_start,
         )
         self._speaking = False
+        self._paused = False
         self._burst_start = None
         return ended
 

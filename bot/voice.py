@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -31,13 +32,24 @@ from bot.audio import RECOGNISER, AudioChunk, AudioFormat, Converter
 from bot.replies import BotAction
 from bot.store import CallStore, StoreError
 from bot.tts import PromptCache, Speaker, SpeechVoice
-from bot.vad import SpeechEnded, SpeechStarted, VadConfig, VoiceActivity
+from bot.vad import (
+    SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    VadConfig,
+    VadEvent,
+    VoiceActivity,
+)
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Without audio (a paused microphone), the machine still needs the clock to move.
 TICK_S = 0.1
+# Most caller audio given to the recogniser in one call, when it has fallen behind:
+# fewer thread hand-offs, while one call's backlog cannot hold a decoding thread for long.
+ASR_BATCH_MS = 1000
 
 
 class BrainService:
@@ -96,6 +108,7 @@ def _vad_config() -> VadConfig:
         aggressiveness=settings.VAD_AGGRESSIVENESS,
         min_speech_ms=settings.VAD_MIN_SPEECH_MS,
         trailing_silence_ms=settings.VAD_TRAILING_SILENCE_MS,
+        pause_ms=settings.VAD_PAUSE_MS,
     )
 
 
@@ -105,6 +118,23 @@ def _call_config() -> cm.CallConfig:
         barge_in_min_s=settings.BARGE_IN_MIN_S,
         # The machine's own deadline is a backstop, a little after the glue's.
         brain_timeout_s=settings.BRAIN_TIMEOUT_S + 1.0,
+        early_end_confidence=settings.EARLY_END_CONFIDENCE,
+    )
+
+
+def _decoding_thread() -> None:
+    """Decoding yields the CPU to the event loop, which paces every call's audio: when the
+    cores are short, transcripts come later, but no caller hears the bot stutter. (Linux
+    gives each thread its own nice value.)"""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.nice(0) + settings.ASR_NICE)
+    except OSError as e:  # not Linux, or not allowed: decoding at normal priority
+        logger.warning("recogniser threads keep their priority: %s", e)
+
+
+def _decoder_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(
+        max_workers=settings.ASR_THREADS, thread_name_prefix="decoder", initializer=_decoding_thread
     )
 
 
@@ -167,10 +197,21 @@ class Engines:
     vad_config: VadConfig = field(default_factory=lambda: _vad_config())
     brain_timeout_s: float = settings.BRAIN_TIMEOUT_S
     metrics: Metrics = field(default_factory=Metrics)
+    # Piper and the prompt cache, on the reply's path: normal priority.
     executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="speech")
     )
+    # Vosk, one job per call at a time: below the event loop's priority (_decoding_thread).
+    decoder: ThreadPoolExecutor = field(default_factory=_decoder_pool)
     _speakers: dict[AudioFormat, Speaker] = field(default_factory=dict)
+
+    def close(self) -> None:
+        """Stop the brain's thread, close the call store and the thread pools."""
+        self.brain.close()
+        if self.store is not None:
+            self.store.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.decoder.shutdown(wait=False, cancel_futures=True)
 
     def speaker(self, fmt: AudioFormat) -> Speaker:
         if fmt not in self._speakers:
@@ -229,11 +270,11 @@ class VoiceCall:
         await self._record_call_start()
         # Building a recogniser takes 75-160 ms: off the loop, or every other call stutters.
         self._recognition = await self._loop.run_in_executor(
-            self.engines.executor,
+            self.engines.decoder,
             Recognition,
             self.engines.speech,
             self.engines.phrases,
-            self.engines.executor,
+            self.engines.decoder,
         )
         for work in (self._run_machine(), self._run_asr(), self._run_player(), self._run_clock()):
             self._tasks.append(asyncio.create_task(work))
@@ -246,20 +287,27 @@ class VoiceCall:
         pcm = self._inbound.convert(chunk)
         started_here = False
         for event in self._vad.feed(pcm):
-            if isinstance(event, SpeechStarted):
-                # Its audio runs from the pre-roll to the end of this chunk.
-                started_here = True
-                self._asr.put_nowait(event.audio)
-                self._emit(
-                    cm.SpeechStarted(self.now(), began_at=self.now() - self._since(event.at_ms))
-                )
-            elif isinstance(event, SpeechEnded):
-                self._speech_ended_at = self.now() - self._since(event.at_ms)
-                self._asr.put_nowait("end")
-                self._emit(cm.SpeechEnded(self.now()))
+            # A start's audio runs from the pre-roll to the end of this chunk.
+            started_here = started_here or isinstance(event, SpeechStarted)
+            self._on_voice(event)
         if self._vad.in_speech and not started_here:
             self._asr.put_nowait(pcm)
         self._emit(cm.Tick(self.now()))
+
+    def _on_voice(self, event: VadEvent) -> None:
+        """One VAD event: to the recogniser's queue and the machine, in that order."""
+        at = self.now() - self._since(event.at_ms)
+        if isinstance(event, SpeechStarted):
+            self._asr.put_nowait(event.audio)
+            self._emit(cm.SpeechStarted(self.now(), began_at=at))
+        elif isinstance(event, SpeechPaused):
+            self._emit(cm.SpeechPaused(self.now()))
+        elif isinstance(event, SpeechResumed):
+            self._emit(cm.SpeechResumed(self.now()))
+        elif isinstance(event, SpeechEnded):
+            self._speech_ended_at = at
+            self._asr.put_nowait("end")
+            self._emit(cm.SpeechEnded(self.now()))
 
     async def digit(self, digit: str) -> None:
         self._emit(cm.DigitPressed(self.now(), digit))
@@ -326,6 +374,12 @@ class VoiceCall:
             self._spawn(self._ask(action))
         elif isinstance(action, cm.RoutePartial):
             self._route_partial(action.text)
+        elif isinstance(action, cm.EndUtterance):
+            # Only if the caller is still silent: had they spoken again since the pause, the
+            # machine hears of it (SpeechResumed) right after this.
+            ended = self._vad.end_now() if self._vad.paused else None
+            if ended is not None:
+                self._on_voice(ended)
         elif isinstance(action, cm.ResetRecognizer):
             self._asr.put_nowait("reset")
         elif isinstance(action, cm.TransferCall):
@@ -359,7 +413,9 @@ class VoiceCall:
     async def _route(self, text: str) -> None:
         try:
             result = await self.engines.brain.route(text)
-            self._emit(cm.PartialRouted(self.now(), text, result.route, result.confidence))
+            self._emit(
+                cm.PartialRouted(self.now(), text, result.route, result.confidence, result.intent)
+            )
         except Exception as e:  # only a shortcut: the final transcript still gets asked
             logger.warning("call %s: routing a partial failed: %r", self.call_id, e)
         finally:
@@ -372,8 +428,11 @@ class VoiceCall:
         recognition = self._recognition
         assert recognition is not None  # start() builds it before this task runs
         heard: list[Final] = []  # pieces of the current utterance
+        later: AudioChunk | str | None = None  # taken from the queue, not yet handled
         while True:
-            item = await self._asr.get()
+            item, later = (later, None) if later is not None else (await self._asr.get(), None)
+            if isinstance(item, AudioChunk):
+                item, later = self._batch(item)
             try:
                 if isinstance(item, AudioChunk):
                     started = time.perf_counter()
@@ -399,6 +458,18 @@ class VoiceCall:
             except Exception as e:
                 logger.warning("call %s: recogniser failed: %r", self.call_id, e)
                 self._emit(cm.StageFailed(self.now(), "asr", repr(e)))
+
+    def _batch(self, first: AudioChunk) -> tuple[AudioChunk, AudioChunk | str | None]:
+        """`first` joined with the audio queued behind it (up to ASR_BATCH_MS); and the item
+        after that audio, if one was taken from the queue."""
+        parts, ms = [first.data], first.duration_ms
+        while ms < ASR_BATCH_MS and not self._asr.empty():
+            item = self._asr.get_nowait()
+            if not isinstance(item, AudioChunk) or item.format != first.format:
+                return AudioChunk(b"".join(parts), first.format), item
+            parts.append(item.data)
+            ms += item.duration_ms
+        return AudioChunk(b"".join(parts), first.format), None
 
     async def _run_player(self) -> None:
         while True:

@@ -19,7 +19,9 @@ from bot.call import (
     CallStarted,
     DigitPressed,
     EndCall,
+    EndUtterance,
     FinalTranscript,
+    Note,
     PartialRouted,
     PartialTranscript,
     Play,
@@ -28,6 +30,8 @@ from bot.call import (
     ResetRecognizer,
     RoutePartial,
     SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
     SpeechStarted,
     StageFailed,
     State,
@@ -265,6 +269,139 @@ def test_other_or_unsure_partials_wait_for_the_end(route, confidence):
     line.send(SpeechStarted(2.2, began_at=2.0))
     line.send(PartialTranscript(2.6, "tôi muốn hỏi về"))
     assert line.send(PartialRouted(2.65, "tôi muốn hỏi về", route, confidence)) == []
+
+
+# --- the end of the caller's turn ------------------------------------------------------
+
+
+def speaking_caller(text: str, began_at: float = 2.0) -> Line:
+    """A caller who has said `text` (as a partial transcript) and is still in the utterance."""
+    line = Line()
+    line.greet()
+    line.at(began_at + 0.3)
+    line.send(SpeechStarted(began_at + 0.3, began_at=began_at))
+    line.send(PartialTranscript(began_at + 0.5, text))
+    return line
+
+
+def test_a_pause_after_an_understood_request_ends_the_utterance():
+    line = speaking_caller("cho tôi nói chuyện với bác sĩ")
+    assert of([a for _, a in line.log], RoutePartial) == [
+        RoutePartial("cho tôi nói chuyện với bác sĩ")
+    ]
+    routed = PartialRouted(
+        2.55, "cho tôi nói chuyện với bác sĩ", "transfer:3", 0.95, "doctor_advice"
+    )
+    assert line.send(routed) == []  # still speaking: nothing yet
+    actions = line.send(SpeechPaused(2.9))
+    assert of(actions, EndUtterance) == [EndUtterance()]
+    assert of(actions, Note)[0].kind == "early_end"
+    # The VAD then ends the utterance; its final transcript is asked as usual.
+    line.send(SpeechEnded(2.9))
+    assert of(line.send(FinalTranscript(2.95, "cho tôi nói chuyện với bác sĩ")), AskBrain)
+
+
+def test_a_short_answer_is_routed_at_the_pause_and_ends_the_utterance():
+    line = speaking_caller("vâng")  # one word: not routed while speaking
+    assert of([a for _, a in line.log], RoutePartial) == []
+    assert line.send(SpeechPaused(2.8)) == [RoutePartial("vâng")]
+    actions = line.send(PartialRouted(2.83, "vâng", "fallback", 0.98, "affirm"))
+    assert of(actions, EndUtterance) == [EndUtterance()]
+
+
+@pytest.mark.parametrize(
+    "route, intent, confidence",
+    [
+        ("fallback", "greet", 0.99),  # a request usually follows a greeting
+        ("fallback", "nlu_fallback", 0.99),
+        ("fallback", "out_of_scope", 0.99),
+        ("transfer:3", "doctor_advice", 0.6),  # not sure enough
+    ],
+)
+def test_a_pause_waits_for_the_whole_silence_when_the_request_is_unclear(route, intent, confidence):
+    line = speaking_caller("alo cho tôi hỏi")
+    line.send(PartialRouted(2.55, "alo cho tôi hỏi", route, confidence, intent))
+    assert of(line.send(SpeechPaused(2.9)), EndUtterance) == []
+
+
+def test_speech_that_resumes_before_the_route_comes_back_is_not_cut():
+    line = speaking_caller("vâng")
+    line.send(SpeechPaused(2.8))
+    line.send(SpeechResumed(2.82))
+    assert line.send(PartialRouted(2.85, "vâng", "fallback", 0.98, "affirm")) == []
+    # The next pause decides again, on what has been said by then.
+    line.send(PartialTranscript(3.2, "vâng cho tôi hỏi thêm"))
+    assert of(line.send(SpeechPaused(3.5)), RoutePartial) == [RoutePartial("vâng cho tôi hỏi thêm")]
+
+
+def test_a_route_of_older_words_does_not_end_the_utterance():
+    line = speaking_caller("cho tôi nói chuyện với bác sĩ")
+    line.send(
+        PartialRouted(2.55, "cho tôi nói chuyện với bác sĩ", "transfer:3", 0.95, "doctor_advice")
+    )
+    line.send(PartialTranscript(2.7, "cho tôi nói chuyện với bác sĩ à không"))
+    actions = line.send(SpeechPaused(2.9))
+    assert of(actions, EndUtterance) == []
+    assert actions == [RoutePartial("cho tôi nói chuyện với bác sĩ à không")]
+
+
+def test_partials_are_routed_at_most_every_interval_while_the_caller_speaks():
+    line = speaking_caller("tôi muốn hỏi")  # routed at 2.5
+    for t, text in [
+        (2.6, "tôi muốn hỏi về"),
+        (2.7, "tôi muốn hỏi về trợ"),
+        (2.85, "tôi muốn hỏi về trợ cấp"),
+    ]:
+        line.send(PartialTranscript(t, text))
+    assert [r.text for r in of([a for _, a in line.log], RoutePartial)] == [
+        "tôi muốn hỏi",
+        "tôi muốn hỏi về trợ cấp",
+    ]
+
+
+def test_no_early_end_in_keypad_only_mode():
+    line = speaking_caller("vâng")
+    line.send(StageFailed(2.6, "brain", "down"))
+    line.send(SpeechStarted(3.0, began_at=2.9))
+    line.send(PartialTranscript(3.2, "vâng"))
+    assert of(line.send(SpeechPaused(3.5)), RoutePartial) == []
+
+
+def early_ended_and_answering() -> Line:
+    """The caller paused after "cho tôi hỏi về trợ cấp"; the bot took it as the end and is
+    answering."""
+    line = speaking_caller("cho tôi hỏi về trợ cấp")
+    line.send(PartialRouted(2.55, "cho tôi hỏi về trợ cấp", "faq:chi_tra", 0.9, "faq_social"))
+    line.at(2.9)
+    assert of(line.send(SpeechPaused(2.9)), EndUtterance)
+    line.send(SpeechEnded(2.9))
+    asked = of(line.send(FinalTranscript(2.95, "cho tôi hỏi về trợ cấp")), AskBrain)[0]
+    line.send(BrainReplied(3.0, asked.request_id, (Say("Dạ, về trợ cấp...", "utter_faq"),)))
+    assert line.playing()
+    return line
+
+
+def test_a_caller_who_only_paused_is_asked_again_with_all_they_said():
+    line = early_ended_and_answering()
+    line.at(3.5)
+    line.send(SpeechStarted(3.5, began_at=3.3))  # 0.4 s after the early end
+    line.run_until(3.9)  # a barge-in: the bot stops
+    assert not line.playing()
+    line.send(SpeechEnded(5.0))
+    actions = line.send(FinalTranscript(5.1, "thất nghiệp ạ"))
+    assert of(actions, AskBrain)[0].text == "cho tôi hỏi về trợ cấp thất nghiệp ạ"
+    assert of(actions, Note)[0].kind == "rejoined"
+
+
+def test_speech_long_after_an_early_end_is_a_new_request():
+    line = early_ended_and_answering()
+    line.at(5.0)
+    line.send(SpeechStarted(5.0, began_at=4.8))  # 1.9 s after the early end
+    line.run_until(5.4)
+    line.send(SpeechEnded(6.0))
+    assert of(line.send(FinalTranscript(6.1, "thế còn hộ nghèo")), AskBrain)[0].text == (
+        "thế còn hộ nghèo"
+    )
 
 
 # --- keypad -------------------------------------------------------------------

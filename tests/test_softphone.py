@@ -60,10 +60,7 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engines]:
     store = tmp_path_factory.mktemp("store") / "calls.db"
     loaded = load_engines(stand_in=True, store_url=f"sqlite:///{store}")
     yield loaded
-    loaded.brain.close()
-    if loaded.store is not None:
-        loaded.store.close()
-    loaded.executor.shutdown(wait=False)
+    loaded.close()
 
 
 def run(coroutine: Coroutine[Any, Any, None]) -> None:

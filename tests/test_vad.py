@@ -20,7 +20,15 @@ from bot.audio import (
     read_wav,
     to_samples,
 )
-from bot.vad import SpeechEnded, SpeechStarted, VadConfig, VadEvent, VoiceActivity
+from bot.vad import (
+    SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    VadConfig,
+    VadEvent,
+    VoiceActivity,
+)
 
 Samples = NDArray[np.int16]
 PHRASES = {
@@ -68,13 +76,20 @@ def chunks(samples: Samples, rate: int, sizes: list[int]) -> Iterator[AudioChunk
 
 
 def run(
-    samples: Samples, rate: int, config: VadConfig | None = None, sizes: list[int] | None = None
+    samples: Samples,
+    rate: int,
+    config: VadConfig | None = None,
+    sizes: list[int] | None = None,
+    pauses: bool = False,
 ) -> list[VadEvent]:
+    """The events of one stream: starts and ends, and pauses and resumptions if asked."""
     vad = VoiceActivity(config or VadConfig(), AudioFormat(rate))
     events: list[VadEvent] = []
     for chunk in chunks(samples, rate, sizes or [rate // 50]):
         events += vad.feed(chunk)
     assert not vad.in_speech
+    if not pauses:
+        events = [e for e in events if not isinstance(e, (SpeechPaused, SpeechResumed))]
     return events
 
 
@@ -143,7 +158,7 @@ def test_a_pause_shorter_than_the_trailing_silence_does_not_split_an_utterance(
     )
     assert kinds(run(stream, rate)) == [SpeechStarted, SpeechEnded]
     # ...and splits it when the trailing silence is shorter than the pause.
-    short = VadConfig(trailing_silence_ms=200)
+    short = VadConfig(trailing_silence_ms=200, pause_ms=0)
     assert kinds(run(stream, rate, short)) == [SpeechStarted, SpeechEnded] * 2
 
 
@@ -233,11 +248,11 @@ def test_chunk_sizes_do_not_change_the_events(speech: dict[tuple[str, int], Samp
             silence(rate, 0.9),
         ]
     )
-    expected = run(stream, rate)
-    assert kinds(expected) == [SpeechStarted, SpeechEnded] * 2
+    expected = run(stream, rate, pauses=True)
+    assert kinds(expected) == [SpeechStarted, SpeechPaused, SpeechEnded] * 2
     random_sizes = np.random.default_rng(5).integers(1, 2000, 50).tolist()
     for sizes in ([320], [160], [480], [37], [1], [1001, 7, 333], random_sizes, [len(stream)]):
-        assert run(stream, rate, sizes=sizes) == expected, sizes[:3]
+        assert run(stream, rate, sizes=sizes, pauses=True) == expected, sizes[:3]
 
 
 @pytest.mark.parametrize("sizes", [[160], [37, 1000], [10**7]])
@@ -306,7 +321,7 @@ def test_reset_starts_a_new_stream(speech: dict[tuple[str, int], Samples]) -> No
     assert vad.in_speech and vad.speech_ms_since_start > 0
     vad.reset()
     assert not vad.in_speech and vad.speech_ms_since_start == 0
-    assert vad.feed(from_samples(stream, AudioFormat(rate))) == run(stream, rate)
+    assert vad.feed(from_samples(stream, AudioFormat(rate))) == run(stream, rate, pauses=True)
 
 
 # --- formats and configuration ---------------------------------------------------------------
@@ -341,6 +356,11 @@ def test_feed_refuses_another_format() -> None:
         {"min_speech_ms": -10},
         {"pre_roll_ms": -1},
         {"trailing_silence_ms": 5},
+        # Silence counts from the sound, but webrtcvad reports it only after its hangover.
+        {"trailing_silence_ms": 120},
+        {"pause_ms": 100},
+        {"pause_ms": 700},
+        {"pause_ms": 800, "trailing_silence_ms": 700},
     ],
 )
 def test_config_is_checked(bad: dict[str, int]) -> None:
@@ -354,3 +374,76 @@ def test_start_times_are_frame_aligned_ms(speech: dict[tuple[str, int], Samples]
     for frame_ms in (10, 20, 30):
         for event in run(stream, rate, VadConfig(frame_ms=frame_ms)):
             assert isinstance(event.at_ms, int) and event.at_ms % frame_ms == 0
+
+
+# --- pauses, and the end of speech ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_the_trailing_silence_counts_from_the_end_of_the_sound(
+    speech: dict[tuple[str, int], Samples], rate: int
+) -> None:
+    config = VadConfig(trailing_silence_ms=400, pause_ms=0)
+    words = speech[("question", rate)]
+    vad = VoiceActivity(config, AudioFormat(rate))
+    reported: list[tuple[float, SpeechEnded]] = []
+    for chunk in chunks(
+        np.concatenate([silence(rate, 0.5), words, silence(rate, 1.0)]), rate, [rate // 100]
+    ):
+        for event in vad.feed(chunk):
+            if isinstance(event, SpeechEnded):
+                reported.append((vad.fed_ms, event))
+    assert len(reported) == 1
+    (when, ended) = reported[0]
+    _, offset = loud_span_ms(words, rate, 0.5)
+    # webrtcvad's hangover is inside the 400 ms, not added to it.
+    assert 400 - config.hangover_ms <= when - offset <= 400 + config.frame_ms
+    assert when - ended.at_ms == 400 - config.hangover_ms
+
+
+def test_a_pause_is_reported_then_the_speech_resumes(
+    speech: dict[tuple[str, int], Samples],
+) -> None:
+    rate = 8000
+    words = speech[("greeting", rate)]
+    config = VadConfig(pause_ms=250, trailing_silence_ms=700)
+    stream = np.concatenate(
+        [silence(rate, 0.5), words, silence(rate, 0.5), words, silence(rate, 1.0)]
+    )
+    events = run(stream, rate, config, pauses=True)
+    assert kinds(events) == [
+        SpeechStarted, SpeechPaused, SpeechResumed, SpeechPaused, SpeechEnded
+    ]  # fmt: skip
+    _, first_end = loud_span_ms(words, rate, 0.5)
+    second_start, _ = loud_span_ms(words, rate, 0.5 + len(words) / rate + 0.5)
+    paused, resumed, last_pause, ended = events[1:]
+    assert first_end <= paused.at_ms <= first_end + config.hangover_ms + config.frame_ms
+    assert second_start - config.frame_ms <= resumed.at_ms <= second_start + config.frame_ms
+    assert last_pause.at_ms == ended.at_ms  # the last pause is the silence that ended it
+    # Pauses off: the same stream gives only its start and end.
+    assert kinds(run(stream, rate, VadConfig(pause_ms=0), pauses=True)) == [
+        SpeechStarted, SpeechEnded
+    ]  # fmt: skip
+
+
+def test_end_now_ends_the_speech_at_once(speech: dict[tuple[str, int], Samples]) -> None:
+    rate = 8000
+    words = speech[("question", rate)]
+    vad = VoiceActivity(VadConfig(), AudioFormat(rate))
+    assert vad.end_now() is None  # nothing to end
+    events: list[VadEvent] = []
+    for chunk in chunks(
+        np.concatenate([silence(rate, 0.5), words, silence(rate, 0.3)]), rate, [160]
+    ):
+        events += vad.feed(chunk)
+    assert kinds(events) == [SpeechStarted, SpeechPaused] and vad.paused
+    ended = vad.end_now()
+    assert isinstance(ended, SpeechEnded) and ended.at_ms == events[1].at_ms
+    assert not vad.in_speech and not vad.paused and vad.end_now() is None
+    # The silence that follows ends nothing more; the next words are a new utterance.
+    later: list[VadEvent] = []
+    for chunk in chunks(
+        np.concatenate([silence(rate, 1.0), words, silence(rate, 1.0)]), rate, [160]
+    ):
+        later += vad.feed(chunk)
+    assert kinds(later) == [SpeechStarted, SpeechPaused, SpeechEnded]

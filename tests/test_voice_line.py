@@ -11,18 +11,21 @@ real; only Vietnamese understanding needs the real models (audio_tests/).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import struct
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from bot.audio import TELEPHONE, AudioChunk, Converter, read_wav
+from bot.brain import RouteResult
 from bot.lines import Transferer, serve_audiosocket
 from bot.transports.ami import AmiClient, TransferPlan
+from bot.vad import VadConfig
 from bot.voice import Engines, load_engines
 from tests.test_ami import KNOWN, SECRET, USER, FakeAsterisk
 
@@ -38,9 +41,11 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="module")
-def engines(tmp_path_factory) -> Engines:
+def engines(tmp_path_factory) -> Iterator[Engines]:
     db = tmp_path_factory.mktemp("records") / "calls.sqlite3"
-    return load_engines(stand_in=True, store_url=f"sqlite:///{db}")
+    loaded = load_engines(stand_in=True, store_url=f"sqlite:///{db}")
+    yield loaded
+    loaded.close()
 
 
 @pytest.fixture(scope="module")
@@ -276,3 +281,55 @@ async def test_prompt_cache_holds_every_fixed_prompt_in_the_line_format(engines)
     for text in (engines.prompts.greeting, engines.prompts.technical_problem, engines.prompts.menu):
         chunk = engines.cache.get(text, engines.voice, TELEPHONE)
         assert isinstance(chunk, AudioChunk) and chunk.duration_ms > 500
+
+
+class UnderstandsEveryPartial:
+    """A fake seam around the real brain. The stand-in recogniser is Korean, and the
+    Vietnamese NLU understands none of its transcripts, so the early end of turn could not
+    happen here; this brain's stateless route understands every partial transcript, so the
+    glue's part (pause -> route -> end now -> final -> ask) runs. Turns go to the real brain."""
+
+    def __init__(self, real: object) -> None:
+        self.real = real
+        self.routed: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+    async def route(self, text: str) -> RouteResult:
+        self.routed.append(text)
+        return RouteResult(text, "transfer:3", "doctor_advice", 0.99)
+
+
+async def test_an_understood_request_ends_at_the_short_pause(engines, line, korean_speech):
+    port, pbx = line
+    brain = UnderstandsEveryPartial(engines.brain)
+    # A long trailing silence: the stand-in recogniser decodes at about real time on these
+    # machines, so its partial transcript may come after the pause; the end must still come
+    # from the pause and the route, not from the silence.
+    vad = VadConfig(pause_ms=250, trailing_silence_ms=5000)
+    understood = dataclasses.replace(engines, brain=brain, vad_config=vad)
+    server = await serve_audiosocket(understood, "127.0.0.1", 0, None)
+    call_id = new_call(pbx)
+    try:
+        async with Caller(server.sockets[0].getsockname()[1], call_id) as caller:
+            await caller.wait_for_bot_audio(FRAME * 25)
+            await caller.play(korean_speech)
+            for _ in range(50):  # silence until the utterance is over: 4.5 s at most
+                await caller.silence(0.1)
+                kinds = [t.kind for t in await engines.store.async_turns(str(call_id))]
+                if "heard" in kinds:
+                    break
+            await caller.press("0")
+            while not caller.closed.is_set():
+                await caller.silence(0.2)
+    finally:
+        server.close()
+        await server.wait_closed()
+    call, turns = await record(engines, call_id)
+    kinds = [t.kind for t in turns]
+    assert "early_end" in kinds, kinds
+    early = turns[kinds.index("early_end")]
+    assert early.route == "transfer:3" and early.text in brain.routed
+    # The utterance it ended was recognised and asked like any other.
+    assert kinds.index("early_end") < kinds.index("utterance") < kinds.index("heard")
