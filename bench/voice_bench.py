@@ -37,8 +37,11 @@ converted by sox to 8 kHz mono PCM16 with leading and trailing silence trimmed: 
 stand-in recogniser is Korean, and the Vietnamese model cannot be had here.
 
 The bot only learns that the caller has stopped after the VAD's trailing silence
-(``bot.vad.VadConfig``), which is printed with the results: it is a floor under every
-latency figure here. Prints figures; asserts nothing. Usage:
+(``BOT_VAD_TRAILING_SILENCE_MS``), which is printed with the results: it is a floor under
+every latency figure here. (An understood request ends the turn at a shorter pause, but the
+Korean transcripts are never understood.) The server inherits the bench's environment, so
+``BOT_*`` settings can be tried without editing anything. Prints figures; asserts nothing.
+Usage:
 
     .venv/bin/python bench/voice_bench.py [--calls 1,4,12,24] [--seconds 90] [--listen 3]
     .venv/bin/python bench/voice_bench.py --quick     # N = 1 and 4, one utterance each
@@ -75,7 +78,7 @@ from typing import IO
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.vad import VadConfig  # noqa: E402
+from bot.voice import vad_settings  # noqa: E402
 
 # --- the wire (Asterisk AudioSocket) ----------------------------------------------------
 
@@ -928,17 +931,17 @@ def parse_calls(text: str) -> list[int]:
 
 
 async def run(args: argparse.Namespace) -> None:
-    vad = VadConfig()
+    vad = vad_settings()  # what the server runs with: the same BOT_* environment
     started = time.monotonic()
     print(
         f"voice bench, {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; machine: {machine()}; "
         f"{priority()}"
     )
     print(
-        f"VAD (bot.vad.VadConfig defaults, which the server uses): trailing_silence_ms="
-        f"{vad.trailing_silence_ms}, plus webrtcvad's hangover ~{vad.hangover_ms} ms: the bot "
-        f"learns the caller stopped ~{vad.trailing_silence_ms + vad.hangover_ms} ms after the "
-        "last voiced frame, a floor under every latency below"
+        f"VAD (bot.settings, BOT_VAD_*): the turn ends {vad.trailing_silence_ms} ms after the "
+        f"last voiced frame (webrtcvad's ~{vad.hangover_ms} ms hangover included), a floor under "
+        f"every latency below; or at a {vad.pause_ms} ms pause, when the NLU understands the "
+        "partial transcript (never with the Korean stand-in's transcripts)"
     )
     with contextlib.ExitStack() as stack:
         if args.workdir:

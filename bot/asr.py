@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,14 +26,11 @@ import vosk
 from bot import settings
 from bot.audio import RECOGNISER, AudioChunk, AudioFormatError
 from bot.models import ModelMissing, require_vosk, vosk_howto
-from bot.text import normalise
+from bot.turn_end import example_texts
 
 _T = TypeVar("_T")
 
 UNKNOWN_WORD = "[unk]"  # Vosk's garbage word: lets a grammar decoder say "none of these"
-
-# Rasa's inline entity markup: [text](entity), [text]{"entity": ...}; only the text is spoken.
-_ENTITY_MARKUP = re.compile(r"\[([^\]]+)\](?:\([^)]*\)|\{[^}]*\})")
 
 
 @dataclass(frozen=True)
@@ -90,10 +86,8 @@ class SpeechModel:
         markup) and keeps only the words the model knows, since Vosk drops a grammar
         phrase's unknown words anyway, with a warning per word. Order kept, no repeats."""
         phrases: dict[str, None] = {}
-        for example in _training_examples(Path(nlu_dir)):
-            words = [
-                w for w in normalise(_ENTITY_MARKUP.sub(r"\1", example)).split() if self.knows(w)
-            ]
+        for example in example_texts(nlu_dir):
+            words = [w for w in example.split() if self.knows(w)]
             if words:
                 phrases.setdefault(" ".join(words))
         return list(phrases)
@@ -102,22 +96,6 @@ class SpeechModel:
         self, phrases: Sequence[str] | None = None, executor: Executor | None = None
     ) -> Recognition:
         return Recognition(self, phrases, executor)
-
-
-def _training_examples(nlu_dir: Path) -> Iterable[str]:
-    """The ``- text`` lines of every ``examples: |`` block (intents, lookups, synonyms)."""
-    import yaml
-
-    for path in sorted(nlu_dir.rglob("*.yml")):
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        for item in data.get("nlu", None) or []:
-            block = item.get("examples") if isinstance(item, dict) else None
-            if not isinstance(block, str):
-                continue
-            for line in block.splitlines():
-                line = line.strip()
-                if line.startswith("- "):
-                    yield line[2:].strip()
 
 
 class Recognition:

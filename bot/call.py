@@ -23,6 +23,7 @@ from typing import Any
 
 from bot.replies import BotAction, HangUp, Say, Transfer
 from bot.routes import BRANCHES, FALLBACK, branch_route
+from bot.turn_end import EndWords
 
 
 class State(enum.Enum):
@@ -229,6 +230,10 @@ class CallConfig:
     early_end_intents: frozenset[str] = frozenset(
         {"affirm", "deny", "repeat", "ask_menu", "goodbye"}
     )
+    # And only when the last word often ends a request in the training data (share of its
+    # occurrences at the end, bot/turn_end.py): "cho tôi hỏi về" waits. None: no such check.
+    end_words: EndWords | None = None
+    early_end_min_end_rate: float = 0.1
     # Speech that starts this soon after an early end continues that utterance: the bot
     # asks again with all of it (the caller had only paused).
     rejoin_s: float = 1.0
@@ -276,6 +281,17 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 def is_backchannel(text: str) -> bool:
     words = _WORD.findall(text.lower())
     return bool(words) and all(w in BACKCHANNELS for w in words)
+
+
+def understood(text: str, route: str, intent: str, confidence: float, config: CallConfig) -> bool:
+    """Whether `text`, parsed this way by the NLU, is a whole request, so that a short
+    pause may end the caller's turn (bench/endpoint_bench.py measures this rule)."""
+    if confidence < config.early_end_confidence:
+        return False
+    if route == FALLBACK and intent not in config.early_end_intents:
+        return False
+    words = config.end_words
+    return words is None or words.may_end(text, config.early_end_min_end_rate)
 
 
 # --- the machine --------------------------------------------------------------
@@ -490,13 +506,14 @@ class CallMachine:
 
     def _end_early(self, now: float) -> list[Action]:
         """End the utterance at this pause if its partial transcript is understood."""
-        routed, config = self._routed, self.config
+        routed = self._routed
         if (
             routed is None
             or self.degraded
             or self._utterance_consumed
-            or routed.confidence < config.early_end_confidence
-            or (routed.route == FALLBACK and routed.intent not in config.early_end_intents)
+            or not understood(
+                routed.text, routed.route, routed.intent, routed.confidence, self.config
+            )
         ):
             return []
         self._paused = False

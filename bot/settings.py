@@ -139,6 +139,8 @@ VAD_TRAILING_SILENCE_MS = int(os.environ.get("BOT_VAD_TRAILING_SILENCE_MS", "700
 # NLU understands with at least this confidence ends the utterance then (1.0 or more: never).
 VAD_PAUSE_MS = int(os.environ.get("BOT_VAD_PAUSE_MS", "250"))
 EARLY_END_CONFIDENCE = float(os.environ.get("BOT_EARLY_END_CONFIDENCE", "0.85"))
+# ...and only after a word that ends at least this share of its training examples (0: any).
+EARLY_END_MIN_END_RATE = float(os.environ.get("BOT_EARLY_END_MIN_END_RATE", "0.1"))
 # Seconds of silence before a reprompt; caller speech that stops the bot; the brain's deadline.
 SILENCE_TIMEOUT_S = float(os.environ.get("BOT_SILENCE_TIMEOUT_S", "8"))
 BARGE_IN_MIN_S = float(os.environ.get("BOT_BARGE_IN_MIN_S", "0.5"))

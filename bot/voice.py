@@ -32,6 +32,7 @@ from bot.audio import RECOGNISER, AudioChunk, AudioFormat, Converter
 from bot.replies import BotAction
 from bot.store import CallStore, StoreError
 from bot.tts import PromptCache, Speaker, SpeechVoice
+from bot.turn_end import EndWords
 from bot.vad import (
     SpeechEnded,
     SpeechPaused,
@@ -103,7 +104,7 @@ class Line(Protocol):
     async def show(self, message: dict[str, Any]) -> None: ...  # live transcript, decisions
 
 
-def _vad_config() -> VadConfig:
+def vad_settings() -> VadConfig:
     return VadConfig(
         aggressiveness=settings.VAD_AGGRESSIVENESS,
         min_speech_ms=settings.VAD_MIN_SPEECH_MS,
@@ -119,6 +120,8 @@ def _call_config() -> cm.CallConfig:
         # The machine's own deadline is a backstop, a little after the glue's.
         brain_timeout_s=settings.BRAIN_TIMEOUT_S + 1.0,
         early_end_confidence=settings.EARLY_END_CONFIDENCE,
+        end_words=EndWords.from_training_data(settings.NLU_DATA_DIR),
+        early_end_min_end_rate=settings.EARLY_END_MIN_END_RATE,
     )
 
 
@@ -194,7 +197,7 @@ class Engines:
     store: CallStore | None = None
     phrases: list[str] | None = None  # the recogniser's vocabulary, when the model allows
     call_config: cm.CallConfig = field(default_factory=lambda: _call_config())
-    vad_config: VadConfig = field(default_factory=lambda: _vad_config())
+    vad_config: VadConfig = field(default_factory=lambda: vad_settings())
     brain_timeout_s: float = settings.BRAIN_TIMEOUT_S
     metrics: Metrics = field(default_factory=Metrics)
     # Piper and the prompt cache, on the reply's path: normal priority.

@@ -564,3 +564,19 @@ def test_a_slow_transcript_is_not_taken_for_silence():
     assert not line.playing()
     asked = line.send(FinalTranscript(12.0, "cho tôi hỏi"))
     assert of(asked, AskBrain)
+
+
+def test_a_pause_after_a_word_that_seldom_ends_a_request_waits():
+    from bot.turn_end import EndWords
+
+    words = EndWords({"ạ": 10, "về": 0}, {"ạ": 11, "về": 40})
+    line = Line(CallConfig(end_words=words, early_end_min_end_rate=0.1))
+    line.greet()
+    line.send(SpeechStarted(2.3, began_at=2.0))
+    line.send(PartialTranscript(2.5, "cho tôi hỏi về"))
+    line.send(PartialRouted(2.55, "cho tôi hỏi về", "faq:chi_tra", 0.97, "faq_social"))
+    assert of(line.send(SpeechPaused(2.8)), EndUtterance) == []
+    line.send(SpeechResumed(3.0))
+    line.send(PartialTranscript(3.6, "cho tôi hỏi về trợ cấp ạ"))
+    line.send(PartialRouted(3.65, "cho tôi hỏi về trợ cấp ạ", "faq:chi_tra", 0.97, "faq_social"))
+    assert of(line.send(SpeechPaused(3.9)), EndUtterance) == [EndUtterance()]
