@@ -77,6 +77,9 @@ AMI_HOST = os.environ.get("BOT_AMI_HOST", "127.0.0.1")
 AMI_PORT = int(os.environ.get("BOT_AMI_PORT", "5038"))
 AMI_USERNAME = os.environ.get("BOT_AMI_USERNAME", "bot1022")
 AMI_SECRET = os.environ.get("BOT_AMI_SECRET", "")
+# How the bot logs in: "md5" (challenge-response, the secret never crosses the network) or
+# "plain" (the secret in clear, for a manager that refuses challenges).
+AMI_AUTH = os.environ.get("BOT_AMI_AUTH", "md5")
 # Seconds to wait for connecting, logging in and each action's answer.
 AMI_TIMEOUT = float(os.environ.get("BOT_AMI_TIMEOUT", "5"))
 

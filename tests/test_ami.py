@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import secrets
 from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar
 
@@ -31,7 +33,8 @@ EVENT = (
 
 
 class FakeAsterisk:
-    """Banner, Login, Redirect, Logoff. ``on_redirect`` picks the behaviour:
+    """Banner, Challenge, Login (plain or MD5, checked as Asterisk's manager.c does),
+    Redirect, Getvar, Logoff. ``on_redirect`` picks the behaviour:
     "answer" (Success for KNOWN, Error otherwise), "silent" (never answers),
     "drop" (closes the connection), "reverse" (holds two Redirects, answers the
     second first)."""
@@ -71,6 +74,7 @@ class FakeAsterisk:
         self.connections += 1
         writer.write(self.banner + b"\r\n")
         logged_in = False
+        challenge = ""
         try:
             while True:
                 try:
@@ -81,8 +85,20 @@ class FakeAsterisk:
                 action = {key.lower(): value for key, _, value in lines}
                 self.actions.append(action)
                 name, action_id = action["action"].lower(), action.get("actionid", "")
-                if name == "login":
-                    if (action.get("username"), action.get("secret")) != (USER, SECRET):
+                if name == "challenge" and action.get("authtype", "").lower() == "md5":
+                    challenge = str(secrets.randbelow(10**9))
+                    await self._say(
+                        writer,
+                        f"Response: Success\r\nActionID: {action_id}\r\n"
+                        f"Challenge: {challenge}\r\n\r\n",
+                    )
+                elif name == "login":
+                    if action.get("authtype", "").lower() == "md5":
+                        key = hashlib.md5((challenge + SECRET).encode()).hexdigest()
+                        good = bool(challenge) and action.get("key") == key
+                    else:
+                        good = action.get("secret") == SECRET
+                    if action.get("username") != USER or not good:
                         await self._say(
                             writer,
                             f"Response: Error\r\nActionID: {action_id}\r\n"
@@ -174,9 +190,10 @@ def test_redirect_of_a_known_channel_succeeds() -> None:
             assert client.banner == "Asterisk Call Manager/9.0.0"
             await client.close()
             await until(lambda: pbx.finished == pbx.connections)
-        login, redirect, logoff = pbx.actions
-        assert login["action"] == "Login"
-        assert (login["username"], login["secret"]) == (USER, SECRET)
+        challenge, login, redirect, logoff = pbx.actions
+        assert (challenge["action"], challenge["authtype"]) == ("Challenge", "MD5")
+        assert (login["action"], login["username"], login["authtype"]) == ("Login", USER, "MD5")
+        assert "secret" not in login  # only MD5(challenge + secret) crosses the network
         assert login["actionid"] != redirect["actionid"]
         assert {k: redirect[k] for k in ("action", "channel", "context", "exten", "priority")} == {
             "action": "Redirect",
@@ -388,3 +405,31 @@ def test_getvar_reads_the_channel_the_dial_plan_stored() -> None:
         assert getvar[0]["variable"] == key and "channel" not in getvar[0]
 
     run(main())
+
+
+def test_plain_login_sends_the_secret_when_asked_to() -> None:
+    async def main() -> None:
+        async with FakeAsterisk() as pbx:
+            client = AmiClient("127.0.0.1", pbx.port, USER, SECRET, 5, auth="plain")
+            await client.redirect(KNOWN, "hotline-1022", "3")
+            await client.close()
+            await until(lambda: pbx.finished == pbx.connections)
+        assert (pbx.actions[0]["action"], pbx.actions[0]["secret"]) == ("Login", SECRET)
+
+    run(main())
+
+
+@pytest.mark.parametrize("auth", ["md5", "plain"])
+def test_a_wrong_secret_is_refused_in_both_modes(auth: str) -> None:
+    async def main() -> None:
+        async with FakeAsterisk() as pbx:
+            client = AmiClient("127.0.0.1", pbx.port, USER, "wrong", 5, auth=auth)
+            with pytest.raises(AmiError, match="login .* failed: .*Authentication failed"):
+                await client.redirect(KNOWN, "hotline-1022", "3")
+
+    run(main())
+
+
+def test_an_unknown_auth_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="md5"):
+        AmiClient(auth="sha1")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import logging
 import uuid
@@ -113,11 +114,15 @@ class AmiClient:
         username: str = settings.AMI_USERNAME,
         secret: str = settings.AMI_SECRET,
         timeout: float = settings.AMI_TIMEOUT,
+        auth: str = settings.AMI_AUTH,
     ) -> None:
+        if auth not in ("md5", "plain"):
+            raise ValueError(f"AMI auth must be 'md5' or 'plain', not {auth!r}")
         self.host = host
         self.port = port
         self.username = username
         self._secret = secret
+        self.auth = auth
         self.timeout = timeout
         self.banner: str | None = None
         self._reader: asyncio.StreamReader | None = None
@@ -162,13 +167,26 @@ class AmiClient:
                 raise AmiError(f"no AMI banner from {where}: {e!r}") from e
             self._read_task = asyncio.create_task(self._read_loop(parser), name="ami-read")
             try:
-                await self._action(
-                    "Login", {"Username": self.username, "Secret": self._secret, "Events": "off"}
-                )
+                await self._login()
             except AmiError as e:
                 await self._disconnect()
                 raise AmiError(f"AMI login as {self.username!r} at {where} failed: {e}") from e
             log.info("AMI: logged in to %s (%s)", where, self.banner)
+
+    async def _login(self) -> None:
+        fields = {"Username": self.username, "Events": "off"}
+        if self.auth == "plain":
+            fields["Secret"] = self._secret
+        else:
+            # Challenge-response: the secret never crosses the network, only
+            # MD5(challenge + secret), as Asterisk's manager checks it.
+            reply = await self._action("Challenge", {"AuthType": "MD5"})
+            challenge = reply.get("Challenge")
+            if not challenge:
+                raise AmiError("Asterisk sent no MD5 challenge")
+            key = hashlib.md5((challenge + self._secret).encode(), usedforsecurity=False)
+            fields.update({"AuthType": "MD5", "Key": key.hexdigest()})
+        await self._action("Login", fields)
 
     async def _read_banner(self, parser: AmiParser) -> None:
         assert self._reader is not None
