@@ -43,6 +43,8 @@ class State(enum.Enum):
 @dataclass(frozen=True)
 class CallStarted:
     at: float
+    # The bot is at capacity (settings.MAX_CALLS): the caller goes straight to an operator.
+    overflow: bool = False
 
 
 @dataclass(frozen=True)
@@ -338,6 +340,10 @@ class CallMachine:
     # -- events ------------------------------------------------------------------
 
     def _on_call_started(self, e: CallStarted) -> list[Action]:
+        if e.overflow:
+            # No recogniser is spared for this call: the keypad and speech are not heard.
+            self.degraded = True
+            return [Note("call_started"), Note("overflow"), *self._transfer_now("operator", e.at)]
         return [Note("call_started"), *self._say([Say(self.prompts.greeting, "utter_greet")], e.at)]
 
     def _on_speech_started(self, e: SpeechStarted) -> list[Action]:

@@ -144,6 +144,10 @@ VAD_PAUSE_MS = int(os.environ.get("BOT_VAD_PAUSE_MS", "250"))
 EARLY_END_CONFIDENCE = float(os.environ.get("BOT_EARLY_END_CONFIDENCE", "0.85"))
 # ...and only after a word that ends at least this share of its training examples (0: any).
 EARLY_END_MIN_END_RATE = float(os.environ.get("BOT_EARLY_END_MIN_END_RATE", "0.1"))
+# Calls the bot takes at once; beyond that a caller hears the operator notice (a cached
+# prompt: no recogniser, no synthesis) and is transferred to an operator. 0: no limit.
+# bench/voice_bench.py shows how many calls the machine keeps up with.
+MAX_CALLS = int(os.environ.get("BOT_MAX_CALLS", "0"))
 # Seconds of silence before a reprompt; caller speech that stops the bot; the brain's deadline.
 SILENCE_TIMEOUT_S = float(os.environ.get("BOT_SILENCE_TIMEOUT_S", "8"))
 BARGE_IN_MIN_S = float(os.environ.get("BOT_BARGE_IN_MIN_S", "0.5"))

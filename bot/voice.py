@@ -149,6 +149,7 @@ class Metrics:
     def __init__(self) -> None:
         self.calls_active = 0
         self.calls_total: dict[str, int] = {}
+        self.calls_overflow = 0  # sent straight to an operator: the bot was at capacity
         self.outcomes: dict[str, int] = {}
         self.late_frames = 0
         self.asr_seconds = 0.0
@@ -167,6 +168,8 @@ class Metrics:
             f"bot_calls_active {self.calls_active}",
             "# TYPE bot_calls_total counter",
             *(f'bot_calls_total{{transport="{t}"}} {n}' for t, n in self.calls_total.items()),
+            "# TYPE bot_calls_overflow_total counter",
+            f"bot_calls_overflow_total {self.calls_overflow}",
             "# TYPE bot_call_outcomes_total counter",
             *(f'bot_call_outcomes_total{{outcome="{o}"}} {n}' for o, n in self.outcomes.items()),
             "# TYPE bot_late_frames_total counter",
@@ -199,6 +202,7 @@ class Engines:
     call_config: cm.CallConfig = field(default_factory=lambda: _call_config())
     vad_config: VadConfig = field(default_factory=lambda: vad_settings())
     brain_timeout_s: float = settings.BRAIN_TIMEOUT_S
+    max_calls: int = settings.MAX_CALLS  # 0: no limit
     metrics: Metrics = field(default_factory=Metrics)
     # Piper and the prompt cache, on the reply's path: normal priority.
     executor: ThreadPoolExecutor = field(
@@ -260,6 +264,7 @@ class VoiceCall:
         self._routing = False
         self._pending_partial: str | None = None
         self._ended = asyncio.Event()
+        self._overflow = False  # over Engines.max_calls: nothing is recognised
 
     # -- from the transport ------------------------------------------------------
 
@@ -271,21 +276,28 @@ class VoiceCall:
         metrics.calls_active += 1
         metrics.calls_total[self.transport] = metrics.calls_total.get(self.transport, 0) + 1
         await self._record_call_start()
-        # Building a recogniser takes 75-160 ms: off the loop, or every other call stutters.
-        self._recognition = await self._loop.run_in_executor(
-            self.engines.decoder,
-            Recognition,
-            self.engines.speech,
-            self.engines.phrases,
-            self.engines.decoder,
-        )
-        for work in (self._run_machine(), self._run_asr(), self._run_player(), self._run_clock()):
-            self._tasks.append(asyncio.create_task(work))
-        self._emit(cm.CallStarted(self.now()))
+        limit = self.engines.max_calls
+        self._overflow = bool(limit) and metrics.calls_active > limit
+        work = [self._run_machine(), self._run_player(), self._run_clock()]
+        if self._overflow:  # no recogniser: this call is only a notice and a transfer
+            metrics.calls_overflow += 1
+            logger.warning("call %s: over %d calls: to an operator", self.call_id, limit)
+        else:
+            # Building a recogniser takes 75-160 ms: off the loop, or every other call stutters.
+            self._recognition = await self._loop.run_in_executor(
+                self.engines.decoder,
+                Recognition,
+                self.engines.speech,
+                self.engines.phrases,
+                self.engines.decoder,
+            )
+            work.append(self._run_asr())
+        self._tasks += [asyncio.create_task(w) for w in work]
+        self._emit(cm.CallStarted(self.now(), overflow=self._overflow))
 
     async def audio(self, chunk: AudioChunk) -> None:
         """One chunk of caller audio, in the line's format, in order."""
-        if self._ended.is_set():
+        if self._ended.is_set() or self._overflow:
             return
         pcm = self._inbound.convert(chunk)
         started_here = False

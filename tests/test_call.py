@@ -580,3 +580,11 @@ def test_a_pause_after_a_word_that_seldom_ends_a_request_waits():
     line.send(PartialTranscript(3.6, "cho tôi hỏi về trợ cấp ạ"))
     line.send(PartialRouted(3.65, "cho tôi hỏi về trợ cấp ạ", "faq:chi_tra", 0.97, "faq_social"))
     assert of(line.send(SpeechPaused(3.9)), EndUtterance) == [EndUtterance()]
+
+
+def test_a_call_over_capacity_goes_straight_to_an_operator():
+    line = Line()
+    actions = line.send(CallStarted(0.0, overflow=True))
+    assert [n.kind for n in of(actions, Note)][:2] == ["call_started", "overflow"]
+    assert [p.text for p in of(actions, Play)] == [PROMPTS.transfers["operator"]]
+    assert of(line.finish_playback(), TransferCall) == [TransferCall("operator")]

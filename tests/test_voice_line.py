@@ -26,7 +26,7 @@ from bot.brain import RouteResult
 from bot.lines import Transferer, serve_audiosocket
 from bot.transports.ami import AmiClient, TransferPlan
 from bot.vad import VadConfig
-from bot.voice import Engines, load_engines
+from bot.voice import Engines, Metrics, load_engines
 from tests.test_ami import KNOWN, SECRET, USER, FakeAsterisk
 
 FRAME = 320  # 20 ms of 8 kHz PCM16
@@ -333,3 +333,38 @@ async def test_an_understood_request_ends_at_the_short_pause(engines, line, kore
     assert early.route == "transfer:3" and early.text in brain.routed
     # The utterance it ended was recognised and asked like any other.
     assert kinds.index("early_end") < kinds.index("utterance") < kinds.index("heard")
+
+
+async def test_a_call_over_capacity_is_handed_to_an_operator(engines, korean_speech):
+    limited = dataclasses.replace(engines, max_calls=1, metrics=Metrics())
+    async with FakeAsterisk() as pbx:
+        pbx.astdb = {}
+        transferer = Transferer(
+            AmiClient("127.0.0.1", pbx.port, USER, SECRET, timeout=5),
+            TransferPlan.from_settings(context="hotline-1022"),
+        )
+        server = await serve_audiosocket(limited, "127.0.0.1", 0, transferer)
+        port = server.sockets[0].getsockname()[1]
+        first_id, second_id = new_call(pbx), new_call(pbx)
+        try:
+            async with Caller(port, first_id) as first:
+                await first.wait_for_bot_audio(FRAME * 25)  # the first call is being served
+                async with Caller(port, second_id) as second:
+                    while not second.closed.is_set():  # the notice, then the transfer
+                        await second.silence(0.2)
+                await first.press("0")
+                while not first.closed.is_set():
+                    await first.silence(0.2)
+        finally:
+            server.close()
+            await server.wait_closed()
+    assert len(second.received) > 0  # the caller heard the operator notice
+    redirects = [(a["channel"], a["exten"]) for a in pbx.actions if a["action"] == "Redirect"]
+    assert redirects == [(KNOWN, "0"), (KNOWN, "0")]
+    call, turns = await record(engines, second_id)
+    assert call.outcome == "operator"
+    assert [t.kind for t in turns][:2] == ["call_started", "overflow"]
+    assert not any(t.kind == "utterance" for t in turns)
+    assert limited.metrics.calls_overflow == 1 and limited.metrics.calls_active == 0
+    first_call, _ = await record(engines, first_id)
+    assert first_call.outcome == "operator"
