@@ -55,6 +55,7 @@ eval: model
 
 bench: model
 	$(PY) bench/brain_bench.py
+	$(PY) bench/endpoint_bench.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check bot tests bench server.py

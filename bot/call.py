@@ -325,8 +325,13 @@ class CallMachine:
         self._paused = False  # the caller is in a short pause inside the utterance
         self._routed: PartialRouted | None = None  # the route of the current partial
         self._last_route_at = float("-inf")
+        # Rejoining a caller who had only paused: finals arrive in the order of the
+        # utterances, so each is known by its place among the finals still due.
+        self._finals_due = 0  # utterances ended whose final transcript has not come yet
         self._early_end_at: float | None = None  # when the last utterance was ended early
-        self._continuing = False  # this utterance goes on from the one ended early
+        self._early_final: int | None = None  # place of that utterance's final
+        self._early_asked = False  # ...which was asked on its own
+        self._continuation_final: int | None = None  # place of the final that goes on from it
 
     # -- public ----------------------------------------------------------------
 
@@ -353,7 +358,8 @@ class CallMachine:
         self._routed = None
         self._utterance_consumed = False
         early, self._early_end_at = self._early_end_at, None
-        self._continuing = early is not None and e.began_at - early <= self.config.rejoin_s
+        if early is not None and e.began_at - early <= self.config.rejoin_s:
+            self._continuation_final = self._finals_due + 1
         return self._check_barge_in(e.at)
 
     def _on_speech_paused(self, e: SpeechPaused) -> list[Action]:
@@ -423,6 +429,7 @@ class CallMachine:
     def _on_speech_ended(self, e: SpeechEnded) -> list[Action]:
         began, self._speech_began = self._speech_began, None
         self._paused = False
+        self._finals_due += 1  # the recogniser sends one final per ended utterance
         if began is None:
             return []
         # During bot speech, short speech was no barge-in; its final transcript
@@ -432,6 +439,17 @@ class CallMachine:
         return []
 
     def _on_final_transcript(self, e: FinalTranscript) -> list[Action]:
+        self._finals_due = max(0, self._finals_due - 1)
+        is_early = self._early_final == 1
+        continuing = self._continuation_final == 1 and self._early_asked
+        self._early_final = _countdown(self._early_final)
+        self._continuation_final = _countdown(self._continuation_final)
+        actions = self._final_actions(e, continuing)
+        if is_early:
+            self._early_asked = any(isinstance(a, AskBrain) for a in actions)
+        return actions
+
+    def _final_actions(self, e: FinalTranscript, continuing: bool) -> list[Action]:
         self._awaiting_final = False
         self._listening_since = e.at
         if self._utterance_consumed:
@@ -447,7 +465,6 @@ class CallMachine:
         self._silences = 0
         if self.degraded:
             return [Note("final_dropped", text, {"why": "degraded: keypad only"})]
-        continuing, self._continuing = self._continuing, False
         if continuing and self._waiting_for is None:
             # The caller had only paused where the bot ended the utterance early: the
             # question is all of it. (While the brain is still busy, the queue below joins.)
@@ -524,6 +541,8 @@ class CallMachine:
             return []
         self._paused = False
         self._early_end_at = now
+        self._early_final = self._finals_due + 1  # its SpeechEnded follows this action
+        self._early_asked = False
         data = {"route": routed.route, "intent": routed.intent, "confidence": routed.confidence}
         return [Note("early_end", routed.text, data), EndUtterance()]
 
@@ -635,6 +654,11 @@ class CallMachine:
     def _end(self, reason: str, hang_up: bool) -> list[Action]:
         self.state = State.ENDED
         return [Note("call_ended", reason), EndCall(reason, hang_up)]
+
+
+def _countdown(place: int | None) -> int | None:
+    """A place among the finals due, once one final has come."""
+    return place - 1 if place is not None and place > 1 else None
 
 
 # Every event's handler, in one table.

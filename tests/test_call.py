@@ -588,3 +588,34 @@ def test_a_call_over_capacity_goes_straight_to_an_operator():
     assert [n.kind for n in of(actions, Note)][:2] == ["call_started", "overflow"]
     assert [p.text for p in of(actions, Play)] == [PROMPTS.transfers["operator"]]
     assert of(line.finish_playback(), TransferCall) == [TransferCall("operator")]
+
+
+def test_going_on_before_the_first_part_is_transcribed_still_rejoins():
+    line = speaking_caller("cho tôi hỏi về trợ cấp")
+    line.send(PartialRouted(2.55, "cho tôi hỏi về trợ cấp", "faq:chi_tra", 0.9, "faq_social"))
+    assert of(line.send(SpeechPaused(2.9)), EndUtterance)
+    line.send(SpeechEnded(2.9))
+    line.send(SpeechStarted(3.2, began_at=3.0))  # before the first part's final
+    first = line.send(FinalTranscript(3.25, "cho tôi hỏi về trợ cấp"))
+    assert of(first, AskBrain)[0].text == "cho tôi hỏi về trợ cấp"  # the first part, alone
+    line.send(SpeechEnded(4.0))
+    second = line.send(FinalTranscript(4.1, "thất nghiệp"))
+    # The brain is still on the first part: the queue asks again with all of it.
+    assert of(second, Note)[0].kind == "queued"
+    reply = line.send(BrainReplied(4.2, of(first, AskBrain)[0].request_id, (CONFIRM_2,)))
+    assert of(reply, AskBrain)[0].text == "cho tôi hỏi về trợ cấp thất nghiệp"
+
+
+def test_a_backchannel_ended_early_is_not_joined_to_the_next_request():
+    line = speaking_line()  # the bot is talking
+    line.at(10.1)
+    line.send(SpeechStarted(10.1, began_at=10.0))
+    line.send(PartialTranscript(10.2, "vâng"))
+    line.send(SpeechPaused(10.5))
+    assert of(line.send(PartialRouted(10.52, "vâng", "fallback", 0.99, "affirm")), EndUtterance)
+    line.send(SpeechEnded(10.5))
+    assert of(line.send(FinalTranscript(10.55, "vâng")), Note)[0].kind == "backchannel_ignored"
+    line.send(SpeechStarted(11.0, began_at=10.8))  # 0.3 s later: a new request
+    line.send(SpeechEnded(12.0))
+    asked = of(line.send(FinalTranscript(12.1, "cho tôi gặp tổng đài viên")), AskBrain)
+    assert asked[0].text == "cho tôi gặp tổng đài viên"

@@ -11,6 +11,7 @@ real; only Vietnamese understanding needs the real models (audio_tests/).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import shutil
 import struct
@@ -121,19 +122,27 @@ class Caller:
             await self.silence(0.2)
 
 
+@contextlib.asynccontextmanager
+async def audiosocket(engines: Engines, pbx: FakeAsterisk) -> AsyncIterator[int]:
+    """An AudioSocket server for these engines, transferring through `pbx`; its port."""
+    transferer = Transferer(
+        AmiClient("127.0.0.1", pbx.port, USER, SECRET, timeout=5),
+        TransferPlan.from_settings(context="hotline-1022"),
+    )
+    server = await serve_audiosocket(engines, "127.0.0.1", 0, transferer)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 @pytest.fixture
 async def line(engines: Engines) -> AsyncIterator[tuple[int, FakeAsterisk]]:
     async with FakeAsterisk() as pbx:
         pbx.astdb = {}
-        transferer = Transferer(
-            AmiClient("127.0.0.1", pbx.port, USER, SECRET, timeout=5),
-            TransferPlan.from_settings(context="hotline-1022"),
-        )
-        server = await serve_audiosocket(engines, "127.0.0.1", 0, transferer)
-        port = server.sockets[0].getsockname()[1]
-        yield port, pbx
-        server.close()
-        await server.wait_closed()
+        async with audiosocket(engines, pbx) as port:
+            yield port, pbx
 
 
 def new_call(pbx: FakeAsterisk) -> uuid.UUID:
@@ -302,30 +311,25 @@ class UnderstandsEveryPartial:
 
 
 async def test_an_understood_request_ends_at_the_short_pause(engines, line, korean_speech):
-    port, pbx = line
+    _, pbx = line
     brain = UnderstandsEveryPartial(engines.brain)
     # A long trailing silence: the stand-in recogniser decodes at about real time on these
     # machines, so its partial transcript may come after the pause; the end must still come
     # from the pause and the route, not from the silence.
     vad = VadConfig(pause_ms=250, trailing_silence_ms=5000)
     understood = dataclasses.replace(engines, brain=brain, vad_config=vad)
-    server = await serve_audiosocket(understood, "127.0.0.1", 0, None)
     call_id = new_call(pbx)
-    try:
-        async with Caller(server.sockets[0].getsockname()[1], call_id) as caller:
-            await caller.wait_for_bot_audio(FRAME * 25)
-            await caller.play(korean_speech)
-            for _ in range(50):  # silence until the utterance is over: 4.5 s at most
-                await caller.silence(0.1)
-                kinds = [t.kind for t in await engines.store.async_turns(str(call_id))]
-                if "heard" in kinds:
-                    break
-            await caller.press("0")
-            while not caller.closed.is_set():
-                await caller.silence(0.2)
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with audiosocket(understood, pbx) as port, Caller(port, call_id) as caller:
+        await caller.wait_for_bot_audio(FRAME * 25)
+        await caller.play(korean_speech)
+        for _ in range(50):  # silence until the utterance is over: 4.5 s at most
+            await caller.silence(0.1)
+            kinds = [t.kind for t in await engines.store.async_turns(str(call_id))]
+            if "heard" in kinds:
+                break
+        await caller.press("0")
+        while not caller.closed.is_set():
+            await caller.silence(0.2)
     call, turns = await record(engines, call_id)
     kinds = [t.kind for t in turns]
     assert "early_end" in kinds, kinds
@@ -335,29 +339,19 @@ async def test_an_understood_request_ends_at_the_short_pause(engines, line, kore
     assert kinds.index("early_end") < kinds.index("utterance") < kinds.index("heard")
 
 
-async def test_a_call_over_capacity_is_handed_to_an_operator(engines, korean_speech):
+async def test_a_call_over_capacity_is_handed_to_an_operator(engines, line):
+    _, pbx = line
     limited = dataclasses.replace(engines, max_calls=1, metrics=Metrics())
-    async with FakeAsterisk() as pbx:
-        pbx.astdb = {}
-        transferer = Transferer(
-            AmiClient("127.0.0.1", pbx.port, USER, SECRET, timeout=5),
-            TransferPlan.from_settings(context="hotline-1022"),
-        )
-        server = await serve_audiosocket(limited, "127.0.0.1", 0, transferer)
-        port = server.sockets[0].getsockname()[1]
-        first_id, second_id = new_call(pbx), new_call(pbx)
-        try:
-            async with Caller(port, first_id) as first:
-                await first.wait_for_bot_audio(FRAME * 25)  # the first call is being served
-                async with Caller(port, second_id) as second:
-                    while not second.closed.is_set():  # the notice, then the transfer
-                        await second.silence(0.2)
-                await first.press("0")
-                while not first.closed.is_set():
-                    await first.silence(0.2)
-        finally:
-            server.close()
-            await server.wait_closed()
+    first_id, second_id = new_call(pbx), new_call(pbx)
+    async with audiosocket(limited, pbx) as port:
+        async with Caller(port, first_id) as first:
+            await first.wait_for_bot_audio(FRAME * 25)  # the first call is being served
+            async with Caller(port, second_id) as second:
+                while not second.closed.is_set():  # the notice, then the transfer
+                    await second.silence(0.2)
+            await first.press("0")
+            while not first.closed.is_set():
+                await first.silence(0.2)
     assert len(second.received) > 0  # the caller heard the operator notice
     redirects = [(a["channel"], a["exten"]) for a in pbx.actions if a["action"] == "Redirect"]
     assert redirects == [(KNOWN, "0"), (KNOWN, "0")]
