@@ -202,15 +202,18 @@ def digit_events(digits: str) -> list[tuple[float, str]]:
 # --- transcripts only -------------------------------------------------------------------
 
 
-def transcribe(model: SpeechModel, path: Path) -> tuple[str, float]:
-    """The recogniser's transcript of a recording, and when its last word ends (s)."""
+def transcribe(
+    model: SpeechModel, path: Path, phrases: Sequence[str] | None = None
+) -> tuple[str, float]:
+    """The recogniser's transcript of a recording (decoded with a grammar of `phrases` if
+    given), and when its last word ends (s)."""
     from bot.asr import Final, Recognition
 
     audio = read_wav(path)
     converter = Converter(audio.format, RECOGNISER)
     pcm = converter.convert(audio).data + converter.flush().data
     step = RECOGNISER.bytes_for_ms(20)  # the frames a call feeds
-    recognition = Recognition(model)
+    recognition = Recognition(model, phrases)
     pieces: list[Final] = []
     for start in range(0, len(pcm), step):
         frame = pcm[start : start + step]
@@ -224,12 +227,14 @@ def transcribe(model: SpeechModel, path: Path) -> tuple[str, float]:
     return text, words[-1].end if words else len(pcm) / RECOGNISER.bytes_for_ms(1000)
 
 
-def transcribe_call(call: AudioTestCall, model: SpeechModel, router: Router) -> CallResult:
+def transcribe_call(
+    call: AudioTestCall, model: SpeechModel, router: Router, phrases: Sequence[str] | None = None
+) -> CallResult:
     """One call through the recogniser and the router; the digits decide by their time."""
     result = CallResult(call)
     started = time.perf_counter()
     try:
-        transcript, ended = transcribe(model, call.path)
+        transcript, ended = transcribe(model, call.path, phrases)
         events = digit_events(call.digits)
         if transcript:
             events.append((ended, router(transcript)))
@@ -444,6 +449,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--parallel", type=int, default=1, help="calls played at once (default: %(default)s)"
     )
+    parser.add_argument(
+        "--vocabulary",
+        action=argparse.BooleanOptionalAction,
+        default=settings.ASR_VOCABULARY,
+        help="decode with a grammar of the phrases in nlu_data/ (default: BOT_ASR_VOCABULARY); "
+        "run with and without to measure what it does to word errors and routes",
+    )
     return parser
 
 
@@ -506,9 +518,11 @@ def main(
 
     try:
         if args.transcripts_only:
-            results = _run_transcripts(calls, paths.vosk, router, show)
+            results = _run_transcripts(calls, paths.vosk, router, show, args.vocabulary, out)
         else:
-            results = _run_calls(calls, args.stand_in_models, args.linger, args.parallel, show)
+            results = _run_calls(
+                calls, args.stand_in_models, args.linger, args.parallel, show, args.vocabulary
+            )
     except SetupError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -545,11 +559,23 @@ def _load_router() -> Router:
     return route
 
 
+def _grammar_note(model: SpeechModel, phrases: Sequence[str]) -> str:
+    """What --vocabulary does with this model, in one line."""
+    note = f"{len(phrases)} phrases from nlu_data/ with words the model knows; "
+    if not phrases:
+        return note + "no grammar"
+    if not model.supports_grammar:
+        return note + "no grammar: the model has no lookahead graph (HCLr.fst, Gr.fst)"
+    return note + "decoding with that grammar"
+
+
 def _run_transcripts(
     calls: Sequence[AudioTestCall],
     vosk_path: Path,
     router: Router | None,
     show: Callable[[CallResult], None],
+    vocabulary: bool = False,
+    out: TextIO | None = None,
 ) -> list[CallResult]:
     from bot.asr import SpeechModel
     from bot.models import ModelMissing
@@ -558,10 +584,13 @@ def _run_transcripts(
         model = SpeechModel(vosk_path)
     except ModelMissing as e:
         raise SetupError(str(e)) from e
+    phrases = model.vocabulary_phrases() if vocabulary else None
+    if vocabulary:
+        print(f"vocabulary: {_grammar_note(model, phrases or [])}\n", file=out)
     route = router or _load_router()
     results = []
     for call in calls:
-        result = transcribe_call(call, model, route)
+        result = transcribe_call(call, model, route, phrases)
         show(result)
         results.append(result)
     return results
@@ -573,6 +602,7 @@ def _run_calls(
     linger: float,
     parallel: int,
     show: Callable[[CallResult], None],
+    vocabulary: bool = False,
 ) -> list[CallResult]:
     from bot.brain import ModelNotFound
     from bot.models import ModelMissing
@@ -581,7 +611,11 @@ def _run_calls(
     with tempfile.TemporaryDirectory(prefix="audio-tests-") as folder:
         # The test calls' records go to a scratch database, not the supervisor's.
         try:
-            engines = load_engines(stand_in=stand_in, store_url=f"sqlite:///{folder}/calls.sqlite3")
+            engines = load_engines(
+                stand_in=stand_in,
+                store_url=f"sqlite:///{folder}/calls.sqlite3",
+                vocabulary=vocabulary,
+            )
         except (ModelMissing, ModelNotFound) as e:
             raise SetupError(str(e)) from e
         try:

@@ -124,6 +124,11 @@ FETCH_TIMEOUT = float(os.environ.get("BOT_FETCH_TIMEOUT", "10"))
 FETCH_DOWNLOAD_TIMEOUT = float(os.environ.get("BOT_FETCH_DOWNLOAD_TIMEOUT", "1800"))
 # Kaldi's log verbosity inside Vosk: -1 keeps its per-load LOG lines off the console.
 VOSK_LOG_LEVEL = int(os.environ.get("BOT_VOSK_LOG_LEVEL", "-1"))
+# Decode with a grammar of the phrases in nlu_data/ (models with a lookahead graph only).
+# A grammar only lets the recogniser say the words of those phrases: off until measured on the
+# Vietnamese model (`python -m bot.audio_tests --transcripts-only`, with and without
+# `--vocabulary`).
+ASR_VOCABULARY = os.environ.get("BOT_ASR_VOCABULARY", "").lower() in ("1", "true", "yes", "on")
 # Threads that run the recognisers, and how much lower their priority is than the event
 # loop's (nice steps): decoding waits, the real-time audio of every call does not.
 ASR_THREADS = int(os.environ.get("BOT_ASR_THREADS", str(os.cpu_count() or 2)))

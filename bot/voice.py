@@ -614,7 +614,7 @@ def _joined(pieces: list[Final]) -> Final:
 def load_engines(
     stand_in: bool = False,
     store_url: str | None = None,
-    vocabulary: bool = False,
+    vocabulary: bool = settings.ASR_VOCABULARY,
     brain: BrainService | None = None,
 ) -> Engines:
     """Load everything a voice call needs, once per process.

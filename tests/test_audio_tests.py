@@ -363,3 +363,19 @@ def test_the_runner_never_falls_back_to_the_stand_ins_silently() -> None:
     assert done.returncode == 2
     assert "Vosk model" in done.stderr and "--stand-in-models" in done.stderr
     assert "audio tests:" not in done.stdout  # nothing was run
+
+
+def test_the_runner_says_what_the_vocabulary_does_with_the_model(brain: Any) -> None:
+    from bot.brain import run
+
+    out = io.StringIO()
+    code = main(
+        ["--stand-in-models", "--only", "ko", "--transcripts-only", "--vocabulary"],
+        router=lambda text: str(run(brain.route(text)).route),
+        out=out,
+    )
+    text = out.getvalue()
+    assert code == 0, text
+    # The Korean stand-in knows no word of the Vietnamese training data: no grammar, said so.
+    assert "vocabulary: 0 phrases from nlu_data/ with words the model knows; no grammar" in text
+    assert text.count("heard: ") == 6
