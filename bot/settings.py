@@ -140,7 +140,7 @@ ASR_NICE = int(os.environ.get("BOT_ASR_NICE", "10"))
 # webrtcvad's aggressiveness (0-3) and how the end of an utterance is found: the
 # trailing silence is the floor of the response latency, and too short a value cuts
 # callers who pause mid-sentence (the call then asks again with all they said).
-VAD_AGGRESSIVENESS = int(os.environ.get("BOT_VAD_AGGRESSIVENESS", "2"))
+VAD_AGGRESSIVENESS = int(os.environ.get("BOT_VAD_AGGRESSIVENESS", "3"))
 VAD_MIN_SPEECH_MS = int(os.environ.get("BOT_VAD_MIN_SPEECH_MS", "200"))
 VAD_TRAILING_SILENCE_MS = int(os.environ.get("BOT_VAD_TRAILING_SILENCE_MS", "700"))
 # End of turn: after this much silence the partial transcript is routed, and a request the

@@ -35,7 +35,7 @@ _HANGOVER_FRAMES: dict[int, dict[int, int]] = {
 
 @dataclass(frozen=True)
 class VadConfig:
-    aggressiveness: int = 2  # webrtcvad's mode, 0 (lets most through) .. 3 (strictest)
+    aggressiveness: int = 3  # webrtcvad's mode, 0 (lets most through) .. 3 (strictest)
     frame_ms: int = 20  # length of each frame webrtcvad judges
     min_speech_ms: int = 200  # shorter bursts are noise (clicks, line pops)
     # Silence after the sound, net of webrtcvad's hangover: this much ends an utterance...

@@ -283,7 +283,9 @@ def test_start_carries_the_pre_roll_and_the_speech_so_far(
     got = np.concatenate(heard)
     np.testing.assert_array_equal(got, stream[first : first + len(got)])
     onset, _ = loud_span_ms(speech[("greeting", rate)], rate, 1.0)
-    assert first <= (onset - config.pre_roll_ms) * rate / 1000 + 1
+    # The strictest mode (the default) hears "xin" from its vowel, up to ~100 ms late; the
+    # pre-roll still gives the recogniser the soft "x" and some silence before it.
+    assert first <= (onset - config.pre_roll_ms + 100) * rate / 1000
     assert len(got) >= len(speech[("greeting", rate)])
 
 
@@ -418,7 +420,8 @@ def test_a_pause_is_reported_then_the_speech_resumes(
     second_start, _ = loud_span_ms(words, rate, 0.5 + len(words) / rate + 0.5)
     paused, resumed, last_pause, ended = events[1:]
     assert first_end <= paused.at_ms <= first_end + config.hangover_ms + config.frame_ms
-    assert second_start - config.frame_ms <= resumed.at_ms <= second_start + config.frame_ms
+    # The strictest mode (the default) hears "xin" from its vowel: up to ~100 ms late.
+    assert second_start - config.frame_ms <= resumed.at_ms <= second_start + 100
     assert last_pause.at_ms == ended.at_ms  # the last pause is the silence that ended it
     # Pauses off: the same stream gives only its start and end.
     assert kinds(run(stream, rate, VadConfig(pause_ms=0), pauses=True)) == [
