@@ -321,13 +321,14 @@ class CallMachine:
         self._asked_at = 0.0
         self._queued_text: str | None = None  # a transcript that arrived while thinking
         self._asked_text = ""  # the words of the question in flight
-        self._awaiting_final = False  # speech ended; its transcript is on its way
         self._paused = False  # the caller is in a short pause inside the utterance
         self._routed: PartialRouted | None = None  # the route of the current partial
         self._last_route_at = float("-inf")
-        # Rejoining a caller who had only paused: finals arrive in the order of the
-        # utterances, so each is known by its place among the finals still due.
-        self._finals_due = 0  # utterances ended whose final transcript has not come yet
+        # Utterances ended whose final transcript has not come yet: while any is due, the
+        # recogniser is at work, which is not silence. Finals arrive in the order of the
+        # utterances, so each is known by its place among those due (rejoining, below).
+        self._finals_due = 0
+        # Rejoining a caller who had only paused where the bot ended the utterance early.
         self._early_end_at: float | None = None  # when the last utterance was ended early
         self._early_final: int | None = None  # place of that utterance's final
         self._early_asked = False  # ...which was asked on its own
@@ -386,7 +387,7 @@ class CallMachine:
         if (
             self.state in (State.LISTENING, State.CONFIRMING)
             and not self._playing
-            and not self._awaiting_final
+            and not self._finals_due  # not silence: the recogniser is still at work
         ):
             if e.at - self._listening_since >= self.config.silence_timeout_s:
                 return self._on_silence(e.at)
@@ -410,15 +411,15 @@ class CallMachine:
             return []
         if e.text == self._partial and self._speech_began is not None:
             self._routed = e
-        if (
-            self.state in (State.TRANSFERRING, State.THINKING)
-            or e.route != "transfer:1"
-            or e.confidence < self.config.emergency_confidence
-            or len(e.text.split()) < self.config.emergency_min_words
-        ):
-            if self._paused and self._routed is e:
-                return self._end_early(e.at)
-            return []
+        emergency = (
+            self.state not in (State.TRANSFERRING, State.THINKING)
+            and e.route == "transfer:1"
+            and e.confidence >= self.config.emergency_confidence
+            and len(e.text.split()) >= self.config.emergency_min_words
+        )
+        if not emergency:
+            # At a pause, the route of what was said so far may end the utterance.
+            return self._end_early(e.at) if self._paused and self._routed is e else []
         # Emergency heard in the partial transcript: act now, ignore the rest of it.
         self._utterance_consumed = True
         actions: list[Action] = [Note("emergency_from_partial", e.text, {"route": e.route})]
@@ -435,7 +436,6 @@ class CallMachine:
         # During bot speech, short speech was no barge-in; its final transcript
         # decides whether it was a backchannel or a (short) request.
         self._listening_since = e.at
-        self._awaiting_final = True  # not silence: the recogniser is still at work
         return []
 
     def _on_final_transcript(self, e: FinalTranscript) -> list[Action]:
@@ -450,7 +450,6 @@ class CallMachine:
         return actions
 
     def _final_actions(self, e: FinalTranscript, continuing: bool) -> list[Action]:
-        self._awaiting_final = False
         self._listening_since = e.at
         if self._utterance_consumed:
             self._utterance_consumed = False
