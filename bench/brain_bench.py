@@ -24,12 +24,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot import settings  # noqa: E402
+from bot.app import settings  # noqa: E402
 
 settings.quiet_libraries()
 
-from bot.brain import Brain, newest_model, run  # noqa: E402
-from bot.evaluation import load_heldout  # noqa: E402
+from bot.nlu.brain import Brain, newest_model, run  # noqa: E402
+from bot.tools.evaluation import load_heldout  # noqa: E402
 
 
 def ms(seconds: float) -> str:

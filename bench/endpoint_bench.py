@@ -38,14 +38,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot import settings  # noqa: E402
+from bot.app import settings  # noqa: E402
 
 settings.quiet_libraries()
 
-from bot.brain import Brain, RouteResult, run  # noqa: E402
-from bot.call import CallConfig, understood  # noqa: E402
-from bot.evaluation import load_heldout  # noqa: E402
-from bot.turn_end import EndWords  # noqa: E402
+from bot.call.machine import CallConfig, understood  # noqa: E402
+from bot.call.turn_end import EndWords  # noqa: E402
+from bot.nlu.brain import Brain, RouteResult, run  # noqa: E402
+from bot.tools.evaluation import load_heldout  # noqa: E402
 
 
 def main() -> None:

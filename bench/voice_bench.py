@@ -78,7 +78,7 @@ from typing import IO
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.voice import vad_settings  # noqa: E402
+from bot.app.engines import vad_settings  # noqa: E402
 
 # --- the wire (Asterisk AudioSocket) ----------------------------------------------------
 
@@ -723,7 +723,7 @@ def read_stages(database: Path, results: Sequence[CallResult]) -> Stages:
     latest ``say``, ``heard`` and ``utterance`` turns before that one; the ``utterance``
     turn must fall between this utterance's end and the next one's, or the reply belongs
     to another utterance. Turn times are taken on the server's event loop when the turn
-    happens (bot/store.py), on the same clock as the bench's.
+    happens (bot/store/calls.py), on the same clock as the bench's.
 
     Also checks what the caller timed: bot audio that reached it before this utterance's
     reply was ready is something else (a silence reprompt while the transcript was still

@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 @pytest.fixture(scope="session")
 def brain():  # type: ignore[no-untyped-def]
-    from bot.brain import Brain, ModelNotFound
+    from bot.nlu.brain import Brain, ModelNotFound
 
     try:
         return Brain()
@@ -31,7 +31,7 @@ class Conversation:
     """One caller's conversation with the real dialogue, turn by turn."""
 
     def __init__(self, brain) -> None:  # type: ignore[no-untyped-def]
-        from bot.brain import run
+        from bot.nlu.brain import run
 
         self._run = run
         self.brain = brain

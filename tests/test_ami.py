@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from bot import settings
+from bot.app import settings
 from bot.transports.ami import (
     AmiClient,
     AmiError,

@@ -17,8 +17,10 @@ from typing import Any
 
 import pytest
 
-from bot.asr import Final, Partial, Recognition, SpeechModel
-from bot.audio import (
+from bot.app.speech_models import ModelMissing, stand_in_models
+from bot.asr.types import Final, Partial
+from bot.asr.vosk_engine import Recognition, SpeechModel
+from bot.audio.formats import (
     RECOGNISER,
     TELEPHONE,
     AudioChunk,
@@ -27,7 +29,6 @@ from bot.audio import (
     Converter,
     read_wav,
 )
-from bot.models import ModelMissing, stand_in_models
 
 CHUNK_BYTES = RECOGNISER.bytes_for_ms(20)  # what the call layer feeds: 20 ms frames
 
@@ -213,7 +214,7 @@ def test_missing_model_names_the_path_and_how_to_get_it(tmp_path: Path) -> None:
         SpeechModel(missing)
     message = str(error.value)
     assert str(missing) in message
-    assert "python -m bot.models fetch" in message and "alphacephei.com/vosk/models" in message
+    assert "python -m bot models fetch" in message and "alphacephei.com/vosk/models" in message
 
 
 def test_folder_that_vosk_cannot_load_is_a_missing_model(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import soundfile
 from numpy.typing import NDArray
 from scipy import signal
 
-from bot.audio import (
+from bot.audio.formats import (
     RECOGNISER,
     TELEPHONE,
     AudioChunk,

@@ -21,7 +21,11 @@ import pytest
 import soundfile
 import yaml
 
-from bot.audio_tests import (
+from bot.call.machine import is_backchannel
+from bot.nlu.routes import ALL_ROUTES, BRANCHES, FALLBACK, branch_route
+from bot.nlu.text import fold
+from bot.store.calls import TurnRecord
+from bot.tools.audio_tests import (
     LANGUAGES,
     MANIFEST,
     AudioTestCall,
@@ -34,11 +38,7 @@ from bot.audio_tests import (
     transcribe_call,
     word_error_rate,
 )
-from bot.call import is_backchannel
-from bot.lines import parse_digits
-from bot.routes import ALL_ROUTES, BRANCHES, FALLBACK, branch_route
-from bot.store import TurnRecord
-from bot.text import fold
+from bot.transports.simulated import parse_digits
 
 ROOT = Path(__file__).resolve().parent.parent
 AUDIO_TESTS = ROOT / "audio_tests"
@@ -308,8 +308,8 @@ def test_a_call_record_gives_its_decisions_and_transcript() -> None:
 
 @pytest.fixture(scope="module")
 def korean_model() -> Any:
-    from bot.asr import SpeechModel
-    from bot.models import stand_in_models
+    from bot.app.speech_models import stand_in_models
+    from bot.asr.vosk_engine import SpeechModel
 
     return SpeechModel(stand_in_models().vosk)
 
@@ -317,7 +317,7 @@ def korean_model() -> Any:
 def test_korean_calls_are_transcribed_by_the_stand_in_recogniser(
     calls: list[AudioTestCall], korean_model: Any, brain: Any
 ) -> None:
-    from bot.brain import run
+    from bot.nlu.brain import run
 
     def route(text: str) -> str:
         return str(run(brain.route(text)).route)
@@ -333,7 +333,7 @@ def test_korean_calls_are_transcribed_by_the_stand_in_recogniser(
 
 
 def test_the_runner_command_in_transcripts_only_mode(brain: Any) -> None:
-    from bot.brain import run
+    from bot.nlu.brain import run
 
     out = io.StringIO()
     code = main(
@@ -349,7 +349,7 @@ def test_the_runner_command_in_transcripts_only_mode(brain: Any) -> None:
 
 
 def test_the_runner_never_falls_back_to_the_stand_ins_silently() -> None:
-    from bot.models import check
+    from bot.app.speech_models import check
 
     if not any("Vosk" in line for line in check()):
         pytest.skip("the Vietnamese Vosk model is installed here")
@@ -366,7 +366,7 @@ def test_the_runner_never_falls_back_to_the_stand_ins_silently() -> None:
 
 
 def test_the_runner_says_what_the_vocabulary_does_with_the_model(brain: Any) -> None:
-    from bot.brain import run
+    from bot.nlu.brain import run
 
     out = io.StringIO()
     code = main(

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bot.audio import TELEPHONE, AudioChunk, AudioFormat, AudioFormatError
+from bot.audio.formats import TELEPHONE, AudioChunk, AudioFormat, AudioFormatError
 from bot.transports.audiosocket import (
     AudioReceived,
     AudioSocketConnection,

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from bot.call import (
+from bot.app.settings import DOMAIN_FILE
+from bot.call.events import (
     AskBrain,
     BrainReplied,
-    CallConfig,
     CallerHungUp,
-    CallMachine,
     CallStarted,
     DigitPressed,
     EndCall,
@@ -26,7 +25,6 @@ from bot.call import (
     PartialTranscript,
     Play,
     PlaybackFinished,
-    Prompts,
     ResetRecognizer,
     RoutePartial,
     SpeechEnded,
@@ -34,13 +32,13 @@ from bot.call import (
     SpeechResumed,
     SpeechStarted,
     StageFailed,
-    State,
     StopPlayback,
     Tick,
     TransferCall,
 )
-from bot.replies import HangUp, Say, Transfer
-from bot.settings import DOMAIN_FILE
+from bot.call.machine import CallConfig, CallMachine, State
+from bot.call.prompts import Prompts
+from bot.nlu.replies import HangUp, Say, Transfer
 
 PROMPTS = Prompts.from_domain(DOMAIN_FILE)
 FRAME = 0.02  # the transport ticks once per 20 ms audio frame
@@ -567,7 +565,7 @@ def test_a_slow_transcript_is_not_taken_for_silence():
 
 
 def test_a_pause_after_a_word_that_seldom_ends_a_request_waits():
-    from bot.turn_end import EndWords
+    from bot.call.turn_end import EndWords
 
     words = EndWords({"ạ": 10, "về": 0}, {"ạ": 11, "về": 40})
     line = Line(CallConfig(end_words=words, early_end_min_end_rate=0.1))

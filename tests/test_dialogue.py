@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from bot.replies import HangUp, Say, Transfer
-from bot.settings import DOMAIN_FILE
+from bot.app.settings import DOMAIN_FILE
+from bot.nlu.replies import HangUp, Say, Transfer
 
 RESPONSES = yaml.safe_load(DOMAIN_FILE.read_text(encoding="utf-8"))["responses"]
 
@@ -133,7 +133,7 @@ def test_repeat_of_a_confirmation_question_then_yes(conversation):
 
 @pytest.mark.parametrize("nonsense", GIBBERISH)
 def test_gibberish_is_not_understood(brain, nonsense):
-    from bot.brain import run
+    from bot.nlu.brain import run
 
     assert run(brain.parse(nonsense))["intent"]["name"] == "nlu_fallback"
 

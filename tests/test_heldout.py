@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bot import settings
-from bot.evaluation import load_heldout, score, variants
-from bot.training import heldout_overlap, load_examples
+from bot.app import settings
+from bot.tools.evaluation import load_heldout, score, variants
+from bot.tools.training import heldout_overlap, load_examples
 
 ROWS = load_heldout(settings.HELDOUT_FILE)
 # The targets of docs/product.md.
@@ -14,7 +14,7 @@ TARGETS = {"clean": 0.95, "no_diacritics": 0.90, "accent_merged": 0.90}
 
 
 def test_heldout_set_is_big_and_covers_every_route():
-    from bot.routes import ALL_ROUTES
+    from bot.nlu.routes import ALL_ROUTES
 
     assert len(ROWS) >= 150
     assert {r for _, r in ROWS} == set(ALL_ROUTES)
@@ -42,7 +42,7 @@ def test_training_has_enough_examples_per_intent():
 
 @pytest.fixture(scope="module")
 def scores(brain):
-    from bot.brain import run
+    from bot.nlu.brain import run
 
     def route(texts):
         return [run(brain.route(t)).route for t in texts]

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import vosk
 
-from bot import models, settings
-from bot.models import (
+from bot.app import settings
+from bot.app import speech_models as models
+from bot.app.speech_models import (
     FetchFailed,
     ModelMissing,
     ModelPaths,
@@ -103,7 +104,7 @@ def test_missing_models_name_their_path_and_how_to_get_them(tmp_path: Path) -> N
         models.require_piper(paths.piper)
     for error, path in ((vosk_error, paths.vosk), (piper_error, paths.piper)):
         assert str(path) in str(error.value)
-        assert "python -m bot.models fetch" in str(error.value)
+        assert "python -m bot models fetch" in str(error.value)
     assert models.VOSK_MODEL_URL in str(vosk_error.value)
     assert models.PIPER_VOICE_PAGE in str(piper_error.value)
     assert isinstance(vosk_error.value, FileNotFoundError)
@@ -158,7 +159,7 @@ def test_fetch_takes_the_vosk_model_from_vosks_own_cache(
 
 def run_models(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bot.models", *args],
+        [sys.executable, "-m", "bot", "models", *args],
         cwd=ROOT,
         env={**os.environ, **env},
         capture_output=True,
@@ -176,7 +177,7 @@ def test_check_command_reports_missing_models(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert f"missing: Vosk model folder {tmp_path / 'vosk'}" in done.stdout
     assert f"missing: Piper voice {tmp_path / 'voice.onnx'}" in done.stdout
-    assert "python -m bot.models fetch" in done.stdout
+    assert "python -m bot models fetch" in done.stdout
 
     stand_ins = stand_in_models()
     env = {"BOT_VOSK_MODEL": str(stand_ins.vosk), "BOT_PIPER_VOICE": str(stand_ins.piper)}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-from bot import settings
-from bot.brain import newest_model
+from bot.app import settings
+from bot.nlu.brain import newest_model
 from tests.conftest import ROOT
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bot.routes import ALL_ROUTES
+from bot.nlu.routes import ALL_ROUTES
 from tests.conftest import run_bot
 
 LINES = [

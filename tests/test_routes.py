@@ -1,7 +1,7 @@
 import pytest
 
-from bot.nlu_components import spoken_branch
-from bot.routes import ALL_ROUTES, FAQ_KEYS, Parse, branch_route, responsible_branch, route_for
+from bot.nlu.components import spoken_branch
+from bot.nlu.routes import ALL_ROUTES, FAQ_KEYS, Parse, branch_route, responsible_branch, route_for
 
 
 def test_route_table_matches_the_product_brief():

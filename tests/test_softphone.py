@@ -27,10 +27,10 @@ import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.audio import RECOGNISER, TELEPHONE, AudioChunk, AudioFormatError
-from bot.routes import BRANCHES
-from bot.voice import Engines
-from bot.web.softphone import (
+from bot.audio.formats import RECOGNISER, TELEPHONE, AudioChunk, AudioFormatError
+from bot.nlu.routes import BRANCHES
+from bot.session.engines import Engines
+from bot.transports.softphone import (
     FRAME_BYTES,
     MAX_FRAME_BYTES,
     Audio,
@@ -47,14 +47,14 @@ from bot.web.softphone import (
 )
 from tests.conftest import ROOT
 
-LOGGER = "bot.web.softphone"
+LOGGER = "bot.transports.softphone"
 CALL_TIMEOUT_S = 120  # a whole call, on busy engines
 CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engines]:
-    from bot.voice import load_engines
+    from bot.app.engines import load_engines
 
     # ~30 s (Rasa and Vosk): once for the module. Stand-in models: see the module docstring.
     store = tmp_path_factory.mktemp("store") / "calls.db"
@@ -382,7 +382,7 @@ def test_the_page_and_its_files_are_served(engines: Engines) -> None:
 
 
 def test_server_make_app_adds_the_softphone_with_the_voice_line(engines: Engines) -> None:
-    from server import make_app
+    from bot.app.server import make_app
 
     def paths(app: web.Application) -> set[str]:
         return {r.resource.canonical for r in app.router.routes() if r.resource is not None}

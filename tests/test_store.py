@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from bot import settings
-from bot.store import CallRecord, CallStore, StoreError, TurnRecord, resolve_url
+from bot.app import settings
+from bot.store.calls import CallRecord, CallStore, StoreError, TurnRecord, resolve_url
 from tests.conftest import ROOT
 
 HANOI = timezone(timedelta(hours=7))
@@ -268,7 +268,7 @@ def test_two_store_instances_on_one_file(db_file: Path) -> None:
 CHILD = textwrap.dedent(
     """
     import sys
-    from bot.store import CallStore
+    from bot.store.calls import CallStore
 
     store = CallStore(sys.argv[1])
     store.start_call("crash-call", "audiosocket", caller="0987654321")
@@ -430,7 +430,7 @@ def test_database_url_setting_and_relative_paths(tmp_path: Path) -> None:
     assert resolve_url("postgresql://u@h/db") == "postgresql://u@h/db"
     url = sqlite_url(tmp_path / "elsewhere.db")
     out = subprocess.run(
-        [sys.executable, "-c", "from bot.store import CallStore; print(CallStore().url)"],
+        [sys.executable, "-c", "from bot.store.calls import CallStore; print(CallStore().url)"],
         cwd=ROOT,
         env={**os.environ, "BOT_DATABASE_URL": url},
         capture_output=True,

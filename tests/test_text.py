@@ -1,6 +1,6 @@
 import random
 
-from bot.text import fold, merge_accent, normalise, strip_diacritics
+from bot.nlu.text import fold, merge_accent, normalise, strip_diacritics
 
 
 def test_strip_diacritics_keeps_letters_and_maps_d_bar():

@@ -19,19 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.audio import TELEPHONE, AudioChunk, AudioFormat
-from bot.models import ModelMissing, stand_in_models
-from bot.tts import (
-    PromptCache,
-    RenderCount,
-    Speaker,
-    Voice,
-    domain_texts,
-    normalise_vi,
-    read_number,
-    split_clauses,
-    to_format,
-)
+from bot.app.speech_models import ModelMissing, stand_in_models
+from bot.audio.formats import TELEPHONE, AudioChunk, AudioFormat
+from bot.tts.normalise import normalise_vi, read_number
+from bot.tts.piper_voice import Speaker, Voice, split_clauses, to_format
+from bot.tts.prompt_cache import PromptCache, RenderCount, domain_texts
 
 # --- normalise_vi ------------------------------------------------------------------
 

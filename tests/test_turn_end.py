@@ -1,4 +1,4 @@
-"""Which words may end a caller's request (bot/turn_end.py), and the rule that uses them."""
+"""Which words may end a caller's request (bot/call/turn_end.py), and the rule that uses them."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.call import CallConfig, understood
-from bot.turn_end import EndWords, example_texts
+from bot.call.machine import CallConfig, understood
+from bot.call.turn_end import EndWords, example_texts
 
 NLU = """version: "3.1"
 nlu:

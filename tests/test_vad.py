@@ -11,7 +11,7 @@ import pytest
 import webrtcvad
 from numpy.typing import NDArray
 
-from bot.audio import (
+from bot.audio.formats import (
     AudioChunk,
     AudioFormat,
     AudioFormatError,
@@ -20,7 +20,7 @@ from bot.audio import (
     read_wav,
     to_samples,
 )
-from bot.vad import (
+from bot.audio.vad import (
     SpeechEnded,
     SpeechPaused,
     SpeechResumed,

@@ -22,12 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from bot.audio import TELEPHONE, AudioChunk, Converter, read_wav
-from bot.brain import RouteResult
-from bot.lines import Transferer, serve_audiosocket
+from bot.app.engines import load_engines
+from bot.audio.formats import TELEPHONE, AudioChunk, Converter, read_wav
+from bot.audio.vad import VadConfig
+from bot.nlu.brain import RouteResult
+from bot.session.engines import Engines
+from bot.session.metrics import Metrics
 from bot.transports.ami import AmiClient, TransferPlan
-from bot.vad import VadConfig
-from bot.voice import Engines, Metrics, load_engines
+from bot.transports.asterisk import Transferer, serve_audiosocket
 from tests.test_ami import KNOWN, SECRET, USER, FakeAsterisk
 
 FRAME = 320  # 20 ms of 8 kHz PCM16

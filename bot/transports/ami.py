@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from bot import settings
-from bot.routes import BRANCHES, OPERATOR, transfer
+from bot.app import settings
+from bot.nlu.routes import BRANCHES, OPERATOR, transfer
 
 log = logging.getLogger(__name__)
 

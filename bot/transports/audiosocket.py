@@ -30,8 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot import settings
-from bot.audio import TELEPHONE, AudioChunk, AudioFormatError
+from bot.app import settings
+from bot.audio.formats import TELEPHONE, AudioChunk, AudioFormatError
 from bot.transports.pacing import PacedSender
 
 log = logging.getLogger(__name__)
@@ -255,7 +255,7 @@ def audio_payloads(chunk: AudioChunk) -> list[bytes]:
     it adds under 20 ms of silence at the end of a chunk."""
     if chunk.format != TELEPHONE:
         raise AudioFormatError(
-            f"AudioSocket carries {TELEPHONE}, not {chunk.format}; convert with bot.audio first"
+            f"AudioSocket carries {TELEPHONE}, not {chunk.format}; convert it first"
         )
     data = chunk.data
     payloads = [data[i : i + FRAME_BYTES] for i in range(0, len(data), FRAME_BYTES)]

@@ -1,0 +1,182 @@
+"""What goes into a call and what comes out of it: the machine's events and actions.
+
+Events are what happened (speech started, a transcript, a digit, the brain's reply, a
+clock tick, a hang-up); actions are what the session must do (play, stop, ask the brain,
+transfer, hang up, note it in the record). Plain frozen dataclasses, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.nlu.replies import BotAction
+
+# --- events -------------------------------------------------------------------
+# `at` is seconds on the call's monotonic clock.
+
+
+@dataclass(frozen=True)
+class CallStarted:
+    at: float
+    # The bot is at capacity (settings.MAX_CALLS): the caller goes straight to an operator.
+    overflow: bool = False
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    at: float
+    began_at: float  # VAD confirms speech after a minimum length; this is its start
+
+
+@dataclass(frozen=True)
+class SpeechEnded:
+    at: float
+
+
+@dataclass(frozen=True)
+class SpeechPaused:
+    """The caller has been silent for a short pause; the utterance is not over yet."""
+
+    at: float
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    """The caller spoke again after a SpeechPaused."""
+
+    at: float
+
+
+@dataclass(frozen=True)
+class PartialTranscript:
+    at: float
+    text: str
+
+
+@dataclass(frozen=True)
+class FinalTranscript:
+    at: float
+    text: str
+    confidence: float = 1.0
+
+
+@dataclass(frozen=True)
+class PartialRouted:
+    """The NLU route of a partial transcript (asked for with RoutePartial)."""
+
+    at: float
+    text: str
+    route: str
+    confidence: float
+    intent: str = ""
+
+
+@dataclass(frozen=True)
+class DigitPressed:
+    at: float
+    digit: str
+
+
+@dataclass(frozen=True)
+class PlaybackFinished:
+    at: float
+    playback_id: int
+
+
+@dataclass(frozen=True)
+class BrainReplied:
+    at: float
+    request_id: int
+    actions: tuple[BotAction, ...]
+
+
+@dataclass(frozen=True)
+class StageFailed:
+    """Rasa, Vosk or Piper failed for this call."""
+
+    at: float
+    stage: str  # "brain" | "asr" | "tts"
+    reason: str
+
+
+@dataclass(frozen=True)
+class Tick:
+    at: float
+
+
+@dataclass(frozen=True)
+class CallerHungUp:
+    at: float
+
+
+Event = (
+    CallStarted | SpeechStarted | SpeechPaused | SpeechResumed | SpeechEnded | PartialTranscript
+    | FinalTranscript | PartialRouted | DigitPressed | PlaybackFinished | BrainReplied
+    | StageFailed | Tick | CallerHungUp
+)  # fmt: skip
+
+
+# --- actions ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Play:
+    playback_id: int
+    text: str
+    response: str | None = None  # domain response name: its audio may be pre-rendered
+    answers: int | None = None  # the AskBrain request this speaks the reply to
+
+
+@dataclass(frozen=True)
+class StopPlayback:
+    pass
+
+
+@dataclass(frozen=True)
+class AskBrain:
+    request_id: int
+    text: str
+
+
+@dataclass(frozen=True)
+class RoutePartial:
+    text: str
+
+
+@dataclass(frozen=True)
+class EndUtterance:
+    """The caller has finished: end the utterance now, without waiting for the rest of the
+    trailing silence (its final transcript follows as usual)."""
+
+
+@dataclass(frozen=True)
+class ResetRecognizer:
+    """Drop what the recogniser heard so far (the utterance was acted on already)."""
+
+
+@dataclass(frozen=True)
+class TransferCall:
+    route: str  # "transfer:N" or "operator"
+
+
+@dataclass(frozen=True)
+class EndCall:
+    reason: str
+    hang_up: bool  # False when the caller already hung up
+
+
+@dataclass(frozen=True)
+class Note:
+    """A line for the call record: what happened and why."""
+
+    kind: str
+    text: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+Action = (
+    Play | StopPlayback | AskBrain | RoutePartial | EndUtterance | ResetRecognizer | TransferCall
+    | EndCall | Note
+)  # fmt: skip

@@ -1,0 +1,507 @@
+"""One phone call as a state machine, written without I/O (h11's habit).
+
+Events come in (speech started, a transcript, a keypad digit, playback finished,
+the brain's reply, a clock tick, a hang-up); actions go out (play this text,
+stop playing, ask the brain, transfer, hang up, note this in the call record).
+Time is passed in with every event, never read, so every timing rule here
+(barge-in, silence reprompts, the brain's deadline) is tested with a fake clock.
+The transport glue (bot/session/voice_call.py) turns audio, VAD, Vosk, Rasa and Piper into
+these events and carries out the actions.
+
+States: greeting -> listening <-> thinking -> speaking -> listening/confirming ...
+-> transferring or ended.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bot.call.events import (
+    Action,
+    AskBrain,
+    BrainReplied,
+    CallerHungUp,
+    CallStarted,
+    DigitPressed,
+    EndCall,
+    EndUtterance,
+    Event,
+    FinalTranscript,
+    Note,
+    PartialRouted,
+    PartialTranscript,
+    Play,
+    PlaybackFinished,
+    ResetRecognizer,
+    RoutePartial,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    StageFailed,
+    StopPlayback,
+    Tick,
+    TransferCall,
+)
+from bot.call.prompts import Prompts
+from bot.call.turn_end import EndWords
+from bot.nlu.replies import BotAction, HangUp, Say, Transfer
+from bot.nlu.routes import FALLBACK, branch_route
+
+
+class State(enum.Enum):
+    GREETING = "greeting"
+    LISTENING = "listening"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+    CONFIRMING = "confirming"  # listening for the answer to a yes/no question
+    TRANSFERRING = "transferring"
+    ENDED = "ended"
+
+
+
+# --- configuration ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallConfig:
+    # Silence while listening: reprompt, then read the keypad menu, then an operator.
+    silence_timeout_s: float = 8.0
+    # Caller speech during bot speech stops playback once it has lasted this long...
+    barge_in_min_s: float = 0.5
+    # ...unless all the words heard so far are backchannels; past this, it always does.
+    barge_in_backchannel_max_s: float = 1.5
+    # A partial transcript routed to the emergency branch with at least this
+    # confidence transfers without waiting for the end of the utterance.
+    emergency_confidence: float = 0.8
+    emergency_min_words: int = 3
+    # While the caller speaks, a partial transcript is routed at most this often (each
+    # costs the brain ~30 ms); at a pause, the latest one is routed at once.
+    partial_route_interval_s: float = 0.3
+    # End of turn: at a short pause (VadConfig.pause_ms), a partial transcript the NLU
+    # understands with at least this confidence ends the utterance without waiting for the
+    # whole trailing silence. A request that names a route counts; of the rest, only
+    # these complete dialogue acts ("greet" is not one: a request usually follows it).
+    # 1.0 or more: never end early.
+    early_end_confidence: float = 0.85
+    early_end_intents: frozenset[str] = frozenset(
+        {"affirm", "deny", "repeat", "ask_menu", "goodbye"}
+    )
+    # And only when the last word often ends a request in the training data (share of its
+    # occurrences at the end, bot/call/turn_end.py): "cho tôi hỏi về" waits. None: no such check.
+    end_words: EndWords | None = None
+    early_end_min_end_rate: float = 0.1
+    # Speech that starts this soon after an early end continues that utterance: the bot
+    # asks again with all of it (the caller had only paused).
+    rejoin_s: float = 1.0
+    # The brain must answer within this; otherwise the caller hears the apology.
+    brain_timeout_s: float = 6.0
+
+
+# Words a caller says while listening that are not a request (Hanoi backchannels).
+BACKCHANNELS = frozenset(
+    "dạ vâng ừ ừm ờ à alo a lô vâng ạ ừ ạ ậy thế ok okay rồi".split()
+)  # fmt: skip
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def is_backchannel(text: str) -> bool:
+    words = _WORD.findall(text.lower())
+    return bool(words) and all(w in BACKCHANNELS for w in words)
+
+
+def understood(text: str, route: str, intent: str, confidence: float, config: CallConfig) -> bool:
+    """Whether `text`, parsed this way by the NLU, is a whole request, so that a short
+    pause may end the caller's turn (bench/endpoint_bench.py measures this rule)."""
+    if confidence < config.early_end_confidence:
+        return False
+    if route == FALLBACK and intent not in config.early_end_intents:
+        return False
+    words = config.end_words
+    return words is None or words.may_end(text, config.early_end_min_end_rate)
+
+
+# --- the machine --------------------------------------------------------------
+
+
+class CallMachine:
+    """The rules of one call. ``handle(event) -> actions``; nothing else."""
+
+    def __init__(self, prompts: Prompts, config: CallConfig | None = None) -> None:
+        self.prompts = prompts
+        self.config = config or CallConfig()
+        self.state = State.GREETING
+        self.degraded = False  # after a stage failed: keypad and operator only
+        self._next_id = 0
+        self._playing: set[int] = set()
+        self._after_playback: BotAction | None = None  # a transfer or hang-up to do next
+        self._last_said: list[Play] = []
+        self._asking: bool = False  # the bot's last words were a yes/no question
+        self._listening_since = 0.0
+        self._silences = 0
+        self._speech_began: float | None = None  # caller speech in progress
+        self._partial = ""
+        self._utterance_consumed = False  # acted on from a partial; ignore its final
+        self._waiting_for: int | None = None  # brain request id
+        self._asked_at = 0.0
+        self._queued_text: str | None = None  # a transcript that arrived while thinking
+        self._asked_text = ""  # the words of the question in flight
+        self._paused = False  # the caller is in a short pause inside the utterance
+        self._routed: PartialRouted | None = None  # the route of the current partial
+        self._last_route_at = float("-inf")
+        # Utterances ended whose final transcript has not come yet: while any is due, the
+        # recogniser is at work, which is not silence. Finals arrive in the order of the
+        # utterances, so each is known by its place among those due (rejoining, below).
+        self._finals_due = 0
+        # Rejoining a caller who had only paused where the bot ended the utterance early.
+        self._early_end_at: float | None = None  # when the last utterance was ended early
+        self._early_final: int | None = None  # place of that utterance's final
+        self._early_asked = False  # ...which was asked on its own
+        self._continuation_final: int | None = None  # place of the final that goes on from it
+
+    # -- public ----------------------------------------------------------------
+
+    def handle(self, event: Event) -> list[Action]:
+        if self.state is State.ENDED:
+            return []
+        if isinstance(event, CallerHungUp):
+            return self._end("caller hung up", hang_up=False)
+        return _HANDLERS[type(event)](self, event)
+
+    # -- events ------------------------------------------------------------------
+
+    def _on_call_started(self, e: CallStarted) -> list[Action]:
+        if e.overflow:
+            # No recogniser is spared for this call: the keypad and speech are not heard.
+            self.degraded = True
+            return [Note("call_started"), Note("overflow"), *self._transfer_now("operator", e.at)]
+        return [Note("call_started"), *self._say([Say(self.prompts.greeting, "utter_greet")], e.at)]
+
+    def _on_speech_started(self, e: SpeechStarted) -> list[Action]:
+        self._speech_began = e.began_at
+        self._partial = ""
+        self._paused = False
+        self._routed = None
+        self._utterance_consumed = False
+        early, self._early_end_at = self._early_end_at, None
+        if early is not None and e.began_at - early <= self.config.rejoin_s:
+            self._continuation_final = self._finals_due + 1
+        return self._check_barge_in(e.at)
+
+    def _on_speech_paused(self, e: SpeechPaused) -> list[Action]:
+        if self._speech_began is None:
+            return []
+        self._paused = True
+        if self._routed is not None and self._routed.text == self._partial:
+            return self._end_early(e.at)
+        if self._partial and not self.degraded and not self._utterance_consumed:
+            self._last_route_at = e.at
+            return [RoutePartial(self._partial)]  # its answer may end the utterance
+        return []
+
+    def _on_speech_resumed(self, e: SpeechResumed) -> list[Action]:
+        self._paused = False
+        return []
+
+    def _on_tick(self, e: Tick) -> list[Action]:
+        if self._speech_began is not None:
+            return self._check_barge_in(e.at)
+        if self.state is State.THINKING and e.at - self._asked_at >= self.config.brain_timeout_s:
+            self._waiting_for = None
+            return self._fail("brain", "no answer within the deadline", e.at)
+        if (
+            self.state in (State.LISTENING, State.CONFIRMING)
+            and not self._playing
+            and not self._finals_due  # not silence: the recogniser is still at work
+        ):
+            if e.at - self._listening_since >= self.config.silence_timeout_s:
+                return self._on_silence(e.at)
+        return []
+
+    def _on_partial_transcript(self, e: PartialTranscript) -> list[Action]:
+        if self._utterance_consumed or not e.text.strip() or e.text == self._partial:
+            return []
+        self._partial = e.text
+        actions = self._check_barge_in(e.at)
+        if self.degraded:
+            return actions
+        due = e.at - self._last_route_at >= self.config.partial_route_interval_s
+        if self._paused or (due and len(e.text.split()) >= self.config.emergency_min_words):
+            self._last_route_at = e.at
+            actions.append(RoutePartial(e.text))
+        return actions
+
+    def _on_partial_routed(self, e: PartialRouted) -> list[Action]:
+        if self._utterance_consumed:
+            return []
+        if e.text == self._partial and self._speech_began is not None:
+            self._routed = e
+        emergency = (
+            self.state not in (State.TRANSFERRING, State.THINKING)
+            and e.route == "transfer:1"
+            and e.confidence >= self.config.emergency_confidence
+            and len(e.text.split()) >= self.config.emergency_min_words
+        )
+        if not emergency:
+            # At a pause, the route of what was said so far may end the utterance.
+            return self._end_early(e.at) if self._paused and self._routed is e else []
+        # Emergency heard in the partial transcript: act now, ignore the rest of it.
+        self._utterance_consumed = True
+        actions: list[Action] = [Note("emergency_from_partial", e.text, {"route": e.route})]
+        actions += self._stop_playback()
+        actions.append(ResetRecognizer())
+        return actions + self._transfer_now("transfer:1", e.at)
+
+    def _on_speech_ended(self, e: SpeechEnded) -> list[Action]:
+        began, self._speech_began = self._speech_began, None
+        self._paused = False
+        self._finals_due += 1  # the recogniser sends one final per ended utterance
+        if began is None:
+            return []
+        # During bot speech, short speech was no barge-in; its final transcript
+        # decides whether it was a backchannel or a (short) request.
+        self._listening_since = e.at
+        return []
+
+    def _on_final_transcript(self, e: FinalTranscript) -> list[Action]:
+        self._finals_due = max(0, self._finals_due - 1)
+        is_early = self._early_final == 1
+        continuing = self._continuation_final == 1 and self._early_asked
+        self._early_final = _countdown(self._early_final)
+        self._continuation_final = _countdown(self._continuation_final)
+        actions = self._final_actions(e, continuing)
+        if is_early:
+            self._early_asked = any(isinstance(a, AskBrain) for a in actions)
+        return actions
+
+    def _final_actions(self, e: FinalTranscript, continuing: bool) -> list[Action]:
+        self._listening_since = e.at
+        if self._utterance_consumed:
+            self._utterance_consumed = False
+            return [Note("final_dropped", e.text)] if e.text.strip() else []
+        text = e.text.strip()
+        if not text:
+            return []  # noise the recogniser made nothing of
+        if self._playing and is_backchannel(text):
+            return [Note("backchannel_ignored", text)]
+        if self.state is State.TRANSFERRING or isinstance(self._after_playback, Transfer):
+            return [Note("final_dropped", text, {"why": "transferring"})]
+        self._silences = 0
+        if self.degraded:
+            return [Note("final_dropped", text, {"why": "degraded: keypad only"})]
+        if continuing and self._waiting_for is None:
+            # The caller had only paused where the bot ended the utterance early: the
+            # question is all of it. (While the brain is still busy, the queue below joins.)
+            return [
+                Note("rejoined", text),
+                *self._stop_playback(),
+                *self._ask(f"{self._asked_text} {text}", e.at),
+            ]
+        if self._waiting_for is not None:
+            # The caller went on after a pause the VAD took for the end: ask again,
+            # after the current reply, with everything said since that question.
+            self._queued_text = f"{self._queued_text or self._asked_text} {text}"
+            return [Note("queued", text)]
+        # A short request said over the bot (no barge-in yet): stop and answer it.
+        return [*self._stop_playback(), *self._ask(text, e.at)]
+
+    def _on_brain_replied(self, e: BrainReplied) -> list[Action]:
+        if e.request_id != self._waiting_for:
+            return [Note("stale_reply", data={"request_id": e.request_id})]
+        self._waiting_for = None
+        if self._queued_text is not None:
+            # The caller spoke again before the answer came: answer all they said.
+            text, self._queued_text = self._queued_text, None
+            return [Note("reply_superseded"), *self._ask(text, e.at)]
+        if not e.actions:  # the dialogue chose to listen
+            self._listen(e.at)
+            return []
+        return self._say(list(e.actions), e.at, answers=e.request_id)
+
+    def _on_playback_finished(self, e: PlaybackFinished) -> list[Action]:
+        self._playing.discard(e.playback_id)
+        if self._playing:
+            return []
+        after, self._after_playback = self._after_playback, None
+        if isinstance(after, Transfer):
+            self.state = State.TRANSFERRING
+            return [Note("transfer", data={"route": after.route}), TransferCall(after.route)]
+        if isinstance(after, HangUp):
+            return self._end("goodbye", hang_up=True)
+        if self.state in (State.SPEAKING, State.GREETING):
+            self._listen(e.at)
+        return []
+
+    def _on_digit_pressed(self, e: DigitPressed) -> list[Action]:
+        note = Note("digit", e.digit)
+        if self.state is State.TRANSFERRING:
+            return [note]
+        if e.digit == "*":
+            return [note, *self._stop_playback(), *self._replay(e.at)]
+        route = branch_route(e.digit)
+        if route == "fallback":
+            return [note]  # '#', 7-9: not a branch of this switchboard
+        # The keypad works without the brain: it must, when the brain is down.
+        self._utterance_consumed = self._speech_began is not None
+        return [note, *self._stop_playback(), *self._transfer_now(route, e.at)]
+
+    def _on_stage_failed(self, e: StageFailed) -> list[Action]:
+        self._waiting_for = None
+        return self._fail(e.stage, e.reason, e.at)
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _end_early(self, now: float) -> list[Action]:
+        """End the utterance at this pause if its partial transcript is understood."""
+        routed = self._routed
+        if (
+            routed is None
+            or self.degraded
+            or self._utterance_consumed
+            or not understood(
+                routed.text, routed.route, routed.intent, routed.confidence, self.config
+            )
+        ):
+            return []
+        self._paused = False
+        self._early_end_at = now
+        self._early_final = self._finals_due + 1  # its SpeechEnded follows this action
+        self._early_asked = False
+        data = {"route": routed.route, "intent": routed.intent, "confidence": routed.confidence}
+        return [Note("early_end", routed.text, data), EndUtterance()]
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def _listen(self, now: float) -> None:
+        self.state = State.CONFIRMING if self._asking else State.LISTENING
+        self._listening_since = now
+
+    def _ask(self, text: str, now: float) -> list[Action]:
+        request = self._new_id()
+        self._waiting_for = request
+        self._asked_at = now
+        self._asked_text = text
+        self.state = State.THINKING
+        return [Note("heard", text), AskBrain(request, text)]
+
+    def _say(
+        self, actions: list[BotAction], now: float, answers: int | None = None
+    ) -> list[Action]:
+        out: list[Action] = []
+        plays: list[Play] = []
+        for action in actions:
+            if isinstance(action, Say):
+                play = Play(self._new_id(), action.text, action.response, answers)
+                plays.append(play)
+                self._playing.add(play.playback_id)
+                out += [Note("say", action.text, {"response": action.response}), play]
+            else:
+                self._after_playback = action
+        if plays:
+            self._last_said = plays
+            last = plays[-1].response or ""
+            self._asking = last.startswith(("utter_confirm_", "utter_offer_", "utter_anything"))
+            if self.state is not State.GREETING:
+                self.state = State.SPEAKING
+        elif self._after_playback is not None:
+            # A transfer or hang-up with nothing to say first.
+            out += self._on_playback_finished(PlaybackFinished(now, -1))
+        return out
+
+    def _replay(self, now: float) -> list[Action]:
+        if not self._last_said:
+            return []
+        return self._say([Say(p.text, p.response) for p in self._last_said], now)
+
+    def _stop_playback(self) -> list[Action]:
+        if not self._playing:
+            return []
+        self._playing.clear()
+        return [StopPlayback()]
+
+    def _transfer_now(self, route: str, now: float) -> list[Action]:
+        self._waiting_for = None
+        self._queued_text = None
+        notice = self.prompts.transfers[route]
+        response = (
+            f"utter_transfer_{route.split(':')[1]}" if ":" in route else "utter_transfer_operator"
+        )
+        return self._say([Say(notice, response), Transfer(route)], now)
+
+    def _check_barge_in(self, now: float) -> list[Action]:
+        began = self._speech_began
+        if began is None or not self._playing or self.state is State.TRANSFERRING:
+            return []
+        spoken = now - began
+        if spoken < self.config.barge_in_min_s:
+            return []
+        if is_backchannel(self._partial) and spoken < self.config.barge_in_backchannel_max_s:
+            return []
+        if isinstance(self._after_playback, Transfer):
+            return []  # a decided transfer goes ahead; its notice is not interrupted
+        # Barge-in: stop talking at once and listen to the caller.
+        self._after_playback = None
+        self._listen(now)
+        return [Note("barge_in", self._partial), *self._stop_playback()]
+
+    def _on_silence(self, now: float) -> list[Action]:
+        self._silences += 1
+        if self._silences == 1:
+            return [
+                Note("silence", data={"count": 1}),
+                *self._say([Say(self.prompts.silence, "utter_silence_reprompt")], now),
+            ]
+        if self._silences == 2:
+            return [
+                Note("silence", data={"count": 2}),
+                *self._say([Say(self.prompts.menu, "utter_menu")], now),
+            ]
+        return [
+            Note("silence", data={"count": self._silences}),
+            *self._transfer_now("operator", now),
+        ]
+
+    def _fail(self, stage: str, reason: str, now: float) -> list[Action]:
+        note = Note("error", f"{stage}: {reason}", {"stage": stage})
+        if self.degraded:
+            # A second failure: a person takes over at once, with no notice that
+            # might itself fail to play (the call must never go silent).
+            self.state = State.TRANSFERRING
+            return [note, *self._stop_playback(), TransferCall("operator")]
+        self.degraded = True
+        self._silences = 1  # the next silence reads the menu, the one after: operator
+        apology = Say(self.prompts.technical_problem, "utter_technical_problem")
+        return [note, *self._stop_playback(), *self._say([apology], now)]
+
+    def _end(self, reason: str, hang_up: bool) -> list[Action]:
+        self.state = State.ENDED
+        return [Note("call_ended", reason), EndCall(reason, hang_up)]
+
+
+def _countdown(place: int | None) -> int | None:
+    """A place among the finals due, once one final has come."""
+    return place - 1 if place is not None and place > 1 else None
+
+
+# Every event's handler, in one table.
+_HANDLERS: dict[type, Callable[[CallMachine, Any], list[Action]]] = {
+    CallStarted: CallMachine._on_call_started,
+    SpeechStarted: CallMachine._on_speech_started,
+    SpeechPaused: CallMachine._on_speech_paused,
+    SpeechResumed: CallMachine._on_speech_resumed,
+    SpeechEnded: CallMachine._on_speech_ended,
+    PartialTranscript: CallMachine._on_partial_transcript,
+    FinalTranscript: CallMachine._on_final_transcript,
+    PartialRouted: CallMachine._on_partial_routed,
+    DigitPressed: CallMachine._on_digit_pressed,
+    PlaybackFinished: CallMachine._on_playback_finished,
+    BrainReplied: CallMachine._on_brain_replied,
+    StageFailed: CallMachine._on_stage_failed,
+    Tick: CallMachine._on_tick,
+}

@@ -1,0 +1,441 @@
+"""A live call: the transport's audio in, the call machine in the middle, bot audio out.
+
+This is the only place where the stages meet (docs/architecture.md, "data flows
+one way"): transport audio -> ``Converter`` (line format -> 16 kHz) -> ``VoiceActivity``
+-> Vosk ``Recognition`` -> ``CallMachine`` -> brain (Rasa) -> ``Speaker`` (Piper, or a
+pre-rendered prompt) -> ``Converter`` -> transport; ``CallStore`` records every turn.
+
+Each call has one ordered queue of machine events and one task that drains it, so an
+interruption can never overtake the transcript it cancels (Pipecat #1323). The
+engines are shared by all calls and run off the event loop: Vosk and Piper in
+worker threads, Rasa on its own thread and loop (``BrainService``), so the loop
+stays free to pace outgoing audio in real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.asr.types import Final, Partial
+from bot.asr.vosk_engine import Recognition
+from bot.audio.formats import RECOGNISER, AudioChunk, Converter
+from bot.audio.vad import (
+    SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    VadEvent,
+    VoiceActivity,
+)
+from bot.call import events as ev
+from bot.call.machine import CallMachine
+from bot.session.engines import Engines
+from bot.session.line import Line
+from bot.store.calls import StoreError
+
+logger = logging.getLogger(__name__)
+
+# Without audio (a paused microphone), the machine still needs the clock to move.
+TICK_S = 0.1
+# Most caller audio given to the recogniser in one call, when it has fallen behind:
+# fewer thread hand-offs, while one call's backlog cannot hold a decoding thread for long.
+ASR_BATCH_MS = 1000
+
+
+
+
+
+
+
+
+@dataclass
+class CallStats:
+    """Figures of one call, for the benchmark and the logs."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    asr_seconds: float = 0.0
+    asr_audio_seconds: float = 0.0
+
+
+class VoiceCall:
+    """One call, from the first audio frame to the transfer or hang-up."""
+
+    def __init__(
+        self, call_id: str, line: Line, engines: Engines, transport: str, caller: str | None = None
+    ) -> None:
+        self.call_id = call_id
+        self.line = line
+        self.engines = engines
+        self.transport = transport
+        self.caller = caller
+        self.machine = CallMachine(engines.prompts, engines.call_config)
+        self.stats = CallStats()
+        self._inbound = Converter(line.format, RECOGNISER)
+        self._vad = VoiceActivity(engines.vad_config, RECOGNISER)
+        self._recognition: Recognition | None = None  # built in start(), off the loop
+        self._speaker = engines.speaker(line.format)
+        self._events: asyncio.Queue[ev.Event | None] = asyncio.Queue()
+        self._asr: asyncio.Queue[AudioChunk | str] = asyncio.Queue()
+        self._plays: deque[ev.Play] = deque()
+        self._play_wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop = asyncio.get_running_loop()
+        self._t0 = self._loop.time()
+        self._speech_ended_at: float | None = None  # when the caller last stopped speaking
+        self._asked_at_speech_end: dict[int, float] = {}  # AskBrain id -> that speech's end
+        self._routing = False
+        self._pending_partial: str | None = None
+        self._ended = asyncio.Event()
+        self._overflow = False  # over Engines.max_calls: nothing is recognised
+
+    # -- from the transport ------------------------------------------------------
+
+    def now(self) -> float:
+        return self._loop.time() - self._t0
+
+    async def start(self) -> None:
+        metrics = self.engines.metrics
+        metrics.calls_active += 1
+        metrics.calls_total[self.transport] = metrics.calls_total.get(self.transport, 0) + 1
+        await self._record_call_start()
+        limit = self.engines.max_calls
+        self._overflow = bool(limit) and metrics.calls_active > limit
+        work = [self._run_machine(), self._run_player(), self._run_clock()]
+        if self._overflow:  # no recogniser: this call is only a notice and a transfer
+            metrics.calls_overflow += 1
+            logger.warning("call %s: over %d calls: to an operator", self.call_id, limit)
+        else:
+            # Building a recogniser takes 75-160 ms: off the loop, or every other call stutters.
+            self._recognition = await self._loop.run_in_executor(
+                self.engines.decoder,
+                Recognition,
+                self.engines.speech,
+                self.engines.phrases,
+                self.engines.decoder,
+            )
+            work.append(self._run_asr())
+        self._tasks += [asyncio.create_task(w) for w in work]
+        self._emit(ev.CallStarted(self.now(), overflow=self._overflow))
+
+    async def audio(self, chunk: AudioChunk) -> None:
+        """One chunk of caller audio, in the line's format, in order."""
+        if self._ended.is_set() or self._overflow:
+            return
+        pcm = self._inbound.convert(chunk)
+        started_here = False
+        for event in self._vad.feed(pcm):
+            # A start's audio runs from the pre-roll to the end of this chunk.
+            started_here = started_here or isinstance(event, SpeechStarted)
+            self._on_voice(event)
+        if self._vad.in_speech and not started_here:
+            self._asr.put_nowait(pcm)
+        self._emit(ev.Tick(self.now()))
+
+    def _on_voice(self, event: VadEvent) -> None:
+        """One VAD event: to the recogniser's queue and the machine, in that order."""
+        at = self.now() - self._since(event.at_ms)
+        if isinstance(event, SpeechStarted):
+            self._asr.put_nowait(event.audio)
+            self._emit(ev.SpeechStarted(self.now(), began_at=at))
+        elif isinstance(event, SpeechPaused):
+            self._emit(ev.SpeechPaused(self.now()))
+        elif isinstance(event, SpeechResumed):
+            self._emit(ev.SpeechResumed(self.now()))
+        elif isinstance(event, SpeechEnded):
+            self._speech_ended_at = at
+            self._asr.put_nowait("end")
+            self._emit(ev.SpeechEnded(self.now()))
+
+    async def digit(self, digit: str) -> None:
+        self._emit(ev.DigitPressed(self.now(), digit))
+
+    async def hung_up(self) -> None:
+        self._emit(ev.CallerHungUp(self.now()))
+
+    async def closed(self, reason: str | None) -> None:
+        """The transport is gone (normal end, or a protocol error with ``reason``)."""
+        if not self._ended.is_set():
+            self._emit(ev.CallerHungUp(self.now()))
+            if reason:
+                await self._note_turn(ev.Note("error", reason))
+        await self.wait(timeout=5)
+
+    async def wait(self, timeout: float | None = None) -> None:
+        try:
+            await asyncio.wait_for(self._ended.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    # -- internals -----------------------------------------------------------------
+
+    def _since(self, at_ms: int) -> float:
+        """Seconds between a VAD time (ms of audio fed) and the latest audio fed."""
+        return max(0.0, self._vad.fed_ms - at_ms) / 1000.0
+
+    def _emit(self, event: ev.Event) -> None:
+        self._events.put_nowait(event)
+
+    async def _run_clock(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            self._emit(ev.Tick(self.now()))
+
+    async def _run_machine(self) -> None:
+        while True:
+            event = await self._events.get()
+            if event is None:
+                return
+            try:
+                actions = self.machine.handle(event)
+            except Exception:  # a bug must end this call, not the process
+                logger.exception("call %s: state machine failed on %r", self.call_id, event)
+                actions = [ev.EndCall("internal error", hang_up=True)]
+            for action in actions:
+                await self._act(action)
+
+    async def _act(self, action: ev.Action) -> None:
+        if isinstance(action, ev.Play):
+            self._plays.append(action)
+            self._play_wakeup.set()
+        elif isinstance(action, ev.StopPlayback):
+            self._plays.clear()
+            await self.line.stop_audio()
+            self._play_wakeup.set()
+        elif isinstance(action, ev.AskBrain):
+            if self._speech_ended_at is not None:
+                self._asked_at_speech_end[action.request_id] = self._speech_ended_at
+            self._spawn(self._ask(action))
+        elif isinstance(action, ev.RoutePartial):
+            self._route_partial(action.text)
+        elif isinstance(action, ev.EndUtterance):
+            # Only if the caller is still silent: had they spoken again since the pause, the
+            # machine hears of it (SpeechResumed) right after this.
+            ended = self._vad.end_now() if self._vad.paused else None
+            if ended is not None:
+                self._on_voice(ended)
+        elif isinstance(action, ev.ResetRecognizer):
+            self._asr.put_nowait("reset")
+        elif isinstance(action, ev.TransferCall):
+            await self._end(action.route, f"transferred to {action.route}", transfer=action.route)
+        elif isinstance(action, ev.EndCall):
+            await self._end("hangup", action.reason, hang_up=action.hang_up)
+        elif isinstance(action, ev.Note):
+            await self._note_turn(action)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        self._tasks.append(asyncio.create_task(work))
+
+    async def _ask(self, ask: ev.AskBrain) -> None:
+        try:
+            actions = await asyncio.wait_for(
+                self.engines.brain.turn(self.call_id, ask.text), self.engines.brain_timeout_s
+            )
+        except Exception as e:  # Rasa down, a bug, or the deadline: the caller hears why
+            logger.warning("call %s: brain failed: %r", self.call_id, e)
+            self._emit(ev.StageFailed(self.now(), "brain", repr(e)))
+            return
+        self._emit(ev.BrainReplied(self.now(), ask.request_id, tuple(actions)))
+
+    def _route_partial(self, text: str) -> None:
+        if self._routing:  # one at a time; the newest waits
+            self._pending_partial = text
+            return
+        self._routing = True
+        self._spawn(self._route(text))
+
+    async def _route(self, text: str) -> None:
+        try:
+            result = await self.engines.brain.route(text)
+            self._emit(
+                ev.PartialRouted(self.now(), text, result.route, result.confidence, result.intent)
+            )
+        except Exception as e:  # only a shortcut: the final transcript still gets asked
+            logger.warning("call %s: routing a partial failed: %r", self.call_id, e)
+        finally:
+            self._routing = False
+            pending, self._pending_partial = self._pending_partial, None
+            if pending is not None:
+                self._route_partial(pending)
+
+    async def _run_asr(self) -> None:
+        recognition = self._recognition
+        assert recognition is not None  # start() builds it before this task runs
+        heard: list[Final] = []  # pieces of the current utterance
+        later: AudioChunk | str | None = None  # taken from the queue, not yet handled
+        while True:
+            item, later = (later, None) if later is not None else (await self._asr.get(), None)
+            if isinstance(item, AudioChunk):
+                item, later = self._batch(item)
+            try:
+                if isinstance(item, AudioChunk):
+                    started = time.perf_counter()
+                    result = await recognition.accept_async(item)
+                    self.stats.asr_seconds += time.perf_counter() - started
+                    self.stats.asr_audio_seconds += item.duration_ms / 1000
+                    if isinstance(result, Partial) and result.text:
+                        self._emit(ev.PartialTranscript(self.now(), result.text))
+                        await self._show({"kind": "partial", "text": result.text})
+                    elif isinstance(result, Final) and result.text:
+                        # Vosk ended a piece by itself (a pause inside the utterance);
+                        # the VAD decides where the caller's turn ends.
+                        heard.append(result)
+                elif item == "end":
+                    heard.append(await recognition.finish_async())
+                    final = _joined(heard)
+                    heard = []
+                    await self._note_words(final)
+                    self._emit(ev.FinalTranscript(self.now(), final.text, final.confidence))
+                elif item == "reset":
+                    await recognition.finish_async()
+                    heard = []
+            except Exception as e:
+                logger.warning("call %s: recogniser failed: %r", self.call_id, e)
+                self._emit(ev.StageFailed(self.now(), "asr", repr(e)))
+
+    def _batch(self, first: AudioChunk) -> tuple[AudioChunk, AudioChunk | str | None]:
+        """`first` joined with the audio queued behind it (up to ASR_BATCH_MS); and the item
+        after that audio, if one was taken from the queue."""
+        parts, ms = [first.data], first.duration_ms
+        while ms < ASR_BATCH_MS and not self._asr.empty():
+            item = self._asr.get_nowait()
+            if not isinstance(item, AudioChunk) or item.format != first.format:
+                return AudioChunk(b"".join(parts), first.format), item
+            parts.append(item.data)
+            ms += item.duration_ms
+        return AudioChunk(b"".join(parts), first.format), None
+
+    async def _run_player(self) -> None:
+        while True:
+            await self._play_wakeup.wait()
+            self._play_wakeup.clear()
+            while self._plays:
+                play = self._plays[0]
+                try:
+                    completed = await self._play(play)
+                except Exception as e:
+                    logger.warning("call %s: speech failed: %r", self.call_id, e)
+                    self._plays.clear()
+                    self._emit(ev.StageFailed(self.now(), "tts", repr(e)))
+                    break
+                if not completed:
+                    break  # stopped by a barge-in: the queue was cleared
+                if self._plays and self._plays[0] is play:
+                    self._plays.popleft()
+                self._emit(ev.PlaybackFinished(self.now(), play.playback_id))
+
+    async def _play(self, play: ev.Play) -> bool:
+        """Speak one Play; False if it was stopped before the end."""
+        # Response latency: end of the caller's speech -> first byte of the reply's audio.
+        speech_end = self._asked_at_speech_end.pop(play.answers, None) if play.answers else None
+        async for chunk in self._speaker.stream(play.text):
+            if not self._plays or self._plays[0] is not play:
+                return False
+            if speech_end is not None:
+                latency = (self.now() - speech_end) * 1000
+                speech_end = None
+                self.stats.latencies_ms.append(latency)
+                self.engines.metrics.latencies_ms.append(latency)
+                await self._note_turn(ev.Note("response_latency", data={"latency_ms": latency}))
+            await self.line.send_audio(chunk)
+        await self.line.wait_played()
+        return bool(self._plays) and self._plays[0] is play
+
+    async def _end(
+        self, outcome: str, reason: str, *, transfer: str | None = None, hang_up: bool = False
+    ) -> None:
+        if self._ended.is_set():
+            return
+        self._ended.set()
+        metrics = self.engines.metrics
+        metrics.calls_active -= 1
+        metrics.outcomes[outcome] = metrics.outcomes.get(outcome, 0) + 1
+        metrics.late_frames += int(getattr(self.line, "late_frames", 0))
+        metrics.asr_seconds += self.stats.asr_seconds
+        metrics.asr_audio_seconds += self.stats.asr_audio_seconds
+        try:
+            if transfer is not None:
+                await self.line.transfer(transfer)
+            elif hang_up:
+                await self.line.hangup()
+        except Exception as e:
+            logger.warning("call %s: ending the call failed: %r", self.call_id, e)
+            reason = f"{reason}; then failed: {e!r}"
+        if self.engines.store is not None:
+            try:
+                await self.engines.store.async_end_call(self.call_id, outcome, reason)
+            except StoreError as e:
+                logger.error("call %s: %s", self.call_id, e)
+        self._events.put_nowait(None)
+
+    # -- the call record -------------------------------------------------------------
+
+    async def _record_call_start(self) -> None:
+        if self.engines.store is None:
+            return
+        try:
+            await self.engines.store.async_start_call(self.call_id, self.transport, self.caller)
+        except StoreError as e:  # the call goes on without its record
+            logger.error("call %s: %s", self.call_id, e)
+
+    async def _note_words(self, final: Final) -> None:
+        if not final.text:
+            return
+        words = [
+            {"word": w.word, "start": w.start, "end": w.end, "conf": w.conf} for w in final.words
+        ]
+        await self._store_turn(
+            speaker="caller",
+            kind="utterance",
+            text=final.text,
+            confidence=final.confidence,
+            words=words,
+            started_ms=int(final.words[0].start * 1000) if final.words else None,
+            ended_ms=int(final.words[-1].end * 1000) if final.words else None,
+        )
+
+    async def _note_turn(self, note: ev.Note) -> None:
+        speaker = "bot" if note.kind in ("say", "transfer", "response_latency") else "caller"
+        latency = note.data.get("latency_ms")
+        await self._store_turn(
+            speaker=speaker,
+            kind=note.kind,
+            text=note.text or None,
+            route=note.data.get("route"),
+            latency_ms=int(latency) if latency is not None else None,
+        )
+        await self._show({"kind": note.kind, "text": note.text, **dict(note.data)})
+
+    async def _show(self, message: dict[str, Any]) -> None:
+        try:
+            await self.line.show(message)
+        except Exception as e:  # the display is a courtesy; the call goes on
+            logger.debug("call %s: show failed: %r", self.call_id, e)
+
+    async def _store_turn(self, **fields: Any) -> None:
+        if self.engines.store is None:
+            return
+        try:
+            await self.engines.store.async_add_turn(self.call_id, **fields)
+        except StoreError as e:  # logged; losing one line of the record must not end a call
+            logger.error("call %s: %s", self.call_id, e)
+
+
+def _joined(pieces: list[Final]) -> Final:
+    pieces = [p for p in pieces if p.text]
+    if not pieces:
+        return Final("", (), 0.0)
+    words = tuple(w for p in pieces for w in p.words)
+    confidence = min(p.confidence for p in pieces)
+    return Final(" ".join(p.text for p in pieces), words, confidence)
+
+

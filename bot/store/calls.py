@@ -1,0 +1,693 @@
+"""Call records: one row per call, one row per turn, written while the call happens.
+
+Every write is its own short transaction, committed before the method returns, so a
+crash of the server loses at most the turn in progress (SQLite in WAL mode keeps every
+commit across a process crash; ``synchronous=NORMAL`` means a power cut may roll back the
+last few commits, never corrupt the file).
+
+SQLite (a file under ``var/``, created on first use) by default; PostgreSQL when
+``BOT_DATABASE_URL`` names one. The supervisor's questions decide the indexes: calls by
+day (``started_at``), calls by outcome, a call's turns in order (``call_id, seq``).
+
+Vocabulary (shared with ``bot.nlu.routes`` and docs/product.md):
+
+- ``calls.transport``: ``audiosocket`` | ``websocket`` | ``simulated``.
+- ``calls.outcome``: the call's final route (``transfer:1``..``transfer:6``, ``faq:<key>``,
+  ``operator``, ``fallback``), ``goodbye`` (the bot closed the call after a goodbye),
+  ``hangup`` (the caller hung up before anything was settled) or ``error``.
+  ``NULL`` while the call runs, and for ever if the process died mid-call.
+- ``turns.speaker``: ``caller`` | ``bot``; ``turns.kind``: ``utterance``, ``partial_dropped``,
+  ``digit``, ``say``, ``transfer``, ``hangup``, ``barge_in``, ``error``, ...
+
+Errors: a failed write is logged here and raised as :class:`StoreError`. The store never
+swallows it and never kills anything: the caller decides. The call loop should catch
+``StoreError``, log it against the call and carry on talking to the caller (a lost record
+is bad, a dropped call is worse); other calls are unaffected, since each write is an
+independent transaction on its own pooled connection. Bad arguments (an unknown
+transport, speaker or outcome) are programming errors and raise ``ValueError``.
+
+Asyncio: the sync methods block on disk. From the event loop use the ``async_*`` twins:
+writes go to one writer thread in submission order (so a call's turns keep their order
+even if not awaited one by one, SQLite never sees two writers of ours at once, and a
+cancelled call task does not cancel its queued writes); reads run in ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.pool import QueuePool, StaticPool
+from sqlalchemy.types import TypeDecorator
+
+from bot.app import settings
+from bot.nlu.routes import ALL_ROUTES, BRANCHES, OPERATOR, transfer
+
+logger = logging.getLogger(__name__)
+
+TRANSPORTS: tuple[str, ...] = ("audiosocket", "websocket", "simulated")
+SPEAKERS: tuple[str, ...] = ("caller", "bot")
+GOODBYE = "goodbye"
+HANGUP = "hangup"
+ERROR = "error"
+OUTCOMES: frozenset[str] = frozenset((*ALL_ROUTES, GOODBYE, HANGUP, ERROR))
+# How long a write waits for a busy SQLite database before it fails.
+WAIT_SECONDS = 30.0
+# PostgreSQL advisory lock held while creating the schema (any constant unique to us).
+SCHEMA_LOCK_ID = 1022_0007
+
+# Word timings from the recogniser, as Vosk gives them: [{"word", "start", "end", "conf"}].
+Words = list[dict[str, Any]]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class StoreError(RuntimeError):
+    """A call record could not be read or written (the message says which and why)."""
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every backend.
+
+    SQLite has no time zones (store naive UTC text, which also sorts right); PostgreSQL
+    has ``timestamptz`` and answers in the session's zone (convert back to UTC)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(timezone=True)
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        value = utc(value)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return utc(value)
+
+
+# Schema. There is no Alembic here yet: create_all only creates what is missing and never
+# alters a table. Until the first real migration, schema changes must be additive (new
+# nullable columns, tables, indexes) with a small hand-written step; the first one that is
+# not should bring in Alembic with a baseline revision equal to this metadata and
+# `alembic stamp` the existing databases (batch mode covers SQLite's ALTER limits).
+# Value sets (transport, speaker, outcome) are checked in Python, not by CHECK constraints,
+# so a new transport or route needs no migration.
+metadata = MetaData()
+
+calls = Table(
+    "calls",
+    metadata,
+    Column("id", Text, primary_key=True),  # the call's UUID, as the transport gives it
+    Column("transport", Text, nullable=False),
+    Column("caller", Text),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("ended_at", UTCDateTime()),
+    Column("outcome", Text),
+    Column("end_reason", Text),
+    Column("audio_path", Text),
+    Index("ix_calls_started_at", "started_at"),  # calls by day, newest first
+    Index("ix_calls_outcome_started_at", "outcome", "started_at"),  # calls by outcome
+)
+
+turns = Table(
+    "turns",
+    metadata,
+    # BIGINT on PostgreSQL; INTEGER on SQLite, where only that spelling is the rowid.
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("call_id", Text, ForeignKey("calls.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),  # 1, 2, ... within the call
+    Column("at", UTCDateTime(), nullable=False),
+    Column("speaker", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("text", Text),
+    Column("route", Text),
+    Column("intent", Text),
+    Column("confidence", Float),
+    Column("started_ms", Integer),  # offsets in the call's audio
+    Column("ended_ms", Integer),
+    Column("latency_ms", Integer),  # end of caller speech -> first bot audio
+    # none_as_null: no words is SQL NULL, not the JSON text "null".
+    Column("words", JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")),
+    # Also the index for "a call's turns in order".
+    UniqueConstraint("call_id", "seq", name="uq_turns_call_seq"),
+)
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    id: str
+    transport: str
+    caller: str | None
+    started_at: datetime
+    ended_at: datetime | None
+    outcome: str | None
+    end_reason: str | None
+    audio_path: str | None
+
+
+@dataclass(frozen=True)
+class TurnRecord:
+    id: int
+    call_id: str
+    seq: int
+    at: datetime
+    speaker: str
+    kind: str
+    text: str | None
+    route: str | None
+    intent: str | None
+    confidence: float | None
+    started_ms: int | None
+    ended_ms: int | None
+    latency_ms: int | None
+    words: Words | None
+
+
+def utc(at: datetime | None = None) -> datetime:
+    """``at`` as an aware UTC datetime (now if None; a naive datetime is taken as UTC)."""
+    if at is None:
+        return datetime.now(timezone.utc)
+    if at.tzinfo is None:
+        return at.replace(tzinfo=timezone.utc)
+    return at.astimezone(timezone.utc)
+
+
+def resolve_url(url: str) -> str:
+    """A relative SQLite path is taken from the project root, like every path in settings."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return url
+    if Path(database).is_absolute():
+        return url
+    return str(parsed.set(database=str(settings.ROOT / database)))
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        # WAL: readers (the supervisor's page) never block the writer, and a commit
+        # survives a process crash. NORMAL: no fsync per commit, only at checkpoints.
+        mode = _enable_wal(cursor)
+        if mode not in ("wal", "memory"):
+            logger.warning(
+                "SQLite would not use WAL (journal_mode=%s): crash safety is weaker", mode
+            )
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")  # off by default in SQLite
+    finally:
+        cursor.close()
+
+
+def _enable_wal(cursor: Any, wait: float = WAIT_SECONDS) -> str:
+    # Switching a new file to WAL while another connection does the same fails at once
+    # with "database is locked": SQLite skips the busy timeout there. Once the file is in
+    # WAL (it stays so), this is a no-op that never fails; so retry only here.
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return str(cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _dumps(value: Any) -> str:
+    # Vietnamese words stay readable in the database instead of \\u escapes.
+    return json.dumps(value, ensure_ascii=False)
+
+
+class CallStore:
+    """Call records in SQLite or PostgreSQL. Thread-safe; one instance per process.
+
+    Nothing touches the disk or the network until the first read or write, which creates
+    the SQLite file (and ``var/``) and the tables if they are missing."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = resolve_url(url or settings.DATABASE_URL)
+        parsed = make_url(self.url)
+        self._sqlite_file: Path | None = None
+        if parsed.get_backend_name() == "sqlite":
+            memory = not parsed.database or parsed.database == ":memory:"
+            if not memory:
+                self._sqlite_file = Path(parsed.database)
+            self._engine: Engine = create_engine(
+                self.url,
+                future=True,
+                json_serializer=_dumps,
+                # Connections move between threads (one at a time, via the pool).
+                # A busy database is waited for, not failed at once.
+                connect_args={"check_same_thread": False, "timeout": WAIT_SECONDS},
+                # One shared connection for an in-memory database (each connection
+                # would be a separate empty database): for single-threaded tests only.
+                # A file: a small pool for the writer thread and a few readers.
+                poolclass=StaticPool if memory else QueuePool,
+                **({} if memory else {"pool_size": 5, "max_overflow": 10}),
+            )
+            event.listen(self._engine, "connect", _sqlite_pragmas)
+        else:
+            self._engine = create_engine(
+                self.url,
+                future=True,
+                json_serializer=_dumps,
+                pool_pre_ping=True,  # a restarted database server is not a failed write
+            )
+        self._init_lock = threading.Lock()
+        self._ready = False
+        self._closed = False
+        # One writer thread: submission order is commit order for async writes.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="callstore-writer")
+
+    def __repr__(self) -> str:
+        return f"CallStore({make_url(self.url).render_as_string(hide_password=True)!r})"
+
+    # --- set-up ---------------------------------------------------------------------
+
+    def _engine_ready(self) -> Engine:
+        if self._closed:
+            raise StoreError("the call store is closed")
+        if self._ready:
+            return self._engine
+        with self._init_lock:
+            if not self._ready:
+                try:
+                    self._create_schema()
+                except (OSError, SQLAlchemyError) as e:
+                    raise self._fail(f"cannot open the call store at {self!r}", e) from e
+                self._ready = True
+        return self._engine
+
+    def _create_schema(self) -> None:
+        if self._sqlite_file is not None:
+            self._sqlite_file.parent.mkdir(parents=True, exist_ok=True)
+        with self._engine.begin() as conn:
+            # Several processes may open a new database at once: the first to take the lock
+            # creates the tables, the others wait for it and find them there.
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock, waiting if busy
+            elif conn.dialect.name == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK_ID)))
+            metadata.create_all(conn)
+
+    def close(self) -> None:
+        """Finish the queued writes, then close every connection."""
+        if self._closed:
+            return
+        self._writer.shutdown(wait=True)
+        self._closed = True
+        self._engine.dispose()
+
+    def __enter__(self) -> CallStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def _fail(message: str, error: BaseException) -> StoreError:
+        # One line naming the call and the database's own reason (not SQLAlchemy's wrapper
+        # with the statement and the caller's words); the raised error chains the cause.
+        cause = getattr(error, "orig", None) or error
+        full = f"{message}: {type(cause).__name__}: {cause}"
+        logger.error("%s", full)
+        return StoreError(full)
+
+    # --- writes (each one short transaction, committed on return) -----------------------
+
+    def start_call(
+        self,
+        call_id: str,
+        transport: str,
+        caller: str | None = None,
+        at: datetime | None = None,
+        audio_path: str | None = None,
+    ) -> None:
+        if transport not in TRANSPORTS:
+            raise ValueError(f"unknown transport {transport!r}; expected one of {TRANSPORTS}")
+        engine = self._engine_ready()
+        row = {
+            "id": call_id,
+            "transport": transport,
+            "caller": caller,
+            "started_at": utc(at),
+            "audio_path": audio_path,
+        }
+        try:
+            with engine.begin() as conn:
+                conn.execute(calls.insert().values(**row))
+        except IntegrityError as e:
+            raise self._fail(f"cannot start call {call_id}: it is already recorded", e) from e
+        except SQLAlchemyError as e:
+            raise self._fail(f"cannot start call {call_id}", e) from e
+
+    def add_turn(
+        self,
+        call_id: str,
+        *,
+        speaker: str,
+        kind: str,
+        text: str | None = None,
+        route: str | None = None,
+        intent: str | None = None,
+        confidence: float | None = None,
+        started_ms: int | None = None,
+        ended_ms: int | None = None,
+        latency_ms: int | None = None,
+        words: Words | None = None,
+        at: datetime | None = None,
+    ) -> int:
+        """Record one turn as the next of its call; returns the turn's id.
+
+        The store numbers turns (``seq``) in the order their writes commit, so write one
+        call's turns from one task (the call's ordered queue), not from several at once."""
+        if speaker not in SPEAKERS:
+            raise ValueError(f"unknown speaker {speaker!r}; expected one of {SPEAKERS}")
+        engine = self._engine_ready()
+        # The next seq is computed inside the INSERT itself: one statement, one write lock.
+        next_seq = (
+            select(func.coalesce(func.max(turns.c.seq), 0) + 1)
+            .where(turns.c.call_id == call_id)
+            .scalar_subquery()
+        )
+        row = {
+            "call_id": call_id,
+            "seq": next_seq,
+            "at": utc(at),
+            "speaker": speaker,
+            "kind": kind,
+            "text": text,
+            "route": route,
+            "intent": intent,
+            "confidence": confidence,
+            "started_ms": started_ms,
+            "ended_ms": ended_ms,
+            "latency_ms": latency_ms,
+            "words": words,
+        }
+        try:
+            with engine.begin() as conn:
+                result = conn.execute(turns.insert().values(**row))
+                return int(result.inserted_primary_key[0])
+        except IntegrityError as e:
+            why = (
+                "two writers added turns to it at once"
+                if self._exists(call_id)
+                else "the call was never started (start_call first)"
+            )
+            raise self._fail(f"cannot add a {kind} turn to call {call_id}: {why}", e) from e
+        except SQLAlchemyError as e:
+            raise self._fail(f"cannot add a {kind} turn to call {call_id}", e) from e
+
+    def end_call(
+        self,
+        call_id: str,
+        outcome: str,
+        reason: str,
+        at: datetime | None = None,
+        audio_path: str | None = None,
+    ) -> None:
+        """Close the call. The first end wins: a later one (say, an error while hanging up
+        an already finished call) is logged and ignored, so the real reason stays."""
+        if outcome not in OUTCOMES:
+            raise ValueError(
+                f"unknown outcome {outcome!r}; expected a route, {GOODBYE!r}, {HANGUP!r} "
+                f"or {ERROR!r}"
+            )
+        engine = self._engine_ready()
+        values: dict[str, Any] = {"ended_at": utc(at), "outcome": outcome, "end_reason": reason}
+        if audio_path is not None:
+            values["audio_path"] = audio_path
+        try:
+            with engine.begin() as conn:
+                result = conn.execute(
+                    update(calls)
+                    .where(calls.c.id == call_id, calls.c.ended_at.is_(None))
+                    .values(**values)
+                )
+                if result.rowcount == 1:
+                    return
+                known = conn.execute(select(calls.c.id).where(calls.c.id == call_id)).first()
+        except SQLAlchemyError as e:
+            raise self._fail(f"cannot end call {call_id}", e) from e
+        if known is None:
+            message = f"cannot end call {call_id}: it was never started"
+            logger.error("%s", message)
+            raise StoreError(message)
+        logger.warning(
+            "call %s already ended; ignoring a second end (%s: %s)", call_id, outcome, reason
+        )
+
+    # --- reads ------------------------------------------------------------------------
+
+    def _exists(self, call_id: str) -> bool:
+        try:
+            return self.get_call(call_id) is not None
+        except StoreError:
+            return False
+
+    def get_call(self, call_id: str) -> CallRecord | None:
+        engine = self._engine_ready()
+        try:
+            with engine.connect() as conn:
+                row = conn.execute(select(calls).where(calls.c.id == call_id)).first()
+        except SQLAlchemyError as e:
+            raise self._fail(f"cannot read call {call_id}", e) from e
+        return None if row is None else _call_record(row)
+
+    def turns(self, call_id: str) -> list[TurnRecord]:
+        """The call's turns in order (empty for an unknown call)."""
+        engine = self._engine_ready()
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    select(turns).where(turns.c.call_id == call_id).order_by(turns.c.seq)
+                ).all()
+        except SQLAlchemyError as e:
+            raise self._fail(f"cannot read the turns of call {call_id}", e) from e
+        return [_turn_record(row) for row in rows]
+
+    def calls(
+        self,
+        since: datetime | None = None,
+        outcome: str | None = None,
+        limit: int = 100,
+        until: datetime | None = None,
+    ) -> list[CallRecord]:
+        """Calls started in [since, until), newest first, optionally with one outcome."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        engine = self._engine_ready()
+        query = select(calls)
+        if since is not None:
+            query = query.where(calls.c.started_at >= utc(since))
+        if until is not None:
+            query = query.where(calls.c.started_at < utc(until))
+        if outcome is not None:
+            query = query.where(calls.c.outcome == outcome)
+        query = query.order_by(calls.c.started_at.desc(), calls.c.id).limit(limit)
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(query).all()
+        except SQLAlchemyError as e:
+            raise self._fail("cannot list calls", e) from e
+        return [_call_record(row) for row in rows]
+
+    def counts(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> dict[str, int]:
+        """The seed article's figures for calls started in [since, until).
+
+        ``received``: every call. ``answered``: settled by the bot (ended on a ``faq:``
+        route or a goodbye). ``transferred``: put through to a branch or an operator, with
+        ``transfer:1``..``transfer:6`` and ``operator`` per destination. The rest, so the
+        figures add up: ``fallback`` (ended not understood), ``hangup``, ``error`` and
+        ``unfinished`` (still running, or cut off by a crash)."""
+        engine = self._engine_ready()
+        query = select(calls.c.outcome, func.count()).group_by(calls.c.outcome)
+        if since is not None:
+            query = query.where(calls.c.started_at >= utc(since))
+        if until is not None:
+            query = query.where(calls.c.started_at < utc(until))
+        try:
+            with engine.connect() as conn:
+                by_outcome: dict[str | None, int] = {
+                    outcome: int(n) for outcome, n in conn.execute(query).all()
+                }
+        except SQLAlchemyError as e:
+            raise self._fail("cannot count calls", e) from e
+        destinations = [transfer(n) for n in sorted(BRANCHES)] + [OPERATOR]
+        figures = {
+            "received": sum(by_outcome.values()),
+            "answered": sum(
+                n
+                for outcome, n in by_outcome.items()
+                if outcome is not None and (outcome.startswith("faq:") or outcome == GOODBYE)
+            ),
+            "transferred": sum(by_outcome.get(d, 0) for d in destinations),
+        }
+        figures.update({d: by_outcome.get(d, 0) for d in destinations})
+        figures.update({k: by_outcome.get(k, 0) for k in ("fallback", HANGUP, ERROR)})
+        figures["unfinished"] = by_outcome.get(None, 0)
+        return figures
+
+    # --- asyncio ----------------------------------------------------------------------
+
+    async def _write(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        if self._closed:
+            raise StoreError("the call store is closed")
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._writer, functools.partial(fn, *args, **kwargs))
+        # Shielded: a cancelled call task (the caller hung up) must not cancel its queued
+        # writes, which would silently drop the last turns.
+        return await asyncio.shield(future)
+
+    def _read(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Awaitable[T]:
+        return asyncio.to_thread(fn, *args, **kwargs)
+
+    async def async_start_call(
+        self,
+        call_id: str,
+        transport: str,
+        caller: str | None = None,
+        at: datetime | None = None,
+        audio_path: str | None = None,
+    ) -> None:
+        await self._write(self.start_call, call_id, transport, caller, at, audio_path)
+
+    async def async_add_turn(
+        self,
+        call_id: str,
+        *,
+        speaker: str,
+        kind: str,
+        text: str | None = None,
+        route: str | None = None,
+        intent: str | None = None,
+        confidence: float | None = None,
+        started_ms: int | None = None,
+        ended_ms: int | None = None,
+        latency_ms: int | None = None,
+        words: Words | None = None,
+        at: datetime | None = None,
+    ) -> int:
+        # The time of the turn is when it happened, not when the writer gets to it.
+        return await self._write(
+            self.add_turn,
+            call_id,
+            speaker=speaker,
+            kind=kind,
+            text=text,
+            route=route,
+            intent=intent,
+            confidence=confidence,
+            started_ms=started_ms,
+            ended_ms=ended_ms,
+            latency_ms=latency_ms,
+            words=words,
+            at=utc(at),
+        )
+
+    async def async_end_call(
+        self,
+        call_id: str,
+        outcome: str,
+        reason: str,
+        at: datetime | None = None,
+        audio_path: str | None = None,
+    ) -> None:
+        await self._write(self.end_call, call_id, outcome, reason, utc(at), audio_path)
+
+    async def async_get_call(self, call_id: str) -> CallRecord | None:
+        return await self._read(self.get_call, call_id)
+
+    async def async_turns(self, call_id: str) -> list[TurnRecord]:
+        return await self._read(self.turns, call_id)
+
+    async def async_calls(
+        self,
+        since: datetime | None = None,
+        outcome: str | None = None,
+        limit: int = 100,
+        until: datetime | None = None,
+    ) -> list[CallRecord]:
+        return await self._read(self.calls, since, outcome, limit, until)
+
+    async def async_counts(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> dict[str, int]:
+        return await self._read(self.counts, since, until)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
+
+def _call_record(row: Any) -> CallRecord:
+    return CallRecord(
+        id=row.id,
+        transport=row.transport,
+        caller=row.caller,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        outcome=row.outcome,
+        end_reason=row.end_reason,
+        audio_path=row.audio_path,
+    )
+
+
+def _turn_record(row: Any) -> TurnRecord:
+    return TurnRecord(
+        id=int(row.id),
+        call_id=row.call_id,
+        seq=int(row.seq),
+        at=row.at,
+        speaker=row.speaker,
+        kind=row.kind,
+        text=row.text,
+        route=row.route,
+        intent=row.intent,
+        confidence=row.confidence,
+        started_ms=row.started_ms,
+        ended_ms=row.ended_ms,
+        latency_ms=row.latency_ms,
+        words=row.words,
+    )

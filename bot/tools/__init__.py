@@ -1,0 +1,1 @@
+"""Offline tools: training, evaluation, and scoring recorded test calls."""

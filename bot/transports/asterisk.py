@@ -1,0 +1,121 @@
+"""Each transport as a `Line` a `VoiceCall` can talk through.
+
+- `AudioSocketCall`: an Asterisk AudioSocket connection; transfers go through AMI
+  (`Redirect` of the caller's channel, whose name the dial plan stored in AstDB).
+- `SimulatedLine`: a recording played into the pipeline as if it were a call
+  (`python -m bot call FILE.wav`), with the bot's side written to a WAV file.
+The WebSocket softphone's line lives with its page (bot/transports/softphone.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from bot.app import settings
+from bot.audio.formats import TELEPHONE, AudioChunk
+from bot.session.engines import Engines
+from bot.session.voice_call import VoiceCall
+from bot.transports import audiosocket as asock
+from bot.transports.ami import AmiClient, AmiError, TransferPlan
+
+logger = logging.getLogger(__name__)
+
+# The AstDB family where the dial plan stores each call's channel name under its UUID.
+ASTDB_FAMILY = "bot1022"
+
+
+class Transferer:
+    """Moves an AudioSocket call's channel to the branch's dial-plan target over AMI."""
+
+    def __init__(self, client: AmiClient | None = None, plan: TransferPlan | None = None) -> None:
+        self.client = client or AmiClient()
+        self.plan = plan or TransferPlan.from_settings()
+
+    async def transfer(self, call_id: str, route: str) -> None:
+        channel = await self.client.getvar(f"DB({ASTDB_FAMILY}/{call_id})")
+        if not channel:
+            raise AmiError(
+                f"no channel stored for call {call_id} in AstDB family {ASTDB_FAMILY}: "
+                "see the dial plan in README.md"
+            )
+        await self.plan.transfer(self.client, channel, route)
+
+
+class AudioSocketLine:
+    format = TELEPHONE
+
+    def __init__(self, connection: asock.AudioSocketConnection, transferer: Transferer) -> None:
+        self.connection = connection
+        self.transferer = transferer
+
+    @property
+    def late_frames(self) -> int:
+        return self.connection.late_frames
+
+    async def send_audio(self, chunk: AudioChunk) -> None:
+        await self.connection.send_audio(chunk)
+
+    async def stop_audio(self) -> None:
+        await self.connection.stop_audio()
+
+    async def wait_played(self) -> None:
+        await self.connection.wait_played()
+
+    async def hangup(self) -> None:
+        await self.connection.hangup()
+
+    async def transfer(self, route: str) -> None:
+        try:
+            await self.transferer.transfer(str(self.connection.call_id), route)
+        finally:
+            # The channel has left AudioSocket() (or could not be moved): end our side.
+            await self.connection.hangup()
+
+    async def show(self, message: dict[str, Any]) -> None:
+        return None  # a phone has no screen
+
+
+class AudioSocketCall:
+    """The `CallHandler` the AudioSocket server makes for each connection."""
+
+    def __init__(
+        self, connection: asock.AudioSocketConnection, engines: Engines, transferer: Transferer
+    ) -> None:
+        self.connection = connection
+        self.call = VoiceCall(
+            str(connection.call_id), AudioSocketLine(connection, transferer), engines, "audiosocket"
+        )
+        self._started = False
+
+    async def on_event(self, event: asock.Event) -> None:
+        if isinstance(event, asock.CallStarted):
+            await self.call.start()
+            self._started = True
+        elif isinstance(event, asock.AudioReceived):
+            await self.call.audio(event.chunk)
+        elif isinstance(event, asock.DigitPressed):
+            await self.call.digit(event.digit)
+        elif isinstance(event, asock.HungUp):
+            await self.call.hung_up()
+        elif isinstance(event, asock.RemoteError):
+            logger.warning("call %s: Asterisk reported error %s", self.call.call_id, event.code)
+
+    async def on_close(self, reason: str | None) -> None:
+        if self._started:
+            await self.call.closed(reason)
+
+
+async def serve_audiosocket(
+    engines: Engines,
+    host: str = settings.AUDIOSOCKET_HOST,
+    port: int = settings.AUDIOSOCKET_PORT,
+    transferer: Transferer | None = None,
+) -> asyncio.Server:
+    transferer = transferer or Transferer()
+    return await asock.serve(
+        lambda connection: AudioSocketCall(connection, engines, transferer), host, port
+    )
+
+

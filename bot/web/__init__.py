@@ -1,1 +1,0 @@
-"""The bot's web pages: the browser softphone (``softphone``)."""
