@@ -102,6 +102,15 @@ class StageFailed:
 
 
 @dataclass(frozen=True)
+class TransferFailed:
+    """The transport could not move the call (TransferCall): the caller is still here."""
+
+    at: float
+    route: str
+    reason: str  # one word (TransferResult.reason)
+
+
+@dataclass(frozen=True)
 class Tick:
     at: float
 
@@ -114,7 +123,7 @@ class CallerHungUp:
 Event = (
     CallStarted | SpeechStarted | SpeechPaused | SpeechResumed | SpeechEnded | PartialTranscript
     | FinalTranscript | PartialRouted | DigitPressed | PlaybackFinished | BrainReplied
-    | StageFailed | Tick | CallerHungUp
+    | StageFailed | TransferFailed | Tick | CallerHungUp
 )  # fmt: skip
 
 

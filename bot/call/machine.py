@@ -46,6 +46,7 @@ from bot.call.events import (
     StopPlayback,
     Tick,
     TransferCall,
+    TransferFailed,
 )
 from bot.call.prompts import Prompts
 from bot.call.turn_end import EndWords
@@ -162,6 +163,7 @@ class CallMachine:
         self._early_final: int | None = None  # place of that utterance's final
         self._early_asked = False  # ...which was asked on its own
         self._continuation_final: int | None = None  # place of the final that goes on from it
+        self._transfer_failures: dict[str, int] = {}  # route -> failed attempts
 
     # -- public ----------------------------------------------------------------
 
@@ -349,6 +351,29 @@ class CallMachine:
         self._utterance_consumed = self._speech_began is not None
         return [note, *self._stop_playback(), *self._transfer_now(route, e.at)]
 
+    def _on_transfer_failed(self, e: TransferFailed) -> list[Action]:
+        """A transfer did not go through: retry once, then an operator, then the apology
+        and the keypad; an emergency first hears 115 read out. Never a silent hang-up."""
+        failures = self._transfer_failures[e.route] = self._transfer_failures.get(e.route, 0) + 1
+        if failures == 1:
+            self.state = State.TRANSFERRING
+            return [Note("transfer_retry", data={"route": e.route}), TransferCall(e.route)]
+        if e.route == "transfer:1" and self.prompts.transfer_failed_emergency:
+            # The caller must reach 115 even if nothing here can connect them.
+            say: list[BotAction] = [
+                Say(self.prompts.transfer_failed_emergency, "utter_transfer_failed_emergency")
+            ]
+            if self._transfer_failures.get("operator", 0) < 2:
+                say.append(Transfer("operator"))
+            return self._say(say, e.at)
+        if e.route != "operator" and self._transfer_failures.get("operator", 0) < 2:
+            return self._transfer_now("operator", e.at)
+        # Nobody can be reached: the caller keeps the keypad (a branch may still go through).
+        self.degraded = True
+        self._silences = 1  # the next silence reads the menu
+        apology = Say(self.prompts.technical_problem, "utter_technical_problem")
+        return self._say([apology, Say(self.prompts.menu, "utter_menu")], e.at)
+
     def _on_stage_failed(self, e: StageFailed) -> list[Action]:
         self._waiting_for = None
         return self._fail(e.stage, e.reason, e.at)
@@ -503,5 +528,6 @@ _HANDLERS: dict[type, Callable[[CallMachine, Any], list[Action]]] = {
     PlaybackFinished: CallMachine._on_playback_finished,
     BrainReplied: CallMachine._on_brain_replied,
     StageFailed: CallMachine._on_stage_failed,
+    TransferFailed: CallMachine._on_transfer_failed,
     Tick: CallMachine._on_tick,
 }

@@ -18,6 +18,8 @@ class Prompts:
     menu: str
     technical_problem: str
     transfers: Mapping[str, str]  # route -> transfer notice
+    # The emergency transfer failed: the caller is told to dial 115 themselves.
+    transfer_failed_emergency: str = ""
 
     @classmethod
     def from_domain(cls, path: Path) -> Prompts:
@@ -36,4 +38,5 @@ class Prompts:
             menu=text("utter_menu"),
             technical_problem=text("utter_technical_problem"),
             transfers=transfers,
+            transfer_failed_emergency=text("utter_transfer_failed_emergency"),
         )

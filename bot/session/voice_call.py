@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -36,8 +37,8 @@ from bot.audio.vad import (
 from bot.call import events as ev
 from bot.call.machine import CallMachine
 from bot.session.engines import Engines
-from bot.session.line import Line
-from bot.store.calls import StoreError
+from bot.session.line import Line, TransferResult
+from bot.store.calls import TRANSFER_FAILED, DuplicateCall, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +47,6 @@ TICK_S = 0.1
 # Most caller audio given to the recogniser in one call, when it has fallen behind:
 # fewer thread hand-offs, while one call's backlog cannot hold a decoding thread for long.
 ASR_BATCH_MS = 1000
-
-
-
-
-
-
-
 
 @dataclass
 class CallStats:
@@ -93,6 +87,7 @@ class VoiceCall:
         self._pending_partial: str | None = None
         self._ended = asyncio.Event()
         self._overflow = False  # over Engines.max_calls: nothing is recognised
+        self._transfer_failed: tuple[str, TransferResult] | None = None  # the last one
 
     # -- from the transport ------------------------------------------------------
 
@@ -226,7 +221,7 @@ class VoiceCall:
         elif isinstance(action, ev.ResetRecognizer):
             self._asr.put_nowait("reset")
         elif isinstance(action, ev.TransferCall):
-            await self._end(action.route, f"transferred to {action.route}", transfer=action.route)
+            await self._transfer(action.route)
         elif isinstance(action, ev.EndCall):
             await self._end("hangup", action.reason, hang_up=action.hang_up)
         elif isinstance(action, ev.Note):
@@ -350,12 +345,37 @@ class VoiceCall:
         await self.line.wait_played()
         return bool(self._plays) and self._plays[0] is play
 
-    async def _end(
-        self, outcome: str, reason: str, *, transfer: str | None = None, hang_up: bool = False
-    ) -> None:
+    async def _transfer(self, route: str) -> None:
+        """Ask the line to move the call; only a transfer that went through ends it."""
+        if self._ended.is_set():
+            return
+        try:
+            result = await self.line.transfer(route)
+        except Exception as e:  # a bug in a line: the caller is still there, so fall back
+            logger.exception("call %s: transfer to %s failed", self.call_id, route)
+            result = TransferResult.failed("error", repr(e))
+        if result.ok:
+            await self._end(route, f"transferred to {route}")
+            return
+        self._transfer_failed = (route, result)
+        failures = self.engines.metrics.transfer_failures
+        failures[(route, result.reason)] = failures.get((route, result.reason), 0) + 1
+        await self._note_turn(
+            ev.Note(TRANSFER_FAILED, result.detail, {"route": route, "reason": result.reason})
+        )
+        self._emit(ev.TransferFailed(self.now(), route, result.reason))
+
+    async def _end(self, outcome: str, reason: str, *, hang_up: bool = False) -> None:
         if self._ended.is_set():
             return
         self._ended.set()
+        if self._transfer_failed is not None and outcome == "hangup":
+            # Ended without reaching anyone after a transfer failed: say so in the record.
+            route, failed = self._transfer_failed
+            outcome = TRANSFER_FAILED
+            reason = f"{reason}, after the transfer to {route} failed ({failed.reason}): " + (
+                failed.detail
+            )
         metrics = self.engines.metrics
         metrics.calls_active -= 1
         metrics.outcomes[outcome] = metrics.outcomes.get(outcome, 0) + 1
@@ -363,9 +383,7 @@ class VoiceCall:
         metrics.asr_seconds += self.stats.asr_seconds
         metrics.asr_audio_seconds += self.stats.asr_audio_seconds
         try:
-            if transfer is not None:
-                await self.line.transfer(transfer)
-            elif hang_up:
+            if hang_up:
                 await self.line.hangup()
         except Exception as e:
             logger.warning("call %s: ending the call failed: %r", self.call_id, e)
@@ -376,6 +394,12 @@ class VoiceCall:
             except StoreError as e:
                 logger.error("call %s: %s", self.call_id, e)
         self._events.put_nowait(None)
+        forget = getattr(self.engines.brain, "forget", None)
+        if forget is not None:  # the dialogue's history is of no use once the call is over
+            try:
+                await forget(self.call_id)
+            except Exception as e:  # noqa: BLE001  (only memory is at stake)
+                logger.debug("call %s: forgetting the dialogue failed: %r", self.call_id, e)
 
     # -- the call record -------------------------------------------------------------
 
@@ -383,7 +407,14 @@ class VoiceCall:
         if self.engines.store is None:
             return
         try:
-            await self.engines.store.async_start_call(self.call_id, self.transport, self.caller)
+            try:
+                await self.engines.store.async_start_call(self.call_id, self.transport, self.caller)
+            except DuplicateCall:
+                # A reused id (a PBX replaying a UUID): never append to another call's
+                # record; this call gets its own id (the line keeps the transport's).
+                old, self.call_id = self.call_id, f"{self.call_id}~{uuid.uuid4().hex[:8]}"
+                logger.warning("call %s: id already recorded; recording as %s", old, self.call_id)
+                await self.engines.store.async_start_call(self.call_id, self.transport, self.caller)
         except StoreError as e:  # the call goes on without its record
             logger.error("call %s: %s", self.call_id, e)
 

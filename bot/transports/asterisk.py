@@ -16,6 +16,7 @@ from typing import Any
 from bot.app import settings
 from bot.audio.formats import TELEPHONE, AudioChunk
 from bot.session.engines import Engines
+from bot.session.line import TransferResult
 from bot.session.voice_call import VoiceCall
 from bot.transports import audiosocket as asock
 from bot.transports.ami import AmiClient, AmiError, TransferPlan
@@ -33,14 +34,26 @@ class Transferer:
         self.client = client or AmiClient()
         self.plan = plan or TransferPlan.from_settings()
 
-    async def transfer(self, call_id: str, route: str) -> None:
-        channel = await self.client.getvar(f"DB({ASTDB_FAMILY}/{call_id})")
-        if not channel:
-            raise AmiError(
-                f"no channel stored for call {call_id} in AstDB family {ASTDB_FAMILY}: "
-                "see the dial plan in README.md"
-            )
-        await self.plan.transfer(self.client, channel, route)
+    async def transfer(self, call_id: str, route: str) -> TransferResult:
+        """Redirect the call's channel; the result says whether it left, and if not, why."""
+        try:
+            channel = await self.client.getvar(f"DB({ASTDB_FAMILY}/{call_id})")
+            if not channel:
+                raise self.client.note_failure(
+                    AmiError(
+                        f"no channel stored for call {call_id} in AstDB family {ASTDB_FAMILY}: "
+                        "see the dial plan in README.md",
+                        "no_channel",
+                    )
+                )
+            await self.plan.transfer(self.client, channel, route)
+        except AmiError as e:
+            self.client.note_failure(e)
+            logger.warning("call %s: transfer to %s failed (%s): %s", call_id, route, e.kind, e)
+            return TransferResult.failed(e.kind, str(e))
+        except KeyError as e:  # a route without a dial-plan target (the plan checks at start)
+            return TransferResult.failed("error", str(e))
+        return TransferResult.done()
 
 
 class AudioSocketLine:
@@ -66,12 +79,15 @@ class AudioSocketLine:
     async def hangup(self) -> None:
         await self.connection.hangup()
 
-    async def transfer(self, route: str) -> None:
-        try:
-            await self.transferer.transfer(str(self.connection.call_id), route)
-        finally:
-            # The channel has left AudioSocket() (or could not be moved): end our side.
+    async def transfer(self, route: str) -> TransferResult:
+        if self.connection.closed:
+            return TransferResult.failed("caller_gone", "the caller hung up before the transfer")
+        result = await self.transferer.transfer(str(self.connection.call_id), route)
+        if result.ok:
+            # The channel has left AudioSocket(): end our side. On failure the caller is
+            # still on the line, and the call goes on (VoiceCall falls back).
             await self.connection.hangup()
+        return result
 
     async def show(self, message: dict[str, Any]) -> None:
         return None  # a phone has no screen

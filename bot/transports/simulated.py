@@ -11,6 +11,7 @@ from typing import Any
 
 from bot.audio.formats import TELEPHONE, AudioChunk, AudioFormat, Converter, read_wav, write_wav
 from bot.session.engines import Engines
+from bot.session.line import TransferResult
 from bot.session.voice_call import VoiceCall
 
 # --- a recording played as a call ------------------------------------------------
@@ -59,9 +60,10 @@ class SimulatedLine:
         self.outcome = self.outcome or "hangup"
         self._log("bot", "(hangs up)")
 
-    async def transfer(self, route: str) -> None:
+    async def transfer(self, route: str) -> TransferResult:
         self.outcome = route
         self._log("bot", f"(transfers to {route})")
+        return TransferResult.done()
 
     async def show(self, message: dict[str, Any]) -> None:
         kind, text = message.get("kind"), message.get("text") or ""
