@@ -40,6 +40,47 @@ PORT = int(os.environ.get("BOT_PORT", "8022"))
 MAX_UTTERANCE_CHARS = int(os.environ.get("BOT_MAX_UTTERANCE_CHARS", "2000"))
 
 
+def _list(name: str, default: str) -> tuple[str, ...]:
+    """``a,b,c`` from the environment."""
+    return tuple(filter(None, (part.strip() for part in os.environ.get(name, default).split(","))))
+
+
+# --- What the server accepts (issue 9: nothing may push it over) ---
+
+# Host header names the HTTP server answers to ("*": any). A browser page on another
+# domain that resolves to this machine (DNS rebinding) sends its own name and is refused.
+ALLOWED_HOSTS = _list("BOT_ALLOWED_HOSTS", f"127.0.0.1,localhost,::1,{HOST}")
+# Origins whose pages may call /api/* and open /ws, besides the server's own origin (a
+# request without an Origin header is not from a browser page and is let through).
+ALLOWED_ORIGINS = _list("BOT_ALLOWED_ORIGINS", "")
+# Seconds a client may take to send a request's headers, and then its body; an idle
+# kept-alive connection is closed after HTTP_KEEPALIVE_S.
+HTTP_HEADER_TIMEOUT_S = float(os.environ.get("BOT_HTTP_HEADER_TIMEOUT_S", "10"))
+HTTP_BODY_TIMEOUT_S = float(os.environ.get("BOT_HTTP_BODY_TIMEOUT_S", "10"))
+HTTP_KEEPALIVE_S = float(os.environ.get("BOT_HTTP_KEEPALIVE_S", "15"))
+# Open connections per transport (AudioSocket, the softphone's WebSocket); one more is
+# refused at once. Above BOT_MAX_CALLS on purpose: those calls still hear the operator notice.
+MAX_CONNECTIONS = int(os.environ.get("BOT_MAX_CONNECTIONS", "64"))
+# /api/chat conversations kept at once (the oldest is dropped beyond), how long an idle one
+# is kept, and the turns one conversation may have (each turn re-serialises its history).
+# The same bounds hold for the brain's tracker store, which voice calls share.
+MAX_CONVERSATIONS = int(os.environ.get("BOT_MAX_CONVERSATIONS", "1000"))
+CONVERSATION_TTL_S = float(os.environ.get("BOT_CONVERSATION_TTL_S", "1800"))
+CHAT_MAX_TURNS = int(os.environ.get("BOT_CHAT_MAX_TURNS", "50"))
+# Deepest JSON nesting accepted in a request or a softphone message (ours use 1 or 2).
+MAX_JSON_DEPTH = int(os.environ.get("BOT_MAX_JSON_DEPTH", "8"))
+
+# The server's log: the bot's own level (libraries stay at LOG_LEVEL below), "text" or
+# "json" (one JSON object per line), and how many warnings one peer may cause per minute.
+SERVER_LOG_LEVEL = os.environ.get("BOT_SERVER_LOG_LEVEL", "INFO")
+LOG_FORMAT = os.environ.get("BOT_LOG_FORMAT", "text")
+LOG_WARNINGS_PER_PEER = int(os.environ.get("BOT_LOG_WARNINGS_PER_PEER", "5"))
+# At start-up, close calls a crash left open (outcome error, "server restarted"). Turn off
+# when several servers share one PostgreSQL database: one would close the others' calls.
+_RECOVER = os.environ.get("BOT_RECOVER_OPEN_CALLS", "1")
+RECOVER_OPEN_CALLS = _RECOVER.lower() not in ("0", "false", "no", "off")
+
+
 LOG_LEVEL = os.environ.get("BOT_LOG_LEVEL", "WARNING")
 
 
@@ -70,6 +111,16 @@ AUDIOSOCKET_PORT = int(os.environ.get("BOT_AUDIOSOCKET_PORT", "9092"))
 # Largest frame payload accepted. 20 ms of 8 kHz audio is 320 bytes; a length far
 # beyond that is a corrupt stream, and refusing it early bounds each call's buffer.
 AUDIOSOCKET_MAX_PAYLOAD = int(os.environ.get("BOT_AUDIOSOCKET_MAX_PAYLOAD", "4096"))
+# Seconds Asterisk has to send the call's UUID after connecting, and the longest gap
+# between frames once the call runs (Asterisk sends audio every 20 ms): past either, the
+# connection is closed (and the call, if any, ended with the reason recorded).
+AUDIOSOCKET_UUID_TIMEOUT_S = float(os.environ.get("BOT_AUDIOSOCKET_UUID_TIMEOUT_S", "2"))
+AUDIOSOCKET_IDLE_TIMEOUT_S = float(os.environ.get("BOT_AUDIOSOCKET_IDLE_TIMEOUT_S", "10"))
+# The softphone page: seconds to send "start" after opening /ws, and the longest silence
+# on the socket once the call runs (the page streams its microphone; a page without one
+# has only its keypad, so this is long).
+WS_START_TIMEOUT_S = float(os.environ.get("BOT_WS_START_TIMEOUT_S", "10"))
+WS_IDLE_TIMEOUT_S = float(os.environ.get("BOT_WS_IDLE_TIMEOUT_S", "120"))
 
 # Asterisk Manager Interface: AudioSocket cannot transfer, so a transfer is an AMI
 # Redirect of the caller's channel. The user needs the "call" write permission.
@@ -82,6 +133,9 @@ AMI_SECRET = os.environ.get("BOT_AMI_SECRET", "")
 AMI_AUTH = os.environ.get("BOT_AMI_AUTH", "md5")
 # Seconds to wait for connecting, logging in and each action's answer.
 AMI_TIMEOUT = float(os.environ.get("BOT_AMI_TIMEOUT", "5"))
+# How often the server checks its AMI connection (and logs in again), so /health tells
+# whether transfers can work before a caller needs one.
+AMI_CHECK_S = float(os.environ.get("BOT_AMI_CHECK_S", "30"))
 
 
 def _pairs(name: str, default: str) -> dict[str, str]:

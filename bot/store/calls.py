@@ -14,8 +14,10 @@ Vocabulary (shared with ``bot.nlu.routes`` and docs/product.md):
 - ``calls.transport``: ``audiosocket`` | ``websocket`` | ``simulated``.
 - ``calls.outcome``: the call's final route (``transfer:1``..``transfer:6``, ``faq:<key>``,
   ``operator``, ``fallback``), ``goodbye`` (the bot closed the call after a goodbye),
-  ``hangup`` (the caller hung up before anything was settled) or ``error``.
-  ``NULL`` while the call runs, and for ever if the process died mid-call.
+  ``hangup`` (the caller hung up before anything was settled), ``transfer_failed`` (a
+  transfer did not go through and the call ended without reaching anyone) or ``error``.
+  ``NULL`` while the call runs; a call left open by a crash is closed at the next start-up
+  (``close_abandoned``: ``error``, "server restarted").
 - ``turns.speaker``: ``caller`` | ``bot``; ``turns.kind``: ``utterance``, ``partial_dropped``,
   ``digit``, ``say``, ``transfer``, ``hangup``, ``barge_in``, ``error``, ...
 
@@ -38,6 +40,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -83,7 +86,11 @@ SPEAKERS: tuple[str, ...] = ("caller", "bot")
 GOODBYE = "goodbye"
 HANGUP = "hangup"
 ERROR = "error"
-OUTCOMES: frozenset[str] = frozenset((*ALL_ROUTES, GOODBYE, HANGUP, ERROR))
+# Also the turn kind of each failed attempt. (Moves to bot.vocabulary's Outcome when it lands.)
+TRANSFER_FAILED = "transfer_failed"
+OUTCOMES: frozenset[str] = frozenset((*ALL_ROUTES, GOODBYE, HANGUP, ERROR, TRANSFER_FAILED))
+# The end reason of calls a crash left open, written at the next start-up.
+RESTARTED = "server restarted"
 # How long a write waits for a busy SQLite database before it fails.
 WAIT_SECONDS = 30.0
 # PostgreSQL advisory lock held while creating the schema (any constant unique to us).
@@ -98,6 +105,10 @@ T = TypeVar("T")
 
 class StoreError(RuntimeError):
     """A call record could not be read or written (the message says which and why)."""
+
+
+class DuplicateCall(StoreError):
+    """start_call with an id already recorded: that record is another call's."""
 
 
 class UTCDateTime(TypeDecorator):
@@ -252,6 +263,21 @@ def _enable_wal(cursor: Any, wait: float = WAIT_SECONDS) -> str:
             time.sleep(0.01)
 
 
+def _private_file(path: Path) -> None:
+    """The directory 0700 and the database 0600, created so before SQLite opens it (the WAL
+    and shared-memory files take the database's mode): call records are personal data."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.parent == settings.ROOT / "var":
+        os.chmod(path.parent, 0o700)  # ours, maybe made 0755 before; never chmod another's
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+    for suffix in ("-wal", "-shm", "-journal"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            os.chmod(side, 0o600)
+
+
 def _dumps(value: Any) -> str:
     # Vietnamese words stay readable in the database instead of \\u escapes.
     return json.dumps(value, ensure_ascii=False)
@@ -319,7 +345,7 @@ class CallStore:
 
     def _create_schema(self) -> None:
         if self._sqlite_file is not None:
-            self._sqlite_file.parent.mkdir(parents=True, exist_ok=True)
+            _private_file(self._sqlite_file)
         with self._engine.begin() as conn:
             # Several processes may open a new database at once: the first to take the lock
             # creates the tables, the others wait for it and find them there.
@@ -376,7 +402,9 @@ class CallStore:
             with engine.begin() as conn:
                 conn.execute(calls.insert().values(**row))
         except IntegrityError as e:
-            raise self._fail(f"cannot start call {call_id}: it is already recorded", e) from e
+            message = f"cannot start call {call_id}: it is already recorded"
+            logger.warning("%s", message)
+            raise DuplicateCall(message) from e
         except SQLAlchemyError as e:
             raise self._fail(f"cannot start call {call_id}", e) from e
 
@@ -476,6 +504,25 @@ class CallStore:
         logger.warning(
             "call %s already ended; ignoring a second end (%s: %s)", call_id, outcome, reason
         )
+
+    def close_abandoned(self, reason: str = RESTARTED) -> int:
+        """Close every call still open (a crash left it so): outcome ``error``. Call at
+        start-up, before any call starts; only when this process is the database's only
+        writer (settings.RECOVER_OPEN_CALLS). Returns how many were closed."""
+        engine = self._engine_ready()
+        try:
+            with engine.begin() as conn:
+                result = conn.execute(
+                    update(calls)
+                    .where(calls.c.ended_at.is_(None))
+                    .values(ended_at=utc(), outcome=ERROR, end_reason=reason)
+                )
+        except SQLAlchemyError as e:
+            raise self._fail("cannot close the calls left open", e) from e
+        closed = int(result.rowcount or 0)
+        if closed:
+            logger.warning("closed %d call(s) left open by a crash (%s)", closed, reason)
+        return closed
 
     # --- reads ------------------------------------------------------------------------
 

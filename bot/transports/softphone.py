@@ -46,9 +46,12 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from bot.app import logs, settings
+from bot.app.inputs import json_problem
 from bot.audio.formats import RECOGNISER, AudioChunk, AudioFormatError
 from bot.nlu.routes import BRANCHES
 from bot.session.engines import Engines
+from bot.session.line import TransferResult
 from bot.session.voice_call import VoiceCall
 from bot.transports.pacing import PacedSender
 from bot.tts.prompt_cache import domain_texts
@@ -122,8 +125,13 @@ def parse_text(text: str) -> PageEvent:
         data = json.loads(text)
     except ValueError as e:
         raise ProtocolError(f"a text frame must be a JSON object ({e})") from e
+    except RecursionError as e:
+        raise ProtocolError("a text frame must be a JSON object (nested too deeply)") from e
     if not isinstance(data, dict):
         raise ProtocolError(f"a text frame must be a JSON object, not {type(data).__name__}")
+    problem = json_problem(data)
+    if problem:
+        raise ProtocolError(f"a text frame must be a JSON object ({problem})")
     kind = data.get("type")
     if kind == "start":
         return Start()
@@ -222,8 +230,12 @@ class WebSocketLine:
     async def hangup(self) -> None:
         await self._end({"type": "hangup"})
 
-    async def transfer(self, route: str) -> None:
+    async def transfer(self, route: str) -> TransferResult:
+        # The page is the whole "switch": telling it is the transfer.
+        if self._ws.closed:
+            return TransferResult.failed("caller_gone", "the page closed the socket")
         await self._end({"type": "transfer", "route": route, "branch": branch_name(route)})
+        return TransferResult.done()
 
     async def show(self, message: dict[str, Any]) -> None:
         await self._send({"type": "event", **{k: v for k, v in message.items() if k != "type"}})
@@ -300,6 +312,7 @@ class SoftphoneCall:
 
     async def run(self) -> None:
         """Serve the socket until the call ends. Never raises (except cancellation)."""
+        logs.call_id.set(self.call_id)  # on every log line of this call
         reason: str | None = None
         try:
             reason = await self._read_loop()
@@ -313,7 +326,17 @@ class SoftphoneCall:
             await self._finish(reason)
 
     async def _read_loop(self) -> str | None:
-        async for msg in self.ws:
+        while True:
+            # A page sends "start" at once, then its microphone every 20 ms.
+            wait = settings.WS_START_TIMEOUT_S if self.call is None else settings.WS_IDLE_TIMEOUT_S
+            try:
+                msg = await self.ws.receive(timeout=wait)
+            except asyncio.TimeoutError:
+                what = '{"type": "start"}' if self.call is None else "a message"
+                await self.line.send_error(f"no {what} within {wait:g} s")
+                return f"protocol error: no {what} within {wait:g} s"
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                break
             if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT):
                 try:
                     if msg.type == WSMsgType.BINARY:
@@ -373,6 +396,10 @@ class SoftphoneCall:
         finally:
             if reason is None:
                 logger.info("softphone call %s: ended", self.call_id)
+            elif self.call is None:  # no call began: a broken or hostile page, rate-limited
+                logs.peers.warning(
+                    logger, self.peer, "softphone socket from %s: closed: %s", self.peer, reason
+                )
             else:
                 logger.warning("softphone call %s: ended: %s", self.call_id, reason)
             protocol_error = reason is not None and reason.startswith("protocol error")
@@ -431,6 +458,13 @@ async def _page(request: web.Request) -> web.FileResponse:
 async def serve_socket(
     request: web.Request, engines: Engines, calls: set[SoftphoneCall] | None = None
 ) -> web.WebSocketResponse:
+    limit = settings.MAX_CONNECTIONS
+    if calls is not None and limit and len(calls) >= limit:
+        logs.peers.warning(
+            logger, "softphone-full", "softphone socket from %s refused: %d open (limit %d)",
+            request.remote, len(calls), limit,
+        )  # fmt: skip
+        raise web.HTTPServiceUnavailable(text=f"the softphone is full ({limit} calls)")
     # No compression: deflating PCM costs CPU and saves little.
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=_WS_MAX_MESSAGE, compress=False)
     await ws.prepare(request)
