@@ -24,6 +24,8 @@ from bot.transports.ami import (
     encode_action,
 )
 
+pytestmark = pytest.mark.unit
+
 USER, SECRET = "bot1022", "s3cret"
 KNOWN = "PJSIP/trunk-0000002a"
 EVENT = (
@@ -36,8 +38,8 @@ class FakeAsterisk:
     """Banner, Challenge, Login (plain or MD5, checked as Asterisk's manager.c does),
     Redirect, Getvar, Logoff. ``on_redirect`` picks the behaviour:
     "answer" (Success for KNOWN, Error otherwise), "silent" (never answers),
-    "drop" (closes the connection), "drop_once" (closes it once, then answers), "reverse" (holds two Redirects, answers the
-    second first)."""
+    "drop" (closes the connection), "drop_once" (closes it once, then answers),
+    "reverse" (holds two Redirects, answers the second first)."""
 
     def __init__(
         self, on_redirect: str = "answer", banner: bytes = b"Asterisk Call Manager/9.0.0"

@@ -25,6 +25,7 @@ class Clock:
         return self.now
 
 
+@pytest.mark.engines  # imports Rasa (no model)
 def test_the_tracker_store_keeps_a_bounded_number_for_a_bounded_time() -> None:
     from rasa.shared.core.trackers import DialogueStateTracker
 
@@ -49,6 +50,7 @@ def test_the_tracker_store_keeps_a_bounded_number_for_a_bounded_time() -> None:
     asyncio.run(scenario())
 
 
+@pytest.mark.unit
 def test_chat_sessions_expire_cap_and_count_turns() -> None:
     from bot.app.server import ChatSessions, sender
 
@@ -72,6 +74,7 @@ def test_chat_sessions_expire_cap_and_count_turns() -> None:
         chats.take_turn("4f1c2a80-0000-4000-8000-000000000001")  # a voice call's id
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "data, problem",
     [
@@ -87,6 +90,7 @@ def test_json_problems(data: object, problem: str | None) -> None:
     assert (found is None) if problem is None else (problem in (found or ""))
 
 
+@pytest.mark.unit
 def test_json_lines_carry_time_level_and_the_call_id() -> None:
     stream = io.StringIO()
     handler = logs.setup(level="INFO", fmt="json", stream=stream)
@@ -112,6 +116,7 @@ def test_json_lines_carry_time_level_and_the_call_id() -> None:
     assert first["time"].endswith("+00:00") and second["call_id"] == "-"
 
 
+@pytest.mark.engines  # imports Rasa (no model)
 def test_text_lines_after_rasa_configured_logging() -> None:
     import bot.nlu.brain  # noqa: F401  (Rasa configures logging on import)
 
@@ -124,11 +129,13 @@ def test_text_lines_after_rasa_configured_logging() -> None:
     assert " INFO server [-] serving on http://127.0.0.1:8022" in stream.getvalue()
 
 
+@pytest.mark.unit
 def test_a_bad_log_format_is_refused() -> None:
     with pytest.raises(SystemExit, match="BOT_LOG_FORMAT"):
         logs.setup(fmt="xml")
 
 
+@pytest.mark.unit
 def test_warnings_are_limited_per_peer_and_say_how_many_were_held_back() -> None:
     limiter = logs.PeerLimiter(per_minute=2)
     got = [limiter.allow("10.0.0.1", now=t) for t in (0, 1, 2, 3)]

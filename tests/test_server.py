@@ -25,6 +25,7 @@ SERVER_ENV = {
     "BOT_HTTP_BODY_TIMEOUT_S": "1",
     "BOT_ALLOWED_ORIGINS": "https://tongdai1022.example",
 }
+pytestmark = pytest.mark.e2e
 
 
 def _free_port() -> int:

@@ -25,17 +25,18 @@ import pytest
 from bot.app.engines import load_engines
 from bot.audio.formats import TELEPHONE, AudioChunk, Converter, read_wav
 from bot.audio.vad import VadConfig
-from bot.nlu.brain import RouteResult
+from bot.nlu.routes import RouteResult
 from bot.session.engines import Engines
 from bot.session.metrics import Metrics
 from bot.transports.ami import AmiClient, TransferPlan
 from bot.transports.asterisk import Transferer, serve_audiosocket
+from bot.vocabulary import Route
 from tests.test_ami import KNOWN, SECRET, USER, FakeAsterisk
 
 FRAME = 320  # 20 ms of 8 kHz PCM16
 SILENCE = b"\0" * FRAME
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 
 @pytest.fixture(scope="module")
@@ -281,7 +282,7 @@ async def test_when_the_brain_fails_the_caller_hears_the_apology_and_the_keypad_
     assert any(t.kind == "error" and "Rasa is down" in (t.text or "") for t in turns), [
         (t.kind, t.text) for t in turns
     ]
-    apology = engines.prompts.technical_problem
+    apology = engines.prompts.technical_problem.text
     assert any(t.kind == "say" and t.text == apology for t in turns)
     assert call.outcome == "transfer:5"
     assert [r["exten"] for r in pbx.actions if r["action"] == "Redirect"] == ["5"]
@@ -289,7 +290,11 @@ async def test_when_the_brain_fails_the_caller_hears_the_apology_and_the_keypad_
 
 async def test_prompt_cache_holds_every_fixed_prompt_in_the_line_format(engines):
     assert engines.cache is not None
-    for text in (engines.prompts.greeting, engines.prompts.technical_problem, engines.prompts.menu):
+    for text in (
+        engines.prompts.greeting.text,
+        engines.prompts.technical_problem.text,
+        engines.prompts.menu.text,
+    ):
         chunk = engines.cache.get(text, engines.voice, TELEPHONE)
         assert isinstance(chunk, AudioChunk) and chunk.duration_ms > 500
 
@@ -409,7 +414,7 @@ async def test_ami_down_falls_back_to_operator_then_apology_and_keypad(engines):
         async with Caller(port, call_id) as caller:
             await caller.wait_for_bot_audio(FRAME * 25)
             await caller.press("4")
-            await until_said(engines, caller, call_id, engines.prompts.menu)
+            await until_said(engines, caller, call_id, engines.prompts.menu.text)
             assert not caller.closed.is_set()  # still on the line, hearing the keypad menu
             caller.writer.write(frame(0x00))  # the caller gives up
             await caller.writer.drain()
@@ -420,8 +425,8 @@ async def test_ami_down_falls_back_to_operator_then_apology_and_keypad(engines):
     failed = [(t.route, t.kind) for t in turns if t.kind == "transfer_failed"]
     assert failed == [("transfer:4", "transfer_failed")] * 2 + [("operator", "transfer_failed")] * 2
     said = [t.text for t in turns if t.kind == "say"]
-    assert engines.prompts.transfers["operator"] in said
-    assert engines.prompts.technical_problem in said
+    assert engines.prompts.transfers[Route.OPERATOR].text in said
+    assert engines.prompts.technical_problem.text in said
     text = counted.metrics.prometheus()
     assert 'bot_transfer_failed_total{route="transfer:4",reason="ami_unavailable"} 2' in text
     assert 'bot_call_outcomes_total{outcome="transfer_failed"} 1' in text
@@ -429,16 +434,18 @@ async def test_ami_down_falls_back_to_operator_then_apology_and_keypad(engines):
 
 
 async def test_an_emergency_whose_transfer_fails_hears_115(engines):
+    emergency = engines.prompts.transfer_failed_emergency
+    assert emergency is not None
     call_id = uuid.uuid4()
     async with audiosocket_to(engines, await dead_ami_port()) as port:
         async with Caller(port, call_id) as caller:
             await caller.wait_for_bot_audio(FRAME * 25)
             await caller.press("1")
-            await until_said(engines, caller, call_id, engines.prompts.transfer_failed_emergency)
+            await until_said(engines, caller, call_id, emergency.text)
             caller.writer.write(frame(0x00))
             await caller.writer.drain()
             await asyncio.wait_for(caller.closed.wait(), 10)
-    assert "một một lăm" in engines.prompts.transfer_failed_emergency
+    assert "một một lăm" in emergency.text
     call, turns = await record(engines, call_id)
     assert call.outcome == "transfer_failed"
     assert [t.route for t in turns if t.kind == "transfer_failed"][:2] == ["transfer:1"] * 2

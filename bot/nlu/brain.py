@@ -13,13 +13,13 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bot.app import settings
 from bot.nlu.replies import BotAction, HangUp, Say, Transfer
-from bot.nlu.routes import BRANCH_ENTITY, FALLBACK, Parse, route_for
+from bot.nlu.routes import BRANCH_ENTITY, Parse, RouteResult, route_for
+from bot.vocabulary import Route
 
 settings.quiet_libraries()
 
@@ -45,22 +45,6 @@ def newest_model(models_dir: Path = settings.MODELS_DIR) -> Path:
             f"no trained model in {models_dir}: run `make model` (or `python -m bot train`)"
         )
     return models[-1]
-
-
-@dataclass(frozen=True)
-class RouteResult:
-    text: str
-    route: str
-    intent: str
-    confidence: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "text": self.text,
-            "route": self.route,
-            "intent": self.intent,
-            "confidence": round(self.confidence, 4),
-        }
 
 
 # --- seams into Rasa -----------------------------------------------------------
@@ -197,7 +181,7 @@ class Brain:
 
     async def route(self, text: str) -> RouteResult:
         if not _clean(text):
-            return RouteResult(text=text, route=FALLBACK, intent="", confidence=0.0)
+            return RouteResult(text=text, route=Route.FALLBACK, intent="", confidence=0.0)
         data = await self.parse(text)
         return RouteResult(
             text=text,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bot.audio.formats import AudioChunk, AudioFormat
+from bot.vocabulary import Route
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class Line(Protocol):
 
     format: AudioFormat  # the audio format on the wire, both ways
 
+    @property
+    def late_frames(self) -> int: ...  # outgoing frames sent late so far (0 if unpaced)
+
     async def send_audio(self, chunk: AudioChunk) -> None: ...  # queued, paced by the line
 
     async def stop_audio(self) -> None: ...  # drop everything queued: barge-in
@@ -43,6 +47,6 @@ class Line(Protocol):
     async def hangup(self) -> None: ...
 
     # Ends the line only on success; on failure the caller is still on it (never raises).
-    async def transfer(self, route: str) -> TransferResult: ...
+    async def transfer(self, route: Route) -> TransferResult: ...
 
     async def show(self, message: dict[str, Any]) -> None: ...  # live transcript, decisions

@@ -20,6 +20,7 @@ from bot.session.line import TransferResult
 from bot.session.voice_call import VoiceCall
 from bot.transports import audiosocket as asock
 from bot.transports.ami import AmiClient, AmiError, TransferPlan
+from bot.vocabulary import Route
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class Transferer:
         self.client = client or AmiClient()
         self.plan = plan or TransferPlan.from_settings()
 
-    async def transfer(self, call_id: str, route: str) -> TransferResult:
+    async def transfer(self, call_id: str, route: Route) -> TransferResult:
         """Redirect the call's channel; the result says whether it left, and if not, why."""
         try:
             channel = await self.client.getvar(f"DB({ASTDB_FAMILY}/{call_id})")
@@ -79,7 +80,7 @@ class AudioSocketLine:
     async def hangup(self) -> None:
         await self.connection.hangup()
 
-    async def transfer(self, route: str) -> TransferResult:
+    async def transfer(self, route: Route) -> TransferResult:
         if self.connection.closed:
             return TransferResult.failed("caller_gone", "the caller hung up before the transfer")
         result = await self.transferer.transfer(str(self.connection.call_id), route)

@@ -1,0 +1,167 @@
+"""A whole VoiceCall on fake engines (tests/fakes.py): the real VAD, call machine, session,
+prompts and call store, with a scripted recogniser, a table brain and a tone voice, so the
+call's record can be checked without loading a model. Calls run in real time (a few s)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from bot.app.settings import DOMAIN_FILE
+from bot.call.prompts import Prompts
+from bot.nlu.replies import HangUp, Say, Transfer
+from bot.session.line import TransferResult
+from bot.store.calls import CallStore
+from bot.transports import simulated
+from bot.transports.simulated import SimulatedLine, run_simulated_call
+from bot.vocabulary import CallEnd, NoteKind, Route, Speaker
+from tests.fakes import ScriptedSpeech, TableBrain, fake_engines, write_caller
+
+pytestmark = pytest.mark.unit
+
+GOODBYE = [Say("Dạ, cảm ơn anh chị đã gọi ạ.", "utter_goodbye"), HangUp()]
+ANSWER = [
+    Say("Dạ, người bệnh đo SpO2 ngày hai lần ạ.", "utter_faq_f0/f0_spo2"),
+    Say("Anh chị cần hỗ trợ gì thêm không ạ?", "utter_anything_else"),
+]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> CallStore:
+    with CallStore(f"sqlite:///{tmp_path / 'calls.sqlite3'}") as s:
+        yield s
+
+
+def call(store: CallStore, tmp_path: Path, heard: list[str], replies: dict, *parts, **kw):  # type: ignore[no-untyped-def]
+    brain = TableBrain(greeting=[], replies=replies)
+    engines = fake_engines(brain, ScriptedSpeech(heard), store)
+    recording = write_caller(tmp_path / "caller.wav", *parts)
+    try:
+        line, voice_call = asyncio.run(run_simulated_call(engines, recording, **kw))
+    finally:
+        engines.decoder.shutdown(wait=False)
+    [record] = store.calls()
+    return record, store.turns(record.id), brain
+
+
+def test_the_bots_goodbye_is_recorded_as_a_goodbye_and_counted_as_settled(
+    store: CallStore, tmp_path: Path
+) -> None:
+    record, turns, brain = call(
+        store, tmp_path, ["thôi cảm ơn em"], {"thôi cảm ơn em": GOODBYE},
+        ("silence", 4.0), ("speech", 1.0), ("silence", 3.0),
+    )  # fmt: skip
+    assert brain.heard == ["thôi cảm ơn em"]
+    # Every end of a call used to be stored as "hangup", so no call was ever "answered".
+    assert record.outcome is CallEnd.GOODBYE
+    assert store.counts()["answered"] == 1
+
+
+def test_an_answer_heard_whole_settles_the_call_even_if_the_caller_hangs_up(
+    store: CallStore, tmp_path: Path
+) -> None:
+    record, _, _ = call(
+        store, tmp_path, ["đo spo hai thế nào"], {"đo spo hai thế nào": ANSWER},
+        ("silence", 4.0), ("speech", 1.0), ("silence", 3.0), max_seconds=9.0,
+    )  # fmt: skip
+    assert record.outcome is Route.FAQ_F0_SPO2
+    assert store.counts()["answered"] == 1
+
+
+def test_every_line_of_the_record_has_the_speaker_of_its_kind(
+    store: CallStore, tmp_path: Path
+) -> None:
+    _, turns, _ = call(
+        store, tmp_path, ["cho tôi gặp tổng đài viên"],
+        {"cho tôi gặp tổng đài viên": [Say("Dạ, tôi chuyển máy ạ.", "utter_transfer_operator"),
+                                       Transfer(Route.OPERATOR)]},
+        ("silence", 4.0), ("speech", 1.0), ("silence", 3.0),
+    )  # fmt: skip
+    kinds = {t.kind: t.speaker for t in turns}
+    # The call's own events were stored as the caller's words.
+    assert kinds[NoteKind.CALL_STARTED] is Speaker.SYSTEM
+    assert kinds[NoteKind.UTTERANCE] is Speaker.CALLER
+    assert kinds[NoteKind.HEARD] is Speaker.CALLER
+    assert kinds[NoteKind.SAY] is Speaker.BOT
+    assert kinds[NoteKind.TRANSFER] is Speaker.BOT
+    assert all(t.speaker is t.kind.speaker for t in turns)
+    assert store.calls()[0].outcome is Route.OPERATOR
+
+
+def test_a_keypad_transfer_needs_no_brain(store: CallStore, tmp_path: Path) -> None:
+    record, turns, brain = call(store, tmp_path, [], {}, ("silence", 5.0), digits="5@3.0")
+    assert record.outcome is Route.TRANSFER_5 and brain.heard == []
+    assert [t.text for t in turns if t.kind is NoteKind.DIGIT] == ["5"]
+
+
+# --- transfers that fail (issue 9): the caller is never dropped ------------------------
+
+
+@dataclasses.dataclass
+class RefusingLine(SimulatedLine):
+    """A PBX that refuses the first ``refusals`` transfers (a fake at the Line seam: the
+    AMI itself is exercised over sockets in test_voice_line.py)."""
+
+    refusals: int = 1000
+    tried: list[Route] = dataclasses.field(default_factory=list)
+
+    async def transfer(self, route: Route) -> TransferResult:
+        self.tried.append(route)
+        if len(self.tried) <= self.refusals:
+            return TransferResult.failed("refused", f"Channel does not exist ({route})")
+        return await super().transfer(route)
+
+
+def refused_call(
+    store: CallStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refusals: int, digit: str
+):  # type: ignore[no-untyped-def]
+    lines: list[RefusingLine] = []
+
+    def make() -> RefusingLine:
+        lines.append(RefusingLine(refusals=refusals))
+        return lines[-1]
+
+    monkeypatch.setattr(simulated, "SimulatedLine", make)
+    record, turns, _ = call(
+        store, tmp_path, [], {}, ("silence", 12.0), digits=f"{digit}@2.0", max_seconds=12.0
+    )
+    return record, turns, lines[0]
+
+
+def test_a_refused_transfer_is_retried_then_an_operator_then_the_apology_and_keypad(
+    store: CallStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record, turns, line = refused_call(store, tmp_path, monkeypatch, 1000, "4")
+    assert line.tried == [Route.TRANSFER_4, Route.TRANSFER_4, Route.OPERATOR, Route.OPERATOR]
+    assert record.outcome is CallEnd.TRANSFER_FAILED
+    assert record.end_reason is not None and "(refused)" in record.end_reason
+    failed = [(t.route, t.text) for t in turns if t.kind is NoteKind.TRANSFER_FAILED]
+    assert [r for r, _ in failed] == ["transfer:4", "transfer:4", "operator", "operator"]
+    assert all("Channel does not exist" in (text or "") for _, text in failed)
+    said = [t.text for t in turns if t.kind is NoteKind.SAY]
+    prompts = Prompts.from_domain(DOMAIN_FILE)
+    assert said[-2:] == [prompts.technical_problem.text, prompts.menu.text]
+    assert not line._hung_up  # the bot never hung up on the caller; the caller left
+
+
+def test_an_emergency_whose_transfer_fails_is_told_115(
+    store: CallStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record, turns, line = refused_call(store, tmp_path, monkeypatch, 1000, "1")
+    emergency = Prompts.from_domain(DOMAIN_FILE).transfer_failed_emergency
+    assert emergency is not None and "số một một lăm" in emergency.text
+    said = [t.text for t in turns if t.kind is NoteKind.SAY]
+    assert emergency.text in said
+    assert line.tried[:3] == [Route.TRANSFER_1, Route.TRANSFER_1, Route.OPERATOR]
+
+
+def test_a_transfer_that_goes_through_on_the_retry_is_a_transfer(
+    store: CallStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record, turns, line = refused_call(store, tmp_path, monkeypatch, 1, "3")
+    assert line.tried == [Route.TRANSFER_3, Route.TRANSFER_3]
+    assert record.outcome is Route.TRANSFER_3
+    assert [t.kind for t in turns].count(NoteKind.TRANSFER_FAILED) == 1
