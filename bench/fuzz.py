@@ -186,7 +186,7 @@ def fuzz(
     for outcome, n in sorted(outcomes.items()):
         print(f"  {outcome:<40} {n:>9,}")
     for item, error in bugs:
-        print(f"  bug: {error!r} on {item!r:.200}")
+        print(f"  bug: {error!r:.120} on {repr(item)[:120]}")
     return sum(n for outcome, n in outcomes.items() if outcome.startswith("BUG"))
 
 

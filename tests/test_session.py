@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from bot.app.settings import DOMAIN_FILE
+from bot.asr.types import Final
+from bot.call.machine import CallConfig
 from bot.call.prompts import Prompts
 from bot.nlu.replies import HangUp, Say, Transfer
 from bot.session.line import TransferResult
@@ -18,7 +20,13 @@ from bot.store.calls import CallStore
 from bot.transports import simulated
 from bot.transports.simulated import SimulatedLine, run_simulated_call
 from bot.vocabulary import CallEnd, NoteKind, Route, Speaker
-from tests.fakes import ScriptedSpeech, TableBrain, fake_engines, write_caller
+from tests.fakes import (
+    ScriptedRecognition,
+    ScriptedSpeech,
+    TableBrain,
+    fake_engines,
+    write_caller,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -165,3 +173,84 @@ def test_a_transfer_that_goes_through_on_the_retry_is_a_transfer(
     assert line.tried == [Route.TRANSFER_3, Route.TRANSFER_3]
     assert record.outcome is Route.TRANSFER_3
     assert [t.kind for t in turns].count(NoteKind.TRANSFER_FAILED) == 1
+
+
+# --- faults: each call ends with the caller hearing something and an honest record -------
+
+
+class FailingRecognition(ScriptedRecognition):
+    """A recogniser that breaks at the end of the first utterance (a fake at the ASR seam:
+    Vosk cannot be made to fail on demand)."""
+
+    def finish(self) -> Final:
+        raise RuntimeError("decoder crashed")
+
+
+class FailingSpeech(ScriptedSpeech):
+    def recognition(self, phrases=None, executor=None):  # type: ignore[no-untyped-def]
+        return FailingRecognition(self.script)
+
+
+class SlowBrain(TableBrain):
+    """A brain that never answers in time (Rasa stuck behind another conversation)."""
+
+    async def turn(self, conversation_id: str, text: str) -> list:  # type: ignore[type-arg]
+        self.heard.append(text)
+        await asyncio.sleep(30)
+        return []
+
+
+def faulty_call(engines, tmp_path: Path, digits: str = ""):  # type: ignore[no-untyped-def]
+    recording = write_caller(
+        tmp_path / "caller.wav", ("silence", 3.0), ("speech", 1.0), ("silence", 6.0)
+    )
+    try:
+        return asyncio.run(run_simulated_call(engines, recording, digits=digits, max_seconds=10))
+    finally:
+        engines.decoder.shutdown(wait=False)
+
+
+def test_a_recogniser_that_raises_gives_the_apology_and_an_honest_record(
+    store: CallStore, tmp_path: Path
+) -> None:
+    engines = fake_engines(TableBrain([], {}), FailingSpeech(["alo"]), store)
+    line, voice_call = faulty_call(engines, tmp_path, digits="5@8.0")
+    [record] = store.calls()
+    turns = store.turns(record.id)
+    errors = [t.text for t in turns if t.kind is NoteKind.ERROR]
+    assert errors and "decoder crashed" in (errors[0] or "")
+    said = [t.text for t in turns if t.kind is NoteKind.SAY]
+    assert engines.prompts.technical_problem.text in said
+    assert record.outcome is Route.TRANSFER_5  # the keypad still works
+
+
+def test_a_brain_that_misses_its_deadline_gives_the_apology(
+    store: CallStore, tmp_path: Path
+) -> None:
+    engines = fake_engines(SlowBrain([], {}), ScriptedSpeech(["cho tôi hỏi"]), store)
+    engines = dataclasses.replace(
+        engines, brain_timeout_s=0.5, call_config=CallConfig(brain_timeout_s=0.5)
+    )
+    line, _ = faulty_call(engines, tmp_path)
+    [record] = store.calls()
+    turns = store.turns(record.id)
+    assert any(t.kind is NoteKind.ERROR and "brain" in (t.text or "") for t in turns)
+    said = [t.text for t in turns if t.kind is NoteKind.SAY]
+    assert engines.prompts.technical_problem.text in said
+    assert record.outcome is CallEnd.HANGUP and record.ended_at is not None
+
+
+def test_a_read_only_database_loses_the_record_not_the_call(tmp_path: Path) -> None:
+    db = tmp_path / "calls.sqlite3"
+    with CallStore(f"sqlite:///{db}") as make:
+        make.calls()  # the file and its tables exist
+    read_only = CallStore(f"sqlite:///file:{db}?mode=ro&uri=true")
+    try:
+        engines = fake_engines(TableBrain([], {}), ScriptedSpeech([]), read_only)
+        line, _ = faulty_call(engines, tmp_path, digits="3@4.0")
+    finally:
+        read_only.close()
+    assert line.bot_audio().duration_ms > 0  # the greeting and the notice were heard
+    assert line.outcome is Route.TRANSFER_3
+    with CallStore(f"sqlite:///{db}") as check:
+        assert check.calls() == []  # nothing half-written, nothing invented

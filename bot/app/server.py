@@ -333,7 +333,9 @@ def _audiosocket(engines: Engines, transferer: Any) -> Any:
     async def listen(app: web.Application) -> Any:
         from bot.transports.asterisk import serve_audiosocket
 
-        server = await serve_audiosocket(engines, transferer=transferer)
+        server = await serve_audiosocket(
+            engines, settings.AUDIOSOCKET_HOST, settings.AUDIOSOCKET_PORT, transferer
+        )
         for sock in server.sockets:
             logger.info("AudioSocket listening on %s:%d", *sock.getsockname()[:2])
         watch = asyncio.create_task(_watch_ami(transferer.client))

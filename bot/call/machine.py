@@ -380,6 +380,10 @@ class CallMachine:
         return self._say([self.prompts.technical_problem, self.prompts.menu], e.at)
 
     def _on_stage_failed(self, e: StageFailed) -> list[Action]:
+        if e.stage is Stage.BRAIN and self._waiting_for is None:
+            # A question already given up on (its deadline passed here first, or a transfer
+            # overtook it): its failure is not a second one, which would end the call.
+            return [Note(NoteKind.STALE_REPLY, e.reason, {"stage": e.stage})]
         self._waiting_for = None
         return self._fail(e.stage, e.reason, e.at)
 
