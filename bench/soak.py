@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import os
 import random
@@ -39,6 +40,7 @@ class Totals:
         self.calls = 0
         self.problems = 0
         self.caller_late = 0
+        self.kinds: collections.Counter[str] = collections.Counter()  # what went wrong
 
 
 async def slot(
@@ -63,6 +65,10 @@ async def slot(
         totals.caller_late += result.late_frames
         if result.problem and "call cut at" not in result.problem:
             totals.problems += 1
+            totals.kinds[result.problem.split(":")[0][:60]] += 1
+        elif result.bot_hung_up and not result.utterances:
+            totals.problems += 1
+            totals.kinds["the bot hung up before the caller spoke"] += 1
         batch += 1
 
 
@@ -116,6 +122,8 @@ async def run(args: argparse.Namespace) -> None:
                 f"{metrics.get('bot_calls_active', 0):.0f} still active on the server, "
                 f"peak RSS {server.memory_mb():.0f} MB"
             )
+            for kind, n in totals.kinds.most_common():
+                print(f"  problem: {kind}: {n}")
         finally:
             server.stop()
 

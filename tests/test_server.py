@@ -51,7 +51,7 @@ def server(server_log: Path):
         env={**os.environ, **SERVER_ENV},
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 600  # the model loads in 30 s alone, 5 min on busy cores
     while True:
         try:
             urllib.request.urlopen(base + "/health", timeout=2)

@@ -5,6 +5,7 @@ call's record can be checked without loading a model. Calls run in real time (a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -254,3 +255,55 @@ def test_a_read_only_database_loses_the_record_not_the_call(tmp_path: Path) -> N
     assert line.outcome is Route.TRANSFER_3
     with CallStore(f"sqlite:///{db}") as check:
         assert check.calls() == []  # nothing half-written, nothing invented
+
+
+class NoRecogniser(ScriptedSpeech):
+    """Making a recogniser fails (out of memory, a broken model file)."""
+
+    def recognition(self, phrases=None, executor=None):  # type: ignore[no-untyped-def]
+        raise MemoryError("no room for a recogniser")
+
+
+def test_a_call_without_a_recogniser_still_hears_the_apology_and_has_the_keypad(
+    store: CallStore, tmp_path: Path
+) -> None:
+    engines = fake_engines(TableBrain([], {}), NoRecogniser([]), store)
+    line, _ = faulty_call(engines, tmp_path, digits="6@5.0")
+    [record] = store.calls()
+    turns = store.turns(record.id)
+    assert any(t.kind is NoteKind.ERROR and "no room" in (t.text or "") for t in turns)
+    said = [t.text for t in turns if t.kind is NoteKind.SAY]
+    assert engines.prompts.technical_problem.text in said
+    assert record.outcome is Route.TRANSFER_6 and line.outcome is Route.TRANSFER_6
+
+
+def test_a_call_whose_start_was_cut_short_is_closed_in_the_record(
+    store: CallStore, tmp_path: Path
+) -> None:
+    from bot.session.voice_call import VoiceCall
+
+    class Stuck(ScriptedSpeech):
+        def recognition(self, phrases=None, executor=None):  # type: ignore[no-untyped-def]
+            import time
+
+            time.sleep(2)  # the decoding threads are all busy
+            return super().recognition(phrases, executor)
+
+    engines = fake_engines(TableBrain([], {}), Stuck([]), store)
+
+    async def scenario() -> None:
+        call = VoiceCall("cut-short", SimulatedLine(), engines, "audiosocket")
+        starting = asyncio.create_task(call.start())
+        await asyncio.sleep(0.5)
+        starting.cancel()  # the server stops while the call is being set up
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        await call.closed("server shutting down")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        engines.decoder.shutdown(wait=False)
+    record = store.get_call("cut-short")
+    assert record is not None and record.ended_at is not None
+    assert (record.outcome, record.end_reason) == (CallEnd.ERROR, "server shutting down")

@@ -101,6 +101,7 @@ class VoiceCall:
         self._ended = asyncio.Event()  # no more audio or events are taken
         self._finished = asyncio.Event()  # ...and the end is carried out and recorded
         self._overflow = False  # over Engines.max_calls: nothing is recognised
+        self._deaf = False  # no recogniser could be made: keypad only
         self._transfer_failed: tuple[Route, TransferResult] | None = None  # the last one
 
     # -- from the transport ------------------------------------------------------
@@ -110,28 +111,39 @@ class VoiceCall:
 
     async def start(self) -> None:
         metrics = self.engines.metrics
+        no_asr: Exception | None = None
         metrics.calls_active += 1
         metrics.calls_total[self.transport] = metrics.calls_total.get(self.transport, 0) + 1
         await self._record_call_start()
         limit = self.engines.max_calls
         self._overflow = bool(limit) and metrics.calls_active > limit
-        work = [self._run_machine(), self._run_player(), self._run_clock()]
+        # The coroutines are made only once start() gets that far (a cut-short start
+        # leaves none never awaited).
+        work = [self._run_machine, self._run_player, self._run_clock]
         if self._overflow:  # no recogniser: this call is only a notice and a transfer
             metrics.calls_overflow += 1
             logger.warning("call %s: over %d calls: to an operator", self.call_id, limit)
         else:
             # Building a recogniser takes 75-160 ms: off the loop, or every other call stutters.
             speech, decoder = self.engines.speech, self.engines.decoder
-            self._recognition = await self._loop.run_in_executor(
-                decoder, speech.recognition, self.engines.phrases, decoder
-            )
-            work.append(self._run_asr())
-        self._tasks += [asyncio.create_task(w) for w in work]
+            try:
+                self._recognition = await self._loop.run_in_executor(
+                    decoder, speech.recognition, self.engines.phrases, decoder
+                )
+            except Exception as e:  # the caller still gets the greeting, apology and keypad
+                logger.error("call %s: no recogniser: %r", self.call_id, e)
+                no_asr = e
+            else:
+                work.append(self._run_asr)
+        self._tasks += [asyncio.create_task(w()) for w in work]
         self._emit(ev.CallStarted(self.now(), overflow=self._overflow))
+        if no_asr is not None:
+            self._deaf = True  # nothing to hear with: audio is dropped, the keypad works
+            self._emit(ev.StageFailed(self.now(), ev.Stage.ASR, repr(no_asr)))
 
     async def audio(self, chunk: AudioChunk) -> None:
         """One chunk of caller audio, in the line's format, in order."""
-        if self._ended.is_set() or self._overflow:
+        if self._ended.is_set() or self._overflow or self._deaf:
             return
         pcm = self._inbound.convert(chunk)
         started_here = False
@@ -166,6 +178,12 @@ class VoiceCall:
 
     async def closed(self, reason: str | None) -> None:
         """The transport is gone (normal end, or a protocol error with ``reason``)."""
+        if not self._tasks and not self._ended.is_set():
+            # start() never finished (the caller left while the call was being set up, or
+            # the server stopped): no machine runs to hear of it, so end the record here.
+            why = reason or "caller hung up before the call was answered"
+            await self._end(CallEnd.ERROR if reason else CallEnd.HANGUP, why)
+            return
         if not self._ended.is_set():
             self._emit(ev.CallerHungUp(self.now()))
             if reason:

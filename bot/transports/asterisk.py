@@ -108,8 +108,8 @@ class AudioSocketCall:
 
     async def on_event(self, event: asock.Event) -> None:
         if isinstance(event, asock.CallStarted):
+            self._started = True  # set first: a start cut short still ends the record
             await self.call.start()
-            self._started = True
         elif isinstance(event, asock.AudioReceived):
             await self.call.audio(event.chunk)
         elif isinstance(event, asock.DigitPressed):
