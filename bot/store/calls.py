@@ -229,6 +229,8 @@ def resolve_url(url: str) -> str:
     database = parsed.database
     if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
         return url
+    if parsed.query.get("uri") == "true":  # a file: URI (mode=ro, ...) says where it is
+        return url
     if Path(database).is_absolute():
         return url
     return str(parsed.set(database=str(settings.ROOT / database)))
@@ -296,7 +298,7 @@ class CallStore:
         self._sqlite_file: Path | None = None
         if parsed.get_backend_name() == "sqlite":
             memory = not parsed.database or parsed.database == ":memory:"
-            if not memory:
+            if not memory and parsed.query.get("uri") != "true":  # a file: URI is not a path
                 self._sqlite_file = Path(parsed.database)
             self._engine: Engine = create_engine(
                 self.url,
