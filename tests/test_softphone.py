@@ -14,6 +14,7 @@ message order and outcomes are. Timeouts are generous so a slow machine does not
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import shutil
@@ -47,6 +48,7 @@ from bot.transports.softphone import (
     parse_text,
 )
 from bot.vocabulary import BRANCHES, Route
+from tests.config import SETTINGS
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -62,7 +64,7 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engines]:
 
     # ~30 s (Rasa and Vosk): once for the module. Stand-in models: see the module docstring.
     store = tmp_path_factory.mktemp("store") / "calls.db"
-    loaded = load_engines(stand_in=True, store_url=f"sqlite:///{store}")
+    loaded = load_engines(SETTINGS, stand_in=True, store_url=f"sqlite:///{store}")
     yield loaded
     loaded.close()
 
@@ -417,8 +419,8 @@ def test_server_make_app_adds_the_softphone_with_the_voice_line(engines: Engines
     def paths(app: web.Application) -> set[str]:
         return {r.resource.canonical for r in app.router.routes() if r.resource is not None}
 
-    assert {"/softphone", "/ws"} <= paths(make_app(engines.brain, engines))
-    assert "/ws" not in paths(make_app(engines.brain, None))
+    assert {"/softphone", "/ws"} <= paths(make_app(engines.brain, SETTINGS, engines))
+    assert "/ws" not in paths(make_app(engines.brain, SETTINGS, None))
 
 
 # --- the page in headless Chromium ----------------------------------------------------------
@@ -529,16 +531,13 @@ def test_the_page_in_chromium_talks_to_the_bot(
 # --- issue 9: who may open the socket, and how long it may stay silent -------------------
 
 
-def test_another_sites_page_cannot_open_the_socket(
-    engines: Engines, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from bot.app import settings
+def test_another_sites_page_cannot_open_the_socket(engines: Engines) -> None:
     from bot.app.server import make_app
 
-    monkeypatch.setattr(settings, "AUDIOSOCKET_PORT", 0)  # make_app's AudioSocket: any port
+    s = dataclasses.replace(SETTINGS, audiosocket_port=0)  # make_app's AudioSocket: any port
 
     async def main() -> None:
-        async with TestClient(TestServer(make_app(engines.brain, engines))) as client:
+        async with TestClient(TestServer(make_app(engines.brain, s, engines))) as client:
             with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
                 await client.ws_connect("/ws", headers={"Origin": "https://evil.example"})
             assert refused.value.status == 403
@@ -551,15 +550,13 @@ def test_another_sites_page_cannot_open_the_socket(
     run(main())
 
 
-def test_a_socket_that_never_starts_is_closed(
-    engines: Engines, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from bot.app import settings
-
-    monkeypatch.setattr(settings, "WS_START_TIMEOUT_S", 0.5)
+def test_a_socket_that_never_starts_is_closed(engines: Engines) -> None:
+    from bot.transports.softphone import SocketLimits
 
     async def main() -> None:
-        async with TestClient(TestServer(softphone_app(engines))) as client:
+        app = web.Application()
+        add_routes(app, engines, SocketLimits(start_timeout_s=0.5))
+        async with TestClient(TestServer(app)) as client:
             page = await Page.open(client)  # opens, then says nothing
             error = await page.until(lambda m: m["type"] == "error")
             assert "start" in error["message"]
@@ -569,21 +566,18 @@ def test_a_socket_that_never_starts_is_closed(
     run(main())
 
 
-def test_health_reports_the_ami_as_a_dependency(
-    engines: Engines, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from bot.app import settings
+def test_health_reports_the_ami_as_a_dependency(engines: Engines) -> None:
     from bot.app.server import make_app
-    from bot.transports.ami import AmiClient, TransferPlan
+    from bot.transports.ami import AmiClient
     from bot.transports.asterisk import Transferer
     from tests.test_ami import SECRET, USER, FakeAsterisk
 
-    monkeypatch.setattr(settings, "AUDIOSOCKET_PORT", 0)
+    s = dataclasses.replace(SETTINGS, audiosocket_port=0)
 
     async def health(pbx_port: int) -> dict[str, Any]:
-        client = AmiClient("127.0.0.1", pbx_port, USER, SECRET, timeout=2)
-        transferer = Transferer(client, TransferPlan.from_settings())
-        app = make_app(engines.brain, engines, transferer=transferer)
+        plan = Transferer.from_settings(s).plan
+        transferer = Transferer(AmiClient("127.0.0.1", pbx_port, USER, SECRET, 2), plan)
+        app = make_app(engines.brain, s, engines, transferer=transferer)
         async with TestClient(TestServer(app)) as http:
             for _ in range(100):  # the watcher logs in (or fails) right after start-up
                 body = await (await http.get("/health")).json()

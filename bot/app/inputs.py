@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from bot.app import settings
+# Deepest JSON nesting accepted in a request or a softphone message (ours use 1 or 2).
+MAX_JSON_DEPTH = 8
 
 
-def json_problem(data: object, max_depth: int = settings.MAX_JSON_DEPTH) -> str | None:
+def json_problem(data: object, max_depth: int = MAX_JSON_DEPTH) -> str | None:
     """Why parsed JSON is unfit to use, or None. Iterative: any depth costs no stack."""
     stack: list[tuple[object, int]] = [(data, 1)]
     while stack:

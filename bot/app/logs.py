@@ -16,14 +16,12 @@ from collections import OrderedDict
 from datetime import datetime, timezone
 from typing import Any
 
-from bot.app import settings
-
 # The call a log line belongs to: set where a call's task begins (the tasks it starts
 # inherit it), read by every handler's filter.
 call_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("call_id", default=None)
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(call_id)s] %(message)s"
-# Our own loggers; the libraries (Rasa, TensorFlow, aiohttp) stay at settings.LOG_LEVEL.
+# Our own loggers; the libraries (Rasa, TensorFlow, aiohttp) stay at BOT_LOG_LEVEL.
 OWN_LOGGERS = ("bot", "server", "__main__")
 
 
@@ -72,8 +70,9 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup(
-    level: str = settings.SERVER_LOG_LEVEL,
-    fmt: str = settings.LOG_FORMAT,
+    level: str = "INFO",
+    fmt: str = "text",
+    library_level: str = "WARNING",
     stream: Any = None,
 ) -> logging.Handler:
     """Make the root logger's one handler ours. Call after importing Rasa."""
@@ -86,7 +85,7 @@ def setup(
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(logging.getLevelName(settings.LOG_LEVEL))
+    root.setLevel(logging.getLevelName(library_level))
     for name in OWN_LOGGERS:
         logging.getLogger(name).setLevel(level)
     server_log = logging.getLogger("aiohttp.server")
@@ -101,7 +100,7 @@ class PeerLimiter:
 
     MAX_PEERS = 1024
 
-    def __init__(self, per_minute: int = settings.LOG_WARNINGS_PER_PEER) -> None:
+    def __init__(self, per_minute: int = 5) -> None:
         self.per_minute = per_minute
         self._peers: OrderedDict[str, tuple[float, int, int]] = OrderedDict()
 

@@ -47,9 +47,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestHandler
 
-from bot.app import logs, settings
+from bot.app import logs
 from bot.app.inputs import json_problem
-from bot.nlu.brain import Brain, ModelNotFound
+from bot.app.settings import Settings, quiet_libraries
+from bot.errors import ModelMissing
 from bot.nlu.replies import action_dict
 from bot.session.brain_service import BrainService
 from bot.session.engines import Engines
@@ -59,6 +60,7 @@ logger = logging.getLogger("server")
 BRAIN: web.AppKey[BrainService] = web.AppKey("brain", BrainService)
 ENGINES: web.AppKey[Engines | None] = web.AppKey("engines")
 VOICE_PROBLEM: web.AppKey[str | None] = web.AppKey("voice_problem")
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
 # The AMI client's state for /health (None without the voice line).
 AMI_STATUS: web.AppKey[Callable[[], dict[str, object]] | None] = web.AppKey("ami_status")
 CHATS: web.AppKey[ChatSessions] = web.AppKey("chats")
@@ -101,8 +103,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return web.json_response({"error": "internal error"}, status=500)
 
 
-def _host_allowed(host: str) -> bool:
-    allowed = settings.ALLOWED_HOSTS
+def _host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
     if "*" in allowed:
         return True
     name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
@@ -114,13 +115,14 @@ def _host_allowed(host: str) -> bool:
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Host allowlist (DNS rebinding) on every request; Origin allowlist on /api/* and /ws
     (a page on another site must not drive the bot with its visitors' browsers)."""
+    s = request.app[SETTINGS]
     host = request.headers.get("Host")
-    if host is not None and not _host_allowed(host):
+    if host is not None and not _host_allowed(host, s.allowed_hosts):
         raise web.HTTPForbidden(text=f"host {host[:80]!r} is not served here (BOT_ALLOWED_HOSTS)")
     origin = request.headers.get("Origin")
     if origin is not None and (request.path.startswith("/api/") or request.path == "/ws"):
         own = f"{request.scheme}://{host}" if host else None
-        if origin != own and origin not in settings.ALLOWED_ORIGINS:
+        if origin != own and origin not in s.allowed_origins:
             raise web.HTTPForbidden(
                 text=f"origin {origin[:80]!r} may not use this server (BOT_ALLOWED_ORIGINS)"
             )
@@ -132,12 +134,11 @@ async def _body(request: web.Request) -> dict[str, Any]:
         raise web.HTTPUnsupportedMediaType(
             text=f"send JSON with Content-Type: application/json, not {request.content_type!r}"
         )
+    deadline = request.app[SETTINGS].http_body_timeout_s
     try:
-        body = await asyncio.wait_for(request.read(), settings.HTTP_BODY_TIMEOUT_S)
+        body = await asyncio.wait_for(request.read(), deadline)
     except asyncio.TimeoutError as e:  # over MAX_BODY_BYTES: aiohttp raises 413 instead
-        raise web.HTTPRequestTimeout(
-            text=f"the body did not arrive within {settings.HTTP_BODY_TIMEOUT_S:g} s"
-        ) from e
+        raise web.HTTPRequestTimeout(text=f"the body did not arrive within {deadline:g} s") from e
     except ConnectionError as e:
         raise ClientGone(repr(e)) from e
     return parse_json_object(body)
@@ -145,7 +146,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 def parse_json_object(body: bytes | str) -> dict[str, Any]:
     """A JSON object, or HTTPBadRequest saying why: not JSON, not an object, nested deeper
-    than settings.MAX_JSON_DEPTH, or holding a lone surrogate (which no text can encode)."""
+    than inputs.MAX_JSON_DEPTH, or holding a lone surrogate (which no text can encode)."""
     try:
         data = json.loads(body)
     except ValueError as e:  # JSONDecodeError and UnicodeDecodeError alike
@@ -167,9 +168,9 @@ class ChatSessions:
 
     def __init__(
         self,
-        limit: int = settings.MAX_CONVERSATIONS,
-        ttl_s: float = settings.CONVERSATION_TTL_S,
-        max_turns: int = settings.CHAT_MAX_TURNS,
+        limit: int,
+        ttl_s: float,
+        max_turns: int,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limit, self.ttl_s, self.max_turns, self._clock = limit, ttl_s, max_turns, clock
@@ -219,16 +220,14 @@ def sender(chat_id: str) -> str:
     return _CHAT_SENDER + chat_id
 
 
-def _text(data: dict[str, Any], required: bool) -> str | None:
+def _text(data: dict[str, Any], required: bool, limit: int) -> str | None:
     text = data.get("text")
     if text is None and not required:
         return None
     if not isinstance(text, str):
         raise bad_request('"text" must be a string')
-    if len(text) > settings.MAX_UTTERANCE_CHARS:
-        raise bad_request(
-            f'"text" is too long ({len(text)} characters; at most {settings.MAX_UTTERANCE_CHARS})'
-        )
+    if len(text) > limit:
+        raise bad_request(f'"text" is too long ({len(text)} characters; at most {limit})')
     return text
 
 
@@ -257,7 +256,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def route(request: web.Request) -> web.Response:
-    text = _text(await _body(request), required=True) or ""
+    text = _text(await _body(request), True, request.app[SETTINGS].max_utterance_chars) or ""
     result = await request.app[BRAIN].route(text)
     return web.json_response(result.as_dict(), dumps=_dumps)
 
@@ -267,7 +266,7 @@ async def chat(request: web.Request) -> web.Response:
     brain = request.app[BRAIN]
     chats = request.app[CHATS]
     conversation = data.get("conversation_id")
-    text = _text(data, required=False)
+    text = _text(data, False, request.app[SETTINGS].max_utterance_chars)
     digit = data.get("digit")
     # Everything is checked before the brain is asked: a refused request changes nothing.
     if conversation is None:
@@ -299,15 +298,19 @@ def _dumps(obj: Any) -> str:
 
 def make_app(
     brain: BrainService,
+    settings: Settings,
     engines: Engines | None = None,
     voice_problem: str | None = None,
     transferer: Any = None,
 ) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[json_errors, guard])
+    app[SETTINGS] = settings
     app[BRAIN] = brain
     app[ENGINES] = engines
     app[VOICE_PROBLEM] = voice_problem
-    app[CHATS] = ChatSessions()
+    app[CHATS] = ChatSessions(
+        settings.max_conversations, settings.conversation_ttl_s, settings.chat_max_turns
+    )
     app[AMI_STATUS] = None
     app.add_routes(
         [
@@ -320,25 +323,36 @@ def make_app(
     if engines is not None:
         from bot.transports.asterisk import Transferer
 
-        transferer = transferer or Transferer()
+        transferer = transferer or Transferer.from_settings(settings)
         app[AMI_STATUS] = transferer.client.status
-        app.cleanup_ctx.append(_audiosocket(engines, transferer))
+        app.cleanup_ctx.append(_audiosocket(engines, settings, transferer))
+        from bot.transports.softphone import SocketLimits
         from bot.transports.softphone import add_routes as add_softphone  # the browser's voice line
 
-        add_softphone(app, engines)
+        limits = SocketLimits(
+            settings.ws_start_timeout_s, settings.ws_idle_timeout_s, settings.max_connections
+        )
+        add_softphone(app, engines, limits)
     return app
 
 
-def _audiosocket(engines: Engines, transferer: Any) -> Any:
+def _audiosocket(engines: Engines, s: Settings, transferer: Any) -> Any:
     async def listen(app: web.Application) -> Any:
         from bot.transports.asterisk import serve_audiosocket
 
         server = await serve_audiosocket(
-            engines, settings.AUDIOSOCKET_HOST, settings.AUDIOSOCKET_PORT, transferer
+            engines,
+            s.audiosocket_host,
+            s.audiosocket_port,
+            transferer,
+            s.audiosocket_max_payload,
+            max_connections=s.max_connections,
+            uuid_timeout_s=s.audiosocket_uuid_timeout_s,
+            idle_timeout_s=s.audiosocket_idle_timeout_s,
         )
         for sock in server.sockets:
             logger.info("AudioSocket listening on %s:%d", *sock.getsockname()[:2])
-        watch = asyncio.create_task(_watch_ami(transferer.client))
+        watch = asyncio.create_task(_watch_ami(transferer.client, s.ami_check_s))
         yield
         watch.cancel()
         server.close()
@@ -348,7 +362,7 @@ def _audiosocket(engines: Engines, transferer: Any) -> Any:
     return listen
 
 
-async def _watch_ami(client: Any) -> None:
+async def _watch_ami(client: Any, every_s: float) -> None:
     """Keep the AMI logged in, so /health tells before a transfer whether one can work."""
     from bot.transports.ami import AmiError
 
@@ -358,7 +372,7 @@ async def _watch_ami(client: Any) -> None:
                 await client.connect()
             except AmiError as e:
                 logs.peers.warning(logger, "ami", "AMI not available: %s", e)
-        await asyncio.sleep(settings.AMI_CHECK_S)
+        await asyncio.sleep(every_s)
 
 
 class GuardedRequestHandler(RequestHandler):
@@ -366,7 +380,9 @@ class GuardedRequestHandler(RequestHandler):
     none, so a client sending half a header could hold a connection for ever. (The body
     has its own deadline in _body; an idle kept-alive connection, keepalive_timeout.)"""
 
-    header_timeout_s = settings.HTTP_HEADER_TIMEOUT_S
+    def __init__(self, *args: Any, header_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout_s = header_timeout_s
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -398,16 +414,19 @@ class GuardedRequestHandler(RequestHandler):
             self.transport.close()
 
 
-async def serve(app: web.Application, host: str, port: int) -> None:
+async def serve(app: web.Application, s: Settings, host: str, port: int) -> None:
     """Serve until SIGINT or SIGTERM, with GuardedRequestHandler for every connection."""
-    runner = web.AppRunner(app, handle_signals=True, access_log=None)
+    runner = web.AppRunner(app, handle_signals=True)
     await runner.setup()
     server = runner.server
     assert server is not None
     loop = asyncio.get_running_loop()
     listener = await loop.create_server(
         lambda: GuardedRequestHandler(
-            server, loop=loop, keepalive_timeout=settings.HTTP_KEEPALIVE_S
+            server,
+            loop=loop,
+            keepalive_timeout=s.http_keepalive_s,
+            header_timeout_s=s.http_header_timeout_s,
         ),
         host,
         port,
@@ -425,8 +444,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--host", default=settings.HOST)
-    parser.add_argument("--port", type=int, default=settings.PORT)
+    s = Settings.from_env()  # read once, here, and passed down
+    parser.add_argument("--host", default=s.host)
+    parser.add_argument("--port", type=int, default=s.port)
     parser.add_argument("--model", help="Rasa model file (default: newest in models/)")
     parser.add_argument("--no-voice", action="store_true", help="text endpoints only")
     parser.add_argument(
@@ -435,36 +455,45 @@ def main() -> None:
         help="run the voice line on the PyPI stand-in models (testing only)",
     )
     args = parser.parse_args()
-    # bot.nlu.brain imported Rasa above, which configured logging: now make it ours.
-    logs.setup()
+    quiet_libraries(s.log_level)  # before Rasa is imported
+    from bot.nlu.brain import Brain, newest_model
+
+    # Rasa configured logging when imported: now make it ours (one handler, our format).
+    logs.setup(s.server_log_level, s.log_format, s.log_level)
+    logs.peers.per_minute = s.log_warnings_per_peer
     # Call records and recordings are personal data: nothing this process creates is
     # readable by other users (the store also sets its files' modes explicitly).
     os.umask(0o077)
     try:
-        brain = BrainService(Brain(args.model))
-    except ModelNotFound as e:
+        brain = BrainService(
+            Brain(
+                args.model or newest_model(s.models_dir),
+                max_conversations=s.max_conversations,
+                conversation_ttl_s=s.conversation_ttl_s,
+            )
+        )
+    except ModelMissing as e:
         raise SystemExit(f"error: {e}") from e
     logger.info("model %s loaded", brain.model_path.name)
     engines, problem = None, None
     if not args.no_voice:
         from bot.app.engines import load_engines
-        from bot.app.speech_models import ModelMissing
 
         try:
-            engines = load_engines(stand_in=args.stand_in_models, brain=brain)
+            engines = load_engines(s, stand_in=args.stand_in_models, brain=brain)
         except ModelMissing as e:
             problem = str(e)
             logger.error("voice line not started: %s", e)
         else:
             kind = "stand-in" if args.stand_in_models else "configured"
             logger.info("voice line ready on the %s speech models", kind)
-            if engines.store is not None and settings.RECOVER_OPEN_CALLS:
+            if engines.store is not None and s.recover_open_calls:
                 try:
                     engines.store.close_abandoned()
                 except Exception as e:  # noqa: BLE001  (the calls to come matter more)
                     logger.error("could not close the calls a crash left open: %s", e)
     try:
-        asyncio.run(serve(make_app(brain, engines, problem), args.host, args.port))
+        asyncio.run(serve(make_app(brain, s, engines, problem), s, args.host, args.port))
     except (KeyboardInterrupt, web.GracefulExit):
         logger.info("stopped")
 

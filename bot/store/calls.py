@@ -19,6 +19,7 @@ Vocabulary: the types of ``bot.vocabulary``, checked on every write and parsed o
   anyone) or ``error``. ``NULL`` while the call runs; a call left open by a crash is closed
   at the next start-up (``close_abandoned``: ``error``, "server restarted").
 - ``turns.kind``: a ``NoteKind``; ``turns.speaker``: that kind's ``Speaker`` (caller, bot,
+  or the call's own events: system), written by the store, never chosen by the writer.
 
 Errors: a failed write is logged here and raised as :class:`StoreError`. The store never
 swallows it and never kills anything: the caller decides. The call loop should catch
@@ -75,7 +76,6 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import QueuePool, StaticPool
 from sqlalchemy.types import TypeDecorator
 
-from bot.app import settings
 from bot.vocabulary import (
     TRANSFER_ROUTES,
     CallEnd,
@@ -223,8 +223,9 @@ def utc(at: datetime | None = None) -> datetime:
     return at.astimezone(timezone.utc)
 
 
-def resolve_url(url: str) -> str:
-    """A relative SQLite path is taken from the project root, like every path in settings."""
+def resolve_url(url: str, root: Path) -> str:
+    """A relative SQLite path taken from ``root`` (the settings take every path from the
+    project root); any other URL as it is."""
     parsed = make_url(url)
     database = parsed.database
     if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
@@ -233,7 +234,7 @@ def resolve_url(url: str) -> str:
         return url
     if Path(database).is_absolute():
         return url
-    return str(parsed.set(database=str(settings.ROOT / database)))
+    return str(parsed.set(database=str(root / database)))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -266,11 +267,15 @@ def _enable_wal(cursor: Any, wait: float = WAIT_SECONDS) -> str:
             time.sleep(0.01)
 
 
+# The project's own var/ (bot/store/calls.py -> the project root): its mode is ours to set.
+_OWN_VAR = Path(__file__).resolve().parents[2] / "var"
+
+
 def _private_file(path: Path) -> None:
     """The directory 0700 and the database 0600, created so before SQLite opens it (the WAL
     and shared-memory files take the database's mode): call records are personal data."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.parent == settings.ROOT / "var":
+    if path.parent == _OWN_VAR:
         os.chmod(path.parent, 0o700)  # ours, maybe made 0755 before; never chmod another's
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
     os.close(fd)
@@ -292,8 +297,8 @@ class CallStore:
     Nothing touches the disk or the network until the first read or write, which creates
     the SQLite file (and ``var/``) and the tables if they are missing."""
 
-    def __init__(self, url: str | None = None) -> None:
-        self.url = resolve_url(url or settings.DATABASE_URL)
+    def __init__(self, url: str) -> None:
+        self.url = url
         parsed = make_url(self.url)
         self._sqlite_file: Path | None = None
         if parsed.get_backend_name() == "sqlite":

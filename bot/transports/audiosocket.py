@@ -30,8 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.app import logs, settings
-from bot.audio.formats import TELEPHONE, AudioChunk, AudioFormatError
+from bot.app import logs
+from bot.audio.formats import FRAME_MS, TELEPHONE, AudioChunk, frames
 from bot.transports.pacing import PacedSender
 from bot.vocabulary import DTMF_KEYS
 
@@ -49,10 +49,14 @@ _OTHER_RATE_KINDS = range(0x11, 0x19)
 
 _HEADER = struct.Struct(">BH")
 HEADER_BYTES = _HEADER.size
-FRAME_MS = 20
 FRAME_BYTES = TELEPHONE.bytes_for_ms(FRAME_MS)  # 320: what Asterisk sends and expects
 _FRAME_S = FRAME_MS / 1000
 DEFAULT_MAX_PAYLOAD = 4096
+# Asterisk sends the UUID at once and a frame every 20 ms: a peer silent for these long is
+# not a live call (settings: BOT_AUDIOSOCKET_UUID_TIMEOUT_S, BOT_AUDIOSOCKET_IDLE_TIMEOUT_S).
+DEFAULT_UUID_TIMEOUT_S = 2.0
+DEFAULT_IDLE_TIMEOUT_S = 10.0
+DEFAULT_MAX_CONNECTIONS = 64  # BOT_MAX_CONNECTIONS
 # The wire also carries A-D, the fourth column of a full DTMF pad (no phone keypad has it).
 DTMF_DIGITS = DTMF_KEYS | frozenset("ABCD")
 READ_BYTES = 4096
@@ -251,19 +255,8 @@ def _frame(kind: int, payload: bytes = b"") -> bytes:
 
 
 def audio_payloads(chunk: AudioChunk) -> list[bytes]:
-    """The chunk as 20 ms payloads; the last is padded with silence.
-
-    Padding keeps every frame exactly 20 ms, so pacing is one frame per period;
-    it adds under 20 ms of silence at the end of a chunk."""
-    if chunk.format != TELEPHONE:
-        raise AudioFormatError(
-            f"AudioSocket carries {TELEPHONE}, not {chunk.format}; convert it first"
-        )
-    data = chunk.data
-    payloads = [data[i : i + FRAME_BYTES] for i in range(0, len(data), FRAME_BYTES)]
-    if payloads and len(payloads[-1]) < FRAME_BYTES:
-        payloads[-1] = payloads[-1].ljust(FRAME_BYTES, b"\x00")  # PCM16 zero is silence
-    return payloads
+    """The chunk as 20 ms payloads; the last is padded with silence."""
+    return frames(chunk, TELEPHONE)
 
 
 def encode_audio(chunk: AudioChunk) -> bytes:
@@ -321,8 +314,8 @@ class AudioSocketConnection:
         writer: asyncio.StreamWriter,
         *,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
-        uuid_timeout_s: float = settings.AUDIOSOCKET_UUID_TIMEOUT_S,
-        idle_timeout_s: float = settings.AUDIOSOCKET_IDLE_TIMEOUT_S,
+        uuid_timeout_s: float = DEFAULT_UUID_TIMEOUT_S,
+        idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
     ) -> None:
         self.uuid_timeout_s = uuid_timeout_s
         self.idle_timeout_s = idle_timeout_s
@@ -481,13 +474,13 @@ class AudioSocketConnection:
 
 async def serve(
     handler_factory: HandlerFactory,
-    host: str = settings.AUDIOSOCKET_HOST,
-    port: int = settings.AUDIOSOCKET_PORT,
+    host: str,
+    port: int,
     *,
-    max_payload: int = settings.AUDIOSOCKET_MAX_PAYLOAD,
-    max_connections: int = settings.MAX_CONNECTIONS,
-    uuid_timeout_s: float = settings.AUDIOSOCKET_UUID_TIMEOUT_S,
-    idle_timeout_s: float = settings.AUDIOSOCKET_IDLE_TIMEOUT_S,
+    max_payload: int = DEFAULT_MAX_PAYLOAD,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    uuid_timeout_s: float = DEFAULT_UUID_TIMEOUT_S,
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
 ) -> asyncio.Server:
     """Listen for Asterisk's AudioSocket connections; each call runs in its own task.
 
