@@ -174,9 +174,16 @@ def make_app(
 
 def _audiosocket(engines: Engines, s: Settings) -> Any:
     async def listen(app: web.Application) -> Any:
+        from bot.transports.ami import AmiClient, TransferPlan
         from bot.transports.asterisk import Transferer, serve_audiosocket
 
-        transferer = Transferer.from_settings(s)
+        # The AMI login and the dial-plan targets the operator configured.
+        client = AmiClient(
+            s.ami_host, s.ami_port, s.ami_username, s.ami_secret, s.ami_timeout, s.ami_auth
+        )
+        transferer = Transferer(
+            client, TransferPlan.from_mapping(s.transfer_context, s.transfer_extensions)
+        )
         host, port = s.audiosocket_host, s.audiosocket_port
         server = await serve_audiosocket(engines, host, port, transferer, s.audiosocket_max_payload)
         for sock in server.sockets:
