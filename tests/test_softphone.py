@@ -567,7 +567,7 @@ def test_a_socket_that_never_starts_is_closed(engines: Engines) -> None:
 
 
 def test_health_reports_the_ami_as_a_dependency(engines: Engines) -> None:
-    from bot.app.server import make_app
+    from bot.app.server import make_app, make_transferer
     from bot.transports.ami import AmiClient
     from bot.transports.asterisk import Transferer
     from tests.test_ami import SECRET, USER, FakeAsterisk
@@ -575,7 +575,7 @@ def test_health_reports_the_ami_as_a_dependency(engines: Engines) -> None:
     s = dataclasses.replace(SETTINGS, audiosocket_port=0)
 
     async def health(pbx_port: int) -> dict[str, Any]:
-        plan = Transferer.from_settings(s).plan
+        plan = make_transferer(s).plan
         transferer = Transferer(AmiClient("127.0.0.1", pbx_port, USER, SECRET, 2), plan)
         app = make_app(engines.brain, s, engines, transferer=transferer)
         async with TestClient(TestServer(app)) as http:

@@ -321,9 +321,7 @@ def make_app(
         ]
     )
     if engines is not None:
-        from bot.transports.asterisk import Transferer
-
-        transferer = transferer or Transferer.from_settings(settings)
+        transferer = transferer or make_transferer(settings)
         app[AMI_STATUS] = transferer.client.status
         app.cleanup_ctx.append(_audiosocket(engines, settings, transferer))
         from bot.transports.softphone import SocketLimits
@@ -334,6 +332,17 @@ def make_app(
         )
         add_softphone(app, engines, limits)
     return app
+
+
+def make_transferer(s: Settings) -> Any:
+    """The AMI login and the dial-plan targets the operator configured."""
+    from bot.transports.ami import AmiClient, TransferPlan
+    from bot.transports.asterisk import Transferer
+
+    client = AmiClient(
+        s.ami_host, s.ami_port, s.ami_username, s.ami_secret, s.ami_timeout, s.ami_auth
+    )
+    return Transferer(client, TransferPlan.from_mapping(s.transfer_context, s.transfer_extensions))
 
 
 def _audiosocket(engines: Engines, s: Settings, transferer: Any) -> Any:

@@ -19,6 +19,8 @@ from typing import TypeVar
 
 from bot.audio.vad import VadConfig
 from bot.call.machine import CallConfig
+from bot.speech_models import ModelPaths
+from bot.store.calls import resolve_url
 from bot.transports.audiosocket import (
     DEFAULT_IDLE_TIMEOUT_S,
     DEFAULT_MAX_CONNECTIONS,
@@ -195,7 +197,7 @@ class Settings:
     # others' calls.
     recover_open_calls: bool = True  # BOT_RECOVER_OPEN_CALLS
 
-    # --- speech models (bot/app/speech_models.py, bot/asr/, bot/tts/) ---
+    # --- speech models (bot/speech_models.py, bot/asr/, bot/tts/) ---
     # Downloaded models (git-ignored); `python -m bot models fetch` puts them here.
     vosk_model: Path = ROOT / "models" / "vosk-model-small-vn-0.4"  # BOT_VOSK_MODEL
     piper_voice: Path = ROOT / "models" / "piper" / "vi_VN-vais1000-medium.onnx"  # BOT_PIPER_VOICE
@@ -238,6 +240,11 @@ class Settings:
     barge_in_min_s: float = CallConfig.barge_in_min_s  # BOT_BARGE_IN_MIN_S
     # The brain's deadline for one reply; the caller hears the apology after it.
     brain_timeout_s: float = CallConfig.brain_timeout_s  # BOT_BRAIN_TIMEOUT_S
+
+    @property
+    def speech_models(self) -> ModelPaths:
+        """The production speech models, where these settings place them."""
+        return ModelPaths(self.vosk_model, self.piper_voice)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -294,7 +301,7 @@ class Settings:
             ami_check_s=e.number("BOT_AMI_CHECK_S", d.ami_check_s),
             transfer_context=e.text("BOT_TRANSFER_CONTEXT", d.transfer_context),
             transfer_extensions=e.pairs("BOT_TRANSFER_EXTENSIONS", DEFAULT_TRANSFER_EXTENSIONS),
-            database_url=e.text("BOT_DATABASE_URL", d.database_url),
+            database_url=resolve_url(e.text("BOT_DATABASE_URL", d.database_url), ROOT),
             recover_open_calls=e.flag("BOT_RECOVER_OPEN_CALLS", d.recover_open_calls),
             # The speech models sit under the models directory unless placed elsewhere.
             vosk_model=e.path("BOT_VOSK_MODEL", models / d.vosk_model.name),

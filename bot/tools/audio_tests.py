@@ -482,11 +482,11 @@ def main(
             print(f"error: no {args.only!r} calls in {args.manifest}", file=sys.stderr)
             return 2
 
-    from bot.app.speech_models import configured, require_vosk, stand_in_models
     from bot.errors import ModelMissing
+    from bot.speech_models import require_vosk, stand_in_models
 
     try:
-        paths = stand_in_models() if args.stand_in_models else configured(s)
+        paths = stand_in_models() if args.stand_in_models else s.speech_models
         require_vosk(paths.vosk)
     except ModelMissing as e:
         print(f"error: {e}", file=sys.stderr)
