@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from bot.app.settings import DOMAIN_FILE
 from bot.asr.types import Final
 from bot.call.machine import CallConfig
 from bot.call.prompts import Prompts
@@ -21,6 +20,7 @@ from bot.store.calls import CallStore
 from bot.transports import simulated
 from bot.transports.simulated import SimulatedLine, run_simulated_call
 from bot.vocabulary import CallEnd, NoteKind, Route, Speaker
+from tests.config import SETTINGS
 from tests.fakes import (
     ScriptedRecognition,
     ScriptedSpeech,
@@ -151,7 +151,7 @@ def test_a_refused_transfer_is_retried_then_an_operator_then_the_apology_and_key
     assert [r for r, _ in failed] == ["transfer:4", "transfer:4", "operator", "operator"]
     assert all("Channel does not exist" in (text or "") for _, text in failed)
     said = [t.text for t in turns if t.kind is NoteKind.SAY]
-    prompts = Prompts.from_domain(DOMAIN_FILE)
+    prompts = Prompts.from_domain(SETTINGS.rasa_domain)
     assert said[-2:] == [prompts.technical_problem.text, prompts.menu.text]
     assert not line._hung_up  # the bot never hung up on the caller; the caller left
 
@@ -160,7 +160,7 @@ def test_an_emergency_whose_transfer_fails_is_told_115(
     store: CallStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     record, turns, line = refused_call(store, tmp_path, monkeypatch, 1000, "1")
-    emergency = Prompts.from_domain(DOMAIN_FILE).transfer_failed_emergency
+    emergency = Prompts.from_domain(SETTINGS.rasa_domain).transfer_failed_emergency
     assert emergency is not None and "số một một lăm" in emergency.text
     said = [t.text for t in turns if t.kind is NoteKind.SAY]
     assert emergency.text in said

@@ -94,7 +94,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
                 logger, str(request.remote), "%s %s from %s: %d %s",
                 request.method, request.path[:80], request.remote, e.status, (e.text or "")[:120],
             )  # fmt: skip
-        return web.json_response({"error": e.text or e.reason}, status=e.status, dumps=_dumps)
+        response = web.json_response({"error": e.text or e.reason}, status=e.status, dumps=_dumps)
+        if e.status == 408:
+            response.force_close()  # the rest of that body is not worth waiting for
+        return response
     except (ClientGone, ConnectionResetError) as e:
         logger.info("%s %s: the client hung up mid-request (%s)", request.method, request.path, e)
         return web.Response(status=499)  # never sent: the client is gone
