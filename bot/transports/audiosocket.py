@@ -55,7 +55,7 @@ DEFAULT_MAX_PAYLOAD = 4096
 # Asterisk sends the UUID at once and a frame every 20 ms: a peer silent for these long is
 # not a live call (settings: BOT_AUDIOSOCKET_UUID_TIMEOUT_S, BOT_AUDIOSOCKET_IDLE_TIMEOUT_S).
 DEFAULT_UUID_TIMEOUT_S = 2.0
-DEFAULT_IDLE_TIMEOUT_S = 10.0
+DEFAULT_IDLE_TIMEOUT_S = 30.0
 DEFAULT_MAX_CONNECTIONS = 64  # BOT_MAX_CONNECTIONS
 # The wire also carries A-D, the fourth column of a full DTMF pad (no phone keypad has it).
 DTMF_DIGITS = DTMF_KEYS | frozenset("ABCD")
