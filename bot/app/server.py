@@ -439,6 +439,9 @@ async def serve(app: web.Application, s: Settings, host: str, port: int) -> None
             loop=loop,
             keepalive_timeout=s.http_keepalive_s,
             header_timeout_s=s.http_header_timeout_s,
+            # After an answer to a request whose body never came whole (408), aiohttp reads
+            # the rest for this long before closing (its default: 10 s more of a slow client).
+            lingering_time=1.0,
         ),
         host,
         port,
