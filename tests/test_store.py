@@ -180,10 +180,12 @@ def check_counts(store: CallStore) -> None:
         "operator": 2,
         "fallback": 1,
         "hangup": 1,
+        "transfer_failed": 0,
         "error": 1,
         "unfinished": 1,
     }
-    rest = ("answered", "transferred", "fallback", "hangup", "error", "unfinished")
+    rest = ("answered", "transferred", "fallback", "hangup", "transfer_failed", "error")
+    rest += ("unfinished",)
     assert sum(figures[k] for k in rest) == figures["received"]
     assert store.counts(since=SEED_END, until=SEED_END + timedelta(days=2))["received"] == 1
 
@@ -533,3 +535,56 @@ def test_postgresql(postgres_url: str) -> None:
         with pytest.raises(StoreError, match="never started"):
             store.add_turn("no-such-call", kind="utterance")
         assert "postgres@" in repr(store)
+
+
+# --- issue 9: private files, crash recovery, a reused id -------------------------------
+
+
+def test_the_database_and_its_directory_are_private(tmp_path: Path) -> None:
+    db = tmp_path / "var" / "calls.sqlite3"
+    old = os.umask(0o022)  # a permissive umask, as a shell usually has
+    try:
+        with CallStore(sqlite_url(db)) as records:
+            call_id = new_id()
+            records.start_call(call_id, "audiosocket")
+            records.add_turn(call_id, kind="say", text="Xin chào")
+            modes = {
+                p.name: p.stat().st_mode & 0o777
+                for p in (db.parent, db, db.with_name(db.name + "-wal"))
+            }
+    finally:
+        os.umask(old)
+    assert modes == {"var": 0o700, "calls.sqlite3": 0o600, "calls.sqlite3-wal": 0o600}
+
+
+def test_calls_left_open_by_a_crash_are_closed_at_start_up(db_file: Path) -> None:
+    with CallStore(sqlite_url(db_file)) as before:
+        open_id, done_id = new_id(), new_id()
+        before.start_call(open_id, "audiosocket")  # the process dies here
+        before.start_call(done_id, "websocket")
+        before.end_call(done_id, "goodbye", "the caller said goodbye")
+    with CallStore(sqlite_url(db_file)) as after:
+        assert after.close_abandoned() == 1
+        call = after.get_call(open_id)
+        assert call is not None and call.ended_at is not None
+        assert (call.outcome, call.end_reason) == ("error", "server restarted")
+        assert after.get_call(done_id).outcome == "goodbye"  # type: ignore[union-attr]
+        assert after.counts()["unfinished"] == 0
+        assert after.close_abandoned() == 0
+
+
+def test_a_reused_id_is_a_duplicate_call(store: CallStore) -> None:
+    from bot.store.calls import DuplicateCall
+
+    call_id = new_id()
+    store.start_call(call_id, "audiosocket")
+    store.end_call(call_id, "hangup", "caller hung up")
+    with pytest.raises(DuplicateCall):
+        store.start_call(call_id, "audiosocket")
+
+
+def test_a_transfer_that_failed_is_an_outcome(store: CallStore) -> None:
+    call_id = new_id()
+    store.start_call(call_id, "audiosocket")
+    store.end_call(call_id, "transfer_failed", "caller hung up, after the transfer failed")
+    assert store.get_call(call_id).outcome == "transfer_failed"  # type: ignore[union-attr]

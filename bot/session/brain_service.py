@@ -61,6 +61,9 @@ class BrainService:
     async def digit(self, conversation_id: str, digit: str) -> list[BotAction]:
         return await self._submit(self.brain.digit(conversation_id, digit))
 
+    async def forget(self, conversation_id: str) -> None:
+        await self._submit(self.brain.forget(conversation_id))
+
     @property
     def model_path(self) -> Path:
         return self._model_path
