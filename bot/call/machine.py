@@ -357,7 +357,13 @@ class CallMachine:
         return [note, *self._stop_playback(), *self._transfer_now(route, e.at)]
 
     def _on_stage_failed(self, e: StageFailed) -> list[Action]:
+        # A failed stage settles what the machine waited for from it: the brain's answer, or
+        # the recogniser's finals (a final that will never come would hold off the silence
+        # ladder for ever). A final that does come later is harmless (max(0, ...) above).
         self._waiting_for = None
+        if e.stage is Stage.ASR:
+            self._finals_due = 0
+            self._early_final = self._continuation_final = None
         return self._fail(e.stage, e.reason, e.at)
 
     # -- helpers -------------------------------------------------------------------
