@@ -141,9 +141,20 @@ def cmd_call(args: argparse.Namespace) -> int:
     if not args.recording.is_file():
         raise SystemExit(f"error: no such recording: {args.recording}")
     try:
-        engines = load_engines(stand_in=args.stand_in_models, store_url=args.database)
+        engines = load_engines(
+            stand_in=args.stand_in_models,
+            store_url=args.database,
+            stand_in_voice=args.stand_in_voice,
+        )
     except ModelMissing as e:
-        raise SystemExit(f"error: {e}") from e
+        hint = (
+            ""
+            if args.stand_in_models or args.stand_in_voice
+            else "\n(without the Vietnamese voice, --stand-in-voice speaks in the English "
+            "stand-in; the recogniser stays the Vietnamese one)"
+        )
+        raise SystemExit(f"error: {e}{hint}") from e
+    print(f"recogniser: {engines.speech.name}")
 
     line, call = asyncio.run(
         run_simulated_call(engines, args.recording, args.digits, args.max_seconds)
@@ -197,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--stand-in-models",
         action="store_true",
         help="use the PyPI stand-in models (Korean Vosk, English Piper), for testing",
+    )
+    p.add_argument(
+        "--stand-in-voice",
+        action="store_true",
+        help="swap only the voice for the English stand-in (where the Vietnamese Piper voice "
+        "cannot be had); the recogniser is still BOT_ASR_ENGINE's",
     )
     p.set_defaults(func=cmd_call)
 

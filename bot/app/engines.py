@@ -8,7 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from bot.app import settings
-from bot.asr.vosk_engine import VoskModel
+from bot.asr.types import SpeechModel
 from bot.audio.vad import (
     VadConfig,
 )
@@ -61,27 +61,67 @@ def _decoder_pool() -> ThreadPoolExecutor:
     )
 
 
+def load_speech_model(engine: str | None = None, stand_in: bool = False) -> SpeechModel:
+    """The recogniser ``engine`` (``BOT_ASR_ENGINE``: vosk, vietasr, auto) names.
+
+    With ``stand_in`` (the PyPI stand-in models), "auto" means the stand-in Vosk model
+    (Korean); an explicit "vietasr" is still the embedded Vietnamese model."""
+    from bot.app.speech_models import (
+        ModelMissing,
+        asr_engine,
+        configured,
+        require_vosk,
+        stand_in_models,
+    )
+
+    vosk_path = stand_in_models().vosk if stand_in else configured().vosk
+    try:
+        chosen = asr_engine(engine, vosk_path)
+    except ValueError as e:
+        raise ModelMissing(str(e)) from e
+    if chosen == "vietasr":
+        from bot.asr.vietasr_engine import VietasrModel
+
+        try:
+            return VietasrModel()
+        except ImportError as e:
+            raise ModelMissing(
+                f"vietasr: the viet-asr package is not installed ({e}): "
+                "pip install -r requirements.txt"
+            ) from e
+    from bot.asr.vosk_engine import VoskModel
+
+    return VoskModel(require_vosk(vosk_path))
+
+
 def load_engines(
     stand_in: bool = False,
     store_url: str | None = None,
     vocabulary: bool = settings.ASR_VOCABULARY,
     brain: BrainService | None = None,
+    asr_engine: str | None = None,
+    stand_in_voice: bool = False,
 ) -> Engines:
     """Load everything a voice call needs, once per process.
 
     ``stand_in`` is the explicit choice of the PyPI stand-in models (tests, benchmarks);
-    without it the configured Vietnamese models are required and a missing one raises
-    ``ModelMissing`` saying what is missing and how to get it. Every fixed prompt of
-    domain.yml is rendered into the prompt cache here, so none costs synthesis in a call.
+    ``stand_in_voice`` swaps the voice alone for the stand-in (English) one, where the
+    Vietnamese voice cannot be had. Otherwise the configured Vietnamese models are required
+    and a missing one raises ``ModelMissing`` saying what is missing and how to get it.
+    ``asr_engine`` (default ``BOT_ASR_ENGINE``) picks the recogniser (``load_speech_model``).
+    Every fixed prompt of domain.yml is rendered into the prompt cache here, so none costs
+    synthesis in a call.
     """
-    from bot.app.speech_models import configured, require_piper, require_vosk, stand_in_models
+    from bot.app.speech_models import configured, require_piper, stand_in_models
     from bot.audio.formats import TELEPHONE
     from bot.nlu.brain import Brain
     from bot.tts.piper_voice import Voice
 
-    paths = stand_in_models() if stand_in else configured()
-    speech = VoskModel(require_vosk(paths.vosk))
+    speech = load_speech_model(asr_engine, stand_in)
+    logger.info("speech recogniser: %s", speech.name)
+    paths = stand_in_models() if stand_in or stand_in_voice else configured()
     onnx, config = require_piper(paths.piper)
+    logger.info("voice: %s%s", onnx, " (the stand-in, asked for)" if stand_in_voice else "")
     voice = Voice(onnx, config)
     cache = PromptCache(settings.PROMPT_CACHE_DIR)
     engines = Engines(

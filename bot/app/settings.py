@@ -129,6 +129,12 @@ VOSK_LOG_LEVEL = int(os.environ.get("BOT_VOSK_LOG_LEVEL", "-1"))
 # Vietnamese model (`python -m bot.tools.audio_tests --transcripts-only`, with and without
 # `--vocabulary`).
 ASR_VOCABULARY = os.environ.get("BOT_ASR_VOCABULARY", "").lower() in ("1", "true", "yes", "on")
+# Which recogniser hears the calls: "vosk" (the Vosk model above), "vietasr" (the Vietnamese
+# model embedded in the viet-asr wheel: no download), or "auto": Vosk where its Vietnamese
+# model is installed, the embedded model otherwise (bot.app.speech_models.asr_engine).
+ASR_ENGINE = os.environ.get("BOT_ASR_ENGINE", "auto").strip().lower()
+# vietasr's native log threshold: 2 prints its INFO lines on every model load, 3 warnings only.
+VIETASR_LOG_LEVEL = int(os.environ.get("BOT_VIETASR_LOG_LEVEL", "3"))
 # Threads that run the recognisers, and how much lower their priority is than the event
 # loop's (nice steps): decoding waits, the real-time audio of every call does not.
 ASR_THREADS = int(os.environ.get("BOT_ASR_THREADS", str(os.cpu_count() or 2)))

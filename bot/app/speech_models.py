@@ -163,6 +163,50 @@ def check(paths: ModelPaths | None = None) -> list[str]:
     return missing
 
 
+# --- which recogniser ------------------------------------------------------------
+
+ASR_ENGINES = ("vosk", "vietasr", "auto")
+
+
+def asr_engine(choice: str | None = None, vosk_path: Path | None = None) -> str:
+    """The recogniser a ``BOT_ASR_ENGINE`` choice means here: "vosk" or "vietasr".
+
+    "auto" takes Vosk where the Vietnamese Vosk model (the design's engine, what ``fetch``
+    downloads) is installed, and the Vietnamese model embedded in the viet-asr wheel
+    otherwise. An explicit choice is kept even when its model is missing: loading it then
+    says what is missing. Raises ValueError for any other value."""
+    choice = (choice or settings.ASR_ENGINE).strip().lower()
+    if choice not in ASR_ENGINES:
+        raise ValueError(f"BOT_ASR_ENGINE: {choice!r} is not one of {', '.join(ASR_ENGINES)}")
+    if choice != "auto":
+        return choice
+    from bot.asr.vietasr_engine import installed
+
+    vosk_path = vosk_path or settings.VOSK_MODEL
+    return "vosk" if vosk_model_ok(vosk_path) or not installed() else "vietasr"
+
+
+def asr_engine_note(choice: str | None = None, vosk_path: Path | None = None) -> str:
+    """One line for people: the recogniser chosen, and why (``models check``, start-up)."""
+    choice = (choice or settings.ASR_ENGINE).strip().lower()
+    vosk_path = vosk_path or settings.VOSK_MODEL
+    engine = asr_engine(choice, vosk_path)
+    if engine == "vosk":
+        what = f"Vosk model {vosk_path}"
+    else:
+        from importlib import metadata
+
+        what = f"the Vietnamese model embedded in viet-asr {metadata.version('viet-asr')}"
+    why = f"BOT_ASR_ENGINE={choice}"
+    if choice == "auto":
+        why += (
+            ": the Vietnamese Vosk model is installed"
+            if engine == "vosk" and vosk_model_ok(vosk_path)
+            else ": no Vietnamese Vosk model installed"
+        )
+    return f"recogniser: {engine} ({what}; {why})"
+
+
 # --- fetching --------------------------------------------------------------------
 
 
@@ -323,6 +367,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "check":
+        try:
+            print(asr_engine_note())
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         missing = check()
         for line in missing:
             print(f"missing: {line}")

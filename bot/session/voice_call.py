@@ -117,9 +117,9 @@ class VoiceCall:
         metrics = self.engines.metrics
         metrics.calls_active += 1
         metrics.calls_total[self.transport] = metrics.calls_total.get(self.transport, 0) + 1
-        await self._record_call_start()
         limit = self.engines.max_calls
         self._overflow = bool(limit) and metrics.calls_active > limit
+        await self._record_call_start()
         work = [self._run_machine(), self._run_player(), self._run_clock()]
         if self._overflow:  # no recogniser: this call is only a notice and a transfer
             metrics.calls_overflow += 1
@@ -398,7 +398,13 @@ class VoiceCall:
         if self.engines.store is None:
             return
         try:
-            await self.engines.store.async_start_call(self.call_id, self.transport, self.caller)
+            await self.engines.store.async_start_call(
+                self.call_id,
+                self.transport,
+                self.caller,
+                # Which recogniser heard the call (none for a call over the limit).
+                asr_engine=None if self._overflow else self.engines.speech.name,
+            )
         except StoreError as e:  # the call goes on without its record
             logger.error("call %s: %s", self.call_id, e)
 
