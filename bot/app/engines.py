@@ -117,10 +117,10 @@ def load_engines(
     from bot.nlu.brain import Brain
     from bot.tts.piper_voice import Voice
 
+    paths = stand_in_models() if stand_in or stand_in_voice else configured()
+    onnx, config = require_piper(paths.piper)  # first: a missing voice is said at once
     speech = load_speech_model(asr_engine, stand_in)
     logger.info("speech recogniser: %s", speech.name)
-    paths = stand_in_models() if stand_in or stand_in_voice else configured()
-    onnx, config = require_piper(paths.piper)
     logger.info("voice: %s%s", onnx, " (the stand-in, asked for)" if stand_in_voice else "")
     voice = Voice(onnx, config)
     cache = PromptCache(settings.PROMPT_CACHE_DIR)
