@@ -90,3 +90,25 @@ def test_a_keypad_transfer_needs_no_brain(store: CallStore, tmp_path: Path) -> N
     record, turns, brain = call(store, tmp_path, [], {}, ("silence", 5.0), digits="5@3.0")
     assert record.outcome is Route.TRANSFER_5 and brain.heard == []
     assert [t.text for t in turns if t.kind is NoteKind.DIGIT] == ["5"]
+
+
+def test_the_call_record_and_health_name_the_recogniser(store: CallStore, tmp_path: Path) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bot.app.server import make_app
+
+    record, _, _ = call(store, tmp_path, [], {}, ("silence", 0.5), max_seconds=0.5)
+    assert record.asr_engine == "fake:script"  # ScriptedSpeech.name
+
+    brain = TableBrain(greeting=[], replies={})
+    engines = fake_engines(brain, ScriptedSpeech([]), store)
+
+    async def health() -> dict:  # type: ignore[type-arg]
+        async with TestClient(TestServer(make_app(brain, engines))) as client:  # type: ignore[arg-type]
+            response = await client.get("/health")
+            return dict(await response.json())
+
+    try:
+        assert asyncio.run(health())["asr"] == "fake:script"
+    finally:
+        engines.decoder.shutdown(wait=False)
