@@ -34,7 +34,9 @@ timed was the reply to that utterance, and to split each reply's time into stage
 
 The utterances are Korean sentences spoken by espeak-ng (two voice settings) and
 converted by sox to 8 kHz mono PCM16 with leading and trailing silence trimmed: the
-stand-in recogniser is Korean, and the Vietnamese model cannot be had here.
+stand-in recogniser is Korean, and the Vietnamese model cannot be had here. With
+``--engine vietasr --speech natural`` the server hears with the embedded Vietnamese model and
+the callers speak the six natural clips of the vieneu wheel through an 8 kHz G.711 μ-law line.
 
 The bot only learns that the caller has stopped after the VAD's trailing silence
 (``BOT_VAD_TRAILING_SILENCE_MS``), which is printed with the results: it is a floor under
@@ -45,6 +47,7 @@ Usage:
 
     .venv/bin/python bench/voice_bench.py [--calls 1,4,12,24] [--seconds 90] [--listen 3]
     .venv/bin/python bench/voice_bench.py --quick     # N = 1 and 4, one utterance each
+    .venv/bin/python bench/voice_bench.py --engine vietasr --speech natural --calls 1,4,12
 """
 
 from __future__ import annotations
