@@ -8,8 +8,8 @@ that cannot reach the model hosts. What it gives, read from the wheel and measur
   ``partial()`` (the whole text since the last reset), ``final()`` then ``reset()``;
 - no endpointing (``accept`` never ends an utterance: the VAD does), no word times and
   no confidences: ``Final.words`` is empty and ``Final.confidence`` None, never invented;
-- sessions of one pipeline decode one at a time (12 streams on 12 threads kept one core
-  busy), so a process decodes on one core whatever ``BOT_ASR_THREADS`` says;
+- sessions of one shared pipeline decode on several threads at once (the native calls release
+  the GIL and take no lock: bench/vietasr_threads.py), about 0.15-0.17 CPU-s per audio second;
 - no network: the embedded "vietasr" module is the only one built here; the library's
   downloader (for its other modules) is compiled without an HTTP client, and
   tests/test_vietasr.py runs a decode with sockets blocked and under strace.
