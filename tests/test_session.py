@@ -13,6 +13,7 @@ from bot.nlu.replies import HangUp, Say, Transfer
 from bot.store.calls import CallStore
 from bot.transports.simulated import run_simulated_call
 from bot.vocabulary import CallEnd, NoteKind, Route, Speaker
+from tests.config import SETTINGS
 from tests.fakes import ScriptedSpeech, TableBrain, fake_engines, write_caller
 
 pytestmark = pytest.mark.unit
@@ -104,7 +105,7 @@ def test_the_call_record_and_health_name_the_recogniser(store: CallStore, tmp_pa
     engines = fake_engines(brain, ScriptedSpeech([]), store)
 
     async def health() -> dict:  # type: ignore[type-arg]
-        async with TestClient(TestServer(make_app(brain, engines))) as client:  # type: ignore[arg-type]
+        async with TestClient(TestServer(make_app(brain, SETTINGS, engines))) as client:  # type: ignore[arg-type]
             response = await client.get("/health")
             return dict(await response.json())
 

@@ -14,6 +14,7 @@ is a regression of the engine or of the line's audio path.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import subprocess
 import sys
@@ -25,9 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import settings
 from bot.app.engines import load_engines, load_speech_model
-from bot.app.speech_models import asr_engine
+from bot.app.settings import ROOT
 from bot.asr.types import Final, Partial
 from bot.asr.vietasr_engine import VietasrModel, VietasrRecognition
 from bot.audio.formats import (
@@ -42,10 +42,12 @@ from bot.audio.formats import (
 )
 from bot.session.brain_service import BrainService
 from bot.session.engines import Engines
+from bot.speech_models import asr_engine
 from bot.tools.audio_tests import syllable_edits
 from bot.tools.vieneu_clips import DEST, bad_files, expected_hashes
 from bot.transports.simulated import run_simulated_call
 from bot.vocabulary import NoteKind
+from tests.config import SETTINGS
 
 pytestmark = pytest.mark.engines
 
@@ -187,7 +189,7 @@ def test_the_native_library_opens_no_internet_socket(clips: list[Clip], tmp_path
         [*watch, sys.executable, "-c", script],
         capture_output=True,
         text=True,
-        cwd=settings.ROOT,
+        cwd=ROOT,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
@@ -261,6 +263,7 @@ class WatchedModel:
 def line_engines(brain, tmp_path_factory) -> Iterator[Engines]:  # type: ignore[no-untyped-def]
     db = tmp_path_factory.mktemp("records") / "calls.sqlite3"
     loaded = load_engines(
+        SETTINGS,
         store_url=f"sqlite:///{db}",
         brain=BrainService(brain),
         asr_engine="vietasr",
@@ -270,9 +273,9 @@ def line_engines(brain, tmp_path_factory) -> Iterator[Engines]:  # type: ignore[
     loaded.close()
 
 
-def test_load_engines_picks_vietasr_by_auto_here(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(settings, "VOSK_MODEL", tmp_path / "no-vosk-model")
-    assert load_speech_model("auto").name.startswith("vietasr:")
+def test_load_engines_picks_vietasr_by_auto_here(tmp_path: Path) -> None:
+    here = dataclasses.replace(SETTINGS, vosk_model=tmp_path / "no-vosk-model", asr_engine="auto")
+    assert load_speech_model(here).name.startswith("vietasr:")
 
 
 def over_ulaw_line(wav: Path, out: Path) -> Path:

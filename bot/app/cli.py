@@ -9,15 +9,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from bot.app import settings
+from bot.app.settings import ROOT, Settings, quiet_libraries
+from bot.errors import ModelMissing
+from bot.store.calls import resolve_url
 
 
-def _load_brain(model: Path | None):  # type: ignore[no-untyped-def]
-    from bot.nlu.brain import Brain, ModelNotFound
+def _load_brain(s: Settings, model: Path | None):  # type: ignore[no-untyped-def]
+    quiet_libraries(s.log_level)  # before Rasa is imported
+    from bot.nlu.brain import Brain, newest_model
 
     try:
-        return Brain(model)
-    except ModelNotFound as e:
+        return Brain(model or newest_model(s.models_dir))
+    except ModelMissing as e:
         raise SystemExit(f"error: {e}") from e
 
 
@@ -42,9 +45,9 @@ def cmd_route(args: argparse.Namespace) -> int:
     from bot.nlu.brain import run
     from bot.vocabulary import Route
 
-    brain = _load_brain(args.model)
+    brain = _load_brain(args.settings, args.model)
     # Bytes: a UTF-8 character is at most 4 bytes.
-    limit = settings.MAX_UTTERANCE_CHARS * 4
+    limit = args.settings.max_utterance_chars * 4
     errors = 0
     out = sys.stdout
     for number, (raw, size) in enumerate(read_lines(sys.stdin.buffer, limit), start=1):
@@ -58,10 +61,10 @@ def cmd_route(args: argparse.Namespace) -> int:
             except UnicodeDecodeError as e:
                 error = f"line {number}: not valid UTF-8 ({e.reason} at byte {e.start})"
             else:
-                if len(text) > settings.MAX_UTTERANCE_CHARS:
+                if len(text) > args.settings.max_utterance_chars:
                     error = (
                         f"line {number}: too long ({len(text)} characters; "
-                        f"at most {settings.MAX_UTTERANCE_CHARS})"
+                        f"at most {args.settings.max_utterance_chars})"
                     )
                     text = None
         if error:
@@ -87,7 +90,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from bot.nlu.brain import run
     from bot.nlu.replies import HangUp, Say, Transfer
 
-    brain = _load_brain(args.model)
+    brain = _load_brain(args.settings, args.model)
     conversation = f"chat-{uuid.uuid4().hex[:8]}"
 
     def show(actions: list) -> bool:  # type: ignore[type-arg]
@@ -120,30 +123,33 @@ def cmd_chat(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from bot.tools.training import train
 
-    train(if_changed=args.if_changed)
+    train(args.settings, if_changed=args.if_changed)
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from bot.tools.evaluation import evaluate
 
-    brain = _load_brain(args.model)
-    return evaluate(brain, settings.HELDOUT_FILE, json_out=args.json)
+    brain = _load_brain(args.settings, args.model)
+    return evaluate(brain, args.settings.heldout, json_out=args.json)
 
 
 def cmd_call(args: argparse.Namespace) -> int:
     import asyncio
 
     from bot.app.engines import load_engines
-    from bot.app.speech_models import ModelMissing
+    from bot.errors import ModelMissing
     from bot.transports.simulated import run_simulated_call, write_bot_side
 
     if not args.recording.is_file():
         raise SystemExit(f"error: no such recording: {args.recording}")
     try:
+        quiet_libraries(args.settings.log_level)
         engines = load_engines(
+            args.settings,
             stand_in=args.stand_in_models,
-            store_url=args.database,
+            # A relative SQLite path is the project's, as in BOT_DATABASE_URL.
+            store_url=resolve_url(args.database, ROOT) if args.database else None,
             stand_in_voice=args.stand_in_voice,
         )
     except ModelMissing as e:
@@ -172,10 +178,33 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from bot.app.speech_models import main as models_main
+    from bot.speech_models import (
+        FETCH_COMMAND,
+        FetchFailed,
+        asr_engine_note,
+        check,
+        fetch,
+        under,
+    )
 
-    dest = ["--dest", str(args.dest)] if args.dest and args.action == "fetch" else []
-    return models_main([args.action, *dest])
+    s: Settings = args.settings
+    if args.action == "check":
+        print(asr_engine_note(s.asr_engine, s.vosk_model))
+        missing = check(s.speech_models)
+        for line in missing:
+            print(f"missing: {line}")
+        if missing:
+            print(f"get them with: {FETCH_COMMAND}")
+        return 1 if missing else 0
+    paths = s.speech_models if args.dest is None else under(args.dest)
+    timeout = s.fetch_timeout if args.timeout is None else args.timeout
+    try:
+        fetched = fetch(paths, timeout=timeout, download_timeout=s.fetch_download_timeout)
+    except FetchFailed as e:
+        print(e, file=sys.stderr)
+        return 1
+    print("\n".join(f"fetched: {line}" for line in fetched) or "all speech models in place")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -219,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="check or fetch the Vietnamese speech models")
     p.add_argument("action", choices=["check", "fetch"])
-    p.add_argument("--dest", type=Path)
+    p.add_argument("--dest", type=Path, help="models directory to fetch into (default: settings)")
+    p.add_argument("--timeout", type=float, help="seconds for a host to answer (BOT_FETCH_TIMEOUT)")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("eval", help="score the held-out set: clean, no diacritics, accent-merged")
@@ -231,4 +261,5 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.settings = Settings.from_env()  # read once, here, and passed down
     return int(args.func(args))

@@ -34,8 +34,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from bot.app import settings
-from bot.nlu.brain import Brain, ModelNotFound
+from bot.app.settings import Settings, quiet_libraries
+from bot.errors import ModelMissing
 from bot.nlu.replies import action_dict
 from bot.session.brain_service import BrainService
 from bot.session.engines import Engines
@@ -45,6 +45,7 @@ logger = logging.getLogger("server")
 BRAIN: web.AppKey[BrainService] = web.AppKey("brain", BrainService)
 ENGINES: web.AppKey[Engines | None] = web.AppKey("engines")
 VOICE_PROBLEM: web.AppKey[str | None] = web.AppKey("voice_problem")
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
 # A request body is one utterance and a few fields; nothing legitimate is bigger.
 MAX_BODY_BYTES = 64 * 1024
 
@@ -80,16 +81,14 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return data
 
 
-def _text(data: dict[str, Any], required: bool) -> str | None:
+def _text(data: dict[str, Any], required: bool, limit: int) -> str | None:
     text = data.get("text")
     if text is None and not required:
         return None
     if not isinstance(text, str):
         raise bad_request('"text" must be a string')
-    if len(text) > settings.MAX_UTTERANCE_CHARS:
-        raise bad_request(
-            f'"text" is too long ({len(text)} characters; at most {settings.MAX_UTTERANCE_CHARS})'
-        )
+    if len(text) > limit:
+        raise bad_request(f'"text" is too long ({len(text)} characters; at most {limit})')
     return text
 
 
@@ -114,7 +113,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def route(request: web.Request) -> web.Response:
-    text = _text(await _body(request), required=True) or ""
+    text = _text(await _body(request), True, request.app[SETTINGS].max_utterance_chars) or ""
     result = await request.app[BRAIN].route(text)
     return web.json_response(result.as_dict(), dumps=_dumps)
 
@@ -123,7 +122,7 @@ async def chat(request: web.Request) -> web.Response:
     data = await _body(request)
     brain = request.app[BRAIN]
     conversation = data.get("conversation_id")
-    text = _text(data, required=False)
+    text = _text(data, False, request.app[SETTINGS].max_utterance_chars)
     digit = data.get("digit")
     if conversation is None:
         conversation = f"web-{uuid.uuid4().hex}"
@@ -149,9 +148,13 @@ def _dumps(obj: Any) -> str:
 
 
 def make_app(
-    brain: BrainService, engines: Engines | None = None, voice_problem: str | None = None
+    brain: BrainService,
+    settings: Settings,
+    engines: Engines | None = None,
+    voice_problem: str | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[json_errors])
+    app[SETTINGS] = settings
     app[BRAIN] = brain
     app[ENGINES] = engines
     app[VOICE_PROBLEM] = voice_problem
@@ -164,18 +167,27 @@ def make_app(
         ]
     )
     if engines is not None:
-        app.cleanup_ctx.append(_audiosocket(engines))
+        app.cleanup_ctx.append(_audiosocket(engines, settings))
         from bot.transports.softphone import add_routes as add_softphone  # the browser's voice line
 
         add_softphone(app, engines)
     return app
 
 
-def _audiosocket(engines: Engines) -> Any:
+def _audiosocket(engines: Engines, s: Settings) -> Any:
     async def listen(app: web.Application) -> Any:
-        from bot.transports.asterisk import serve_audiosocket
+        from bot.transports.ami import AmiClient, TransferPlan
+        from bot.transports.asterisk import Transferer, serve_audiosocket
 
-        server = await serve_audiosocket(engines)
+        # The AMI login and the dial-plan targets the operator configured.
+        client = AmiClient(
+            s.ami_host, s.ami_port, s.ami_username, s.ami_secret, s.ami_timeout, s.ami_auth
+        )
+        transferer = Transferer(
+            client, TransferPlan.from_mapping(s.transfer_context, s.transfer_extensions)
+        )
+        host, port = s.audiosocket_host, s.audiosocket_port
+        server = await serve_audiosocket(engines, host, port, transferer, s.audiosocket_max_payload)
         for sock in server.sockets:
             logger.info("AudioSocket listening on %s:%d", *sock.getsockname()[:2])
         yield
@@ -189,8 +201,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--host", default=settings.HOST)
-    parser.add_argument("--port", type=int, default=settings.PORT)
+    s = Settings.from_env()  # read once, here, and passed down
+    parser.add_argument("--host", default=s.host)
+    parser.add_argument("--port", type=int, default=s.port)
     parser.add_argument("--model", help="Rasa model file (default: newest in models/)")
     parser.add_argument("--no-voice", action="store_true", help="text endpoints only")
     parser.add_argument(
@@ -207,19 +220,21 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    quiet_libraries(s.log_level)  # before Rasa is imported
+    from bot.nlu.brain import Brain, newest_model
+
     try:
-        brain = BrainService(Brain(args.model))
-    except ModelNotFound as e:
+        brain = BrainService(Brain(args.model or newest_model(s.models_dir)))
+    except ModelMissing as e:
         raise SystemExit(f"error: {e}") from e
     logger.info("model %s loaded", brain.model_path.name)
     engines, problem = None, None
     if not args.no_voice:
         from bot.app.engines import load_engines
-        from bot.app.speech_models import ModelMissing
 
         try:
             engines = load_engines(
-                stand_in=args.stand_in_models, brain=brain, stand_in_voice=args.stand_in_voice
+                s, stand_in=args.stand_in_models, brain=brain, stand_in_voice=args.stand_in_voice
             )
         except ModelMissing as e:
             problem = str(e)
@@ -232,7 +247,7 @@ def main() -> None:
                 engines.speech.name,
             )
     web.run_app(
-        make_app(brain, engines, problem),
+        make_app(brain, s, engines, problem),
         host=args.host,
         port=args.port,
         print=lambda _: logger.info("serving on http://%s:%d", args.host, args.port),

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from importlib import metadata
 from typing import Any, TypeVar
 
-from bot.app import settings
 from bot.asr.types import Final, Partial
 from bot.audio.formats import RECOGNISER, AudioChunk, AudioFormatError
 
@@ -47,11 +46,12 @@ def installed() -> bool:
 class VietasrModel:
     """The embedded Vietnamese model, built once per process (~1-3 s, ~240 MB) and shared."""
 
-    def __init__(self) -> None:
+    def __init__(self, log_level: int = 3) -> None:
+        """``log_level``: the native library's threshold (3: warnings; 2 prints INFO lines)."""
         import vietasr  # here, not at import time: its native library is 70 MB
         from vietasr.ffi import native
 
-        native.lib.vietasr_set_log_level(settings.VIETASR_LOG_LEVEL)
+        native.lib.vietasr_set_log_level(log_level)
         self.version = metadata.version(PACKAGE)
         self._pipeline: Any = vietasr.Pipeline.new().add("vietasr").build()
 
@@ -59,7 +59,7 @@ class VietasrModel:
     def name(self) -> str:
         return f"vietasr:embedded-{self.version}"
 
-    def vocabulary_phrases(self) -> list[str]:
+    def vocabulary_phrases(self, examples: Iterable[str] = ()) -> list[str]:
         """None: the engine takes no decoding grammar, so BOT_ASR_VOCABULARY changes nothing."""
         return []
 

@@ -1,9 +1,13 @@
 """A live call: the transport's audio in, the call machine in the middle, bot audio out.
 
-This is the only place where the stages meet (docs/architecture.md, "data flows
-one way"): transport audio -> ``Converter`` (line format -> 16 kHz) -> ``VoiceActivity``
--> Vosk ``Recognition`` -> ``CallMachine`` -> brain (Rasa) -> ``Speaker`` (Piper, or a
-pre-rendered prompt) -> ``Converter`` -> transport; ``CallStore`` records every turn.
+This is the only place where the stages meet. Audio flows one way: transport audio ->
+``Converter`` (line format -> 16 kHz) -> ``VoiceActivity`` -> the recogniser -> ``CallMachine``
+-> the brain -> ``Speaker`` (Piper, or a pre-rendered prompt) -> ``Converter`` -> transport;
+``CallStore`` records every turn. Decisions flow back in exactly two places, both through
+the machine's actions: at a pause the machine may end the utterance early (``EndUtterance``:
+the partial transcript was routed and understood, so the VAD closes the utterance without
+waiting for the rest of the silence), and an emergency heard in a partial drops the rest of
+the utterance (``DropUtterance`` to the recogniser). Nothing else reaches upstream.
 
 Each call has one ordered queue of machine events and one task that drains it, so an
 interruption can never overtake the transcript it cancels (Pipecat #1323). The
@@ -41,6 +45,7 @@ from bot.vocabulary import CallEnd, NoteKind, Outcome, Route
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class UtteranceEnded:
     """The VAD heard the end of the utterance: the recogniser hands over its final."""
@@ -59,12 +64,6 @@ TICK_S = 0.1
 # Most caller audio given to the recogniser in one call, when it has fallen behind:
 # fewer thread hand-offs, while one call's backlog cannot hold a decoding thread for long.
 ASR_BATCH_MS = 1000
-
-
-
-
-
-
 
 
 @dataclass
@@ -456,5 +455,3 @@ def _joined(pieces: list[Final]) -> Final:
     confs = [p.confidence for p in pieces if p.confidence is not None]
     confidence = min(confs) if confs else None  # the weakest piece speaks for the whole
     return Final(" ".join(p.text for p in pieces), words, confidence)
-
-

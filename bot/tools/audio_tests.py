@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import dataclasses
 import sys
 import tempfile
 import time
@@ -44,8 +45,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
-from bot.app import settings
+from bot.app.settings import ROOT, Settings, quiet_libraries
 from bot.audio.formats import RECOGNISER, AudioChunk, Converter, read_wav
+from bot.call.turn_end import example_texts
 from bot.nlu.text import normalise
 from bot.vocabulary import Route, branch_route
 
@@ -54,7 +56,7 @@ if TYPE_CHECKING:
     from bot.session.engines import Engines
     from bot.store.calls import TurnRecord
 
-MANIFEST = settings.ROOT / "audio_tests" / "manifest.tsv"
+MANIFEST = ROOT / "audio_tests" / "manifest.tsv"
 COLUMNS = ("file", "language", "text", "expected_route", "digits", "made_with")
 LANGUAGES = ("vi", "ko")
 # After the recording ends, the call goes on in silence this long (the bot decides,
@@ -431,7 +433,7 @@ models: the STAND-INS (Korean Vosk model, English Piper voice), asked for with -
 # --- command line -------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(s: Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bot.tools.audio_tests",
         description="Play the test calls of audio_tests/ through the bot and score them.",
@@ -452,8 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--engine",
         choices=("vosk", "vietasr", "auto"),
-        default=settings.ASR_ENGINE,
-        help="the recogniser (default: BOT_ASR_ENGINE, %(default)s); with --stand-in-models, "
+        help="the recogniser (default: BOT_ASR_ENGINE); with --stand-in-models, "
         "auto and vosk mean the Korean stand-in",
     )
     parser.add_argument(
@@ -475,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--vocabulary",
         action=argparse.BooleanOptionalAction,
-        default=settings.ASR_VOCABULARY,
+        default=s.asr_vocabulary,
         help="decode with a grammar of the phrases in nlu_data/ (default: BOT_ASR_VOCABULARY); "
         "run with and without to measure what it does to word errors and routes",
     )
@@ -487,10 +488,14 @@ def main(
 ) -> int:
     """``router``: route text with this instead of loading the trained model (tests pass
     the one they have loaded); transcripts-only runs only."""
-    args = build_parser().parse_args(argv)
+    s = Settings.from_env()  # read once, here, and passed down
+    args = build_parser(s).parse_args(argv)
+    s = dataclasses.replace(s, asr_vocabulary=args.vocabulary)
     out = out or sys.stdout
     if args.folder is not None:
-        return score_folder_command(args.folder, args.engine, args.stand_in_models, out)
+        return score_folder_command(
+            args.folder, args.engine or s.asr_engine, args.stand_in_models, out, s
+        )
     try:
         calls = read_manifest(args.manifest)
     except ManifestError as e:
@@ -502,17 +507,12 @@ def main(
             print(f"error: no {args.only!r} calls in {args.manifest}", file=sys.stderr)
             return 2
 
-    from bot.app.speech_models import (
-        ModelMissing,
-        asr_engine,
-        configured,
-        require_vosk,
-        stand_in_models,
-    )
+    from bot.errors import ModelMissing
+    from bot.speech_models import asr_engine, require_vosk, stand_in_models
 
     try:
-        paths = stand_in_models() if args.stand_in_models else configured()
-        engine = asr_engine(args.engine, paths.vosk)
+        paths = stand_in_models() if args.stand_in_models else s.speech_models
+        engine = asr_engine(args.engine or s.asr_engine, paths.vosk)
         if engine == "vosk":
             require_vosk(paths.vosk)
     except ModelMissing as e:
@@ -551,18 +551,12 @@ def main(
 
     try:
         if args.transcripts_only:
-            model = _load_model(engine, args.stand_in_models)
+            model = _load_model(s, engine, args.stand_in_models)
             print(f"recogniser: {model.name}", file=out)
-            results = _run_transcripts(calls, model, router, show, args.vocabulary, out)
+            results = _run_transcripts(calls, model, router, show, s, out)
         else:
             results = _run_calls(
-                calls,
-                args.stand_in_models,
-                args.linger,
-                args.parallel,
-                show,
-                args.vocabulary,
-                engine,
+                calls, args.stand_in_models, args.linger, args.parallel, show, s, engine
             )
     except SetupError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -586,12 +580,14 @@ def main(
     return 1 if crashed else 0
 
 
-def _load_router() -> Router:
-    from bot.nlu.brain import Brain, ModelNotFound, run
+def _load_router(s: Settings) -> Router:
+    quiet_libraries(s.log_level)  # before Rasa is imported
+    from bot.errors import ModelMissing
+    from bot.nlu.brain import Brain, newest_model, run
 
     try:
-        brain = Brain()
-    except ModelNotFound as e:
+        brain = Brain(newest_model(s.models_dir))
+    except ModelMissing as e:
         raise SetupError(str(e)) from e
 
     def route(text: str) -> str:
@@ -610,12 +606,12 @@ def _grammar_note(model: SpeechModel, phrases: Sequence[str]) -> str:
     return note + "decoding with that grammar"
 
 
-def _load_model(engine: str, stand_in: bool) -> SpeechModel:
+def _load_model(s: Settings, engine: str, stand_in: bool) -> SpeechModel:
     from bot.app.engines import load_speech_model
-    from bot.app.speech_models import ModelMissing
+    from bot.errors import ModelMissing
 
     try:
-        return load_speech_model(engine, stand_in)
+        return load_speech_model(s, engine, stand_in)
     except ModelMissing as e:
         raise SetupError(str(e)) from e
 
@@ -625,13 +621,13 @@ def _run_transcripts(
     model: SpeechModel,
     router: Router | None,
     show: Callable[[CallResult], None],
-    vocabulary: bool = False,
+    s: Settings,
     out: TextIO | None = None,
 ) -> list[CallResult]:
-    phrases = model.vocabulary_phrases() if vocabulary else None
-    if vocabulary:
+    phrases = model.vocabulary_phrases(example_texts(s.nlu_data)) if s.asr_vocabulary else None
+    if s.asr_vocabulary:
         print(f"vocabulary: {_grammar_note(model, phrases or [])}\n", file=out)
-    route = router or _load_router()
+    route = router or _load_router(s)
     results = []
     for call in calls:
         result = transcribe_call(call, model, route, phrases)
@@ -646,23 +642,23 @@ def _run_calls(
     linger: float,
     parallel: int,
     show: Callable[[CallResult], None],
-    vocabulary: bool = False,
+    s: Settings,
     engine: str | None = None,
 ) -> list[CallResult]:
     from bot.app.engines import load_engines
-    from bot.app.speech_models import ModelMissing
-    from bot.nlu.brain import ModelNotFound
+    from bot.errors import ModelMissing
 
     with tempfile.TemporaryDirectory(prefix="audio-tests-") as folder:
         # The test calls' records go to a scratch database, not the supervisor's.
         try:
+            quiet_libraries(s.log_level)  # before Rasa is imported
             engines = load_engines(
+                s,
                 stand_in=stand_in,
                 store_url=f"sqlite:///{folder}/calls.sqlite3",
-                vocabulary=vocabulary,
                 asr_engine=engine,
             )
-        except (ModelMissing, ModelNotFound) as e:
+        except ModelMissing as e:
             raise SetupError(str(e)) from e
         try:
             return asyncio.run(play_calls(engines, calls, linger, parallel, show))
@@ -782,10 +778,12 @@ def format_folder_scores(
     return "\n".join(lines)
 
 
-def score_folder_command(folder: Path, engine: str, stand_in: bool, out: TextIO) -> int:
+def score_folder_command(
+    folder: Path, engine: str, stand_in: bool, out: TextIO, s: Settings
+) -> int:
     try:
         recordings = read_folder(folder)
-        model = _load_model(engine, stand_in)
+        model = _load_model(s, engine, stand_in)
     except (ManifestError, SetupError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -19,13 +19,13 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from bot.app import settings
+from bot.app.settings import ROOT
 
 PACKAGE = "vieneu==3.8.3"
 WHEEL = "vieneu-3.8.3-py3-none-any.whl"
 MEMBERS = "vieneu/assets/samples/"
-HASHES = settings.ROOT / "tests" / "data" / "vieneu_samples.sha256"
-DEST = settings.ROOT / "build" / "vieneu"
+HASHES = ROOT / "tests" / "data" / "vieneu_samples.sha256"
+DEST = ROOT / "build" / "vieneu"
 STAMP = ".extracted"
 
 

@@ -13,7 +13,6 @@ import asyncio
 import logging
 from typing import Any
 
-from bot.app import settings
 from bot.audio.formats import TELEPHONE, AudioChunk
 from bot.session.engines import Engines
 from bot.session.voice_call import VoiceCall
@@ -30,9 +29,10 @@ ASTDB_FAMILY = "bot1022"
 class Transferer:
     """Moves an AudioSocket call's channel to the branch's dial-plan target over AMI."""
 
-    def __init__(self, client: AmiClient | None = None, plan: TransferPlan | None = None) -> None:
-        self.client = client or AmiClient()
-        self.plan = plan or TransferPlan.from_settings()
+    def __init__(self, client: AmiClient, plan: TransferPlan) -> None:
+        self.client = client
+        self.plan = plan
+
 
     async def transfer(self, call_id: str, route: Route) -> None:
         channel = await self.client.getvar(f"DB({ASTDB_FAMILY}/{call_id})")
@@ -109,14 +109,11 @@ class AudioSocketCall:
 
 
 async def serve_audiosocket(
-    engines: Engines,
-    host: str = settings.AUDIOSOCKET_HOST,
-    port: int = settings.AUDIOSOCKET_PORT,
-    transferer: Transferer | None = None,
+    engines: Engines, host: str, port: int, transferer: Transferer, max_payload: int
 ) -> asyncio.Server:
-    transferer = transferer or Transferer()
     return await asock.serve(
-        lambda connection: AudioSocketCall(connection, engines, transferer), host, port
+        lambda connection: AudioSocketCall(connection, engines, transferer),
+        host,
+        port,
+        max_payload=max_payload,
     )
-
-
