@@ -150,9 +150,17 @@ def cmd_call(args: argparse.Namespace) -> int:
             stand_in=args.stand_in_models,
             # A relative SQLite path is the project's, as in BOT_DATABASE_URL.
             store_url=resolve_url(args.database, ROOT) if args.database else None,
+            stand_in_voice=args.stand_in_voice,
         )
     except ModelMissing as e:
-        raise SystemExit(f"error: {e}") from e
+        hint = (
+            ""
+            if args.stand_in_models or args.stand_in_voice
+            else "\n(without the Vietnamese voice, --stand-in-voice speaks in the English "
+            "stand-in; the recogniser stays the Vietnamese one)"
+        )
+        raise SystemExit(f"error: {e}{hint}") from e
+    print(f"recogniser: {engines.speech.name}")
 
     line, call = asyncio.run(
         run_simulated_call(engines, args.recording, args.digits, args.max_seconds)
@@ -170,10 +178,18 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from bot.speech_models import FETCH_COMMAND, FetchFailed, check, fetch, under
+    from bot.speech_models import (
+        FETCH_COMMAND,
+        FetchFailed,
+        asr_engine_note,
+        check,
+        fetch,
+        under,
+    )
 
     s: Settings = args.settings
     if args.action == "check":
+        print(asr_engine_note(s.asr_engine, s.vosk_model))
         missing = check(s.speech_models)
         for line in missing:
             print(f"missing: {line}")
@@ -221,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--stand-in-models",
         action="store_true",
         help="use the PyPI stand-in models (Korean Vosk, English Piper), for testing",
+    )
+    p.add_argument(
+        "--stand-in-voice",
+        action="store_true",
+        help="swap only the voice for the English stand-in (where the Vietnamese Piper voice "
+        "cannot be had); the recogniser is still BOT_ASR_ENGINE's",
     )
     p.set_defaults(func=cmd_call)
 

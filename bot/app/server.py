@@ -3,7 +3,7 @@
 Loads the trained Rasa model once and serves, on http://BOT_HOST:BOT_PORT
 (127.0.0.1:8022 by default):
 
-  GET  /health      {"status": "ok", "model": ...}
+  GET  /health      {"status": "ok", "model": ..., "voice": ..., "asr": engine:model}
   POST /api/route   {"text": "..."}  ->  {"text", "route", "intent", "confidence"}
   POST /api/chat    {"conversation_id"?: "...", "text"?: "...", "digit"?: "0-9*#"}
                     ->  {"conversation_id", "actions": [{"kind": "say", "text"}, ...]}
@@ -235,12 +235,14 @@ def _text(data: dict[str, Any], required: bool, limit: int) -> str | None:
 
 
 async def health(request: web.Request) -> web.Response:
-    voice = "ready" if request.app[ENGINES] is not None else "unavailable"
+    engines = request.app[ENGINES]
     body: dict[str, Any] = {
         "status": "ok",
         "model": request.app[BRAIN].model_path.name,
-        "voice": voice,
+        "voice": "ready" if engines is not None else "unavailable",
     }
+    if engines is not None:
+        body["asr"] = engines.speech.name  # the engine and model that hear the calls
     if request.app[VOICE_PROBLEM]:
         body["voice_problem"] = request.app[VOICE_PROBLEM]
     ami_status = request.app[AMI_STATUS]
@@ -469,6 +471,11 @@ def main() -> None:
         action="store_true",
         help="run the voice line on the PyPI stand-in models (testing only)",
     )
+    parser.add_argument(
+        "--stand-in-voice",
+        action="store_true",
+        help="only the voice: the English stand-in, where the Vietnamese one cannot be had",
+    )
     args = parser.parse_args()
     quiet_libraries(s.log_level)  # before Rasa is imported
     from bot.nlu.brain import Brain, newest_model
@@ -495,13 +502,19 @@ def main() -> None:
         from bot.app.engines import load_engines
 
         try:
-            engines = load_engines(s, stand_in=args.stand_in_models, brain=brain)
+            engines = load_engines(
+                s, stand_in=args.stand_in_models, brain=brain, stand_in_voice=args.stand_in_voice
+            )
         except ModelMissing as e:
             problem = str(e)
             logger.error("voice line not started: %s", e)
         else:
             kind = "stand-in" if args.stand_in_models else "configured"
-            logger.info("voice line ready on the %s speech models", kind)
+            logger.info(
+                "voice line ready on the %s speech models; recogniser %s",
+                kind,
+                engines.speech.name,
+            )
             if engines.store is not None and s.recover_open_calls:
                 try:
                     engines.store.close_abandoned()

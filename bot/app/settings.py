@@ -218,6 +218,12 @@ class Settings:
     # loop's (nice steps): decoding waits, the real-time audio of every call does not.
     asr_threads: int = os.cpu_count() or 2  # BOT_ASR_THREADS
     asr_nice: int = 10  # BOT_ASR_NICE
+    # Which recogniser hears the calls: "vosk" (the Vosk model above), "vietasr" (the
+    # Vietnamese model embedded in the viet-asr wheel: no download), or "auto": Vosk where its
+    # Vietnamese model is installed, the embedded model otherwise (bot.speech_models.asr_engine).
+    asr_engine: str = "auto"  # BOT_ASR_ENGINE
+    # vietasr's native log threshold: 2 prints its INFO lines on every model load, 3 warnings.
+    vietasr_log_level: int = 3  # BOT_VIETASR_LOG_LEVEL
 
     # --- the call's timing (bot/audio/vad.py, bot/call/machine.py) ---
     # webrtcvad's aggressiveness, the shortest speech, the trailing silence that ends an
@@ -313,6 +319,8 @@ class Settings:
             asr_vocabulary=e.flag("BOT_ASR_VOCABULARY", d.asr_vocabulary),
             asr_threads=e.integer("BOT_ASR_THREADS", d.asr_threads),
             asr_nice=e.integer("BOT_ASR_NICE", d.asr_nice),
+            asr_engine=_asr_engine(e.text("BOT_ASR_ENGINE", d.asr_engine)),
+            vietasr_log_level=e.integer("BOT_VIETASR_LOG_LEVEL", d.vietasr_log_level),
             vad=dataclasses.replace(
                 d.vad,
                 aggressiveness=e.integer("BOT_VAD_AGGRESSIVENESS", d.vad.aggressiveness),
@@ -329,6 +337,13 @@ class Settings:
             barge_in_min_s=e.number("BOT_BARGE_IN_MIN_S", d.barge_in_min_s),
             brain_timeout_s=e.number("BOT_BRAIN_TIMEOUT_S", d.brain_timeout_s),
         )
+
+
+def _asr_engine(value: str) -> str:
+    value = value.strip().lower()
+    if value not in ("vosk", "vietasr", "auto"):
+        raise SettingsError(f"BOT_ASR_ENGINE: expected vosk, vietasr or auto, got {value!r}")
+    return value
 
 
 def quiet_libraries(level: str = "WARNING") -> None:

@@ -384,7 +384,13 @@ class CallMachine:
             # A question already given up on (its deadline passed here first, or a transfer
             # overtook it): its failure is not a second one, which would end the call.
             return [Note(NoteKind.STALE_REPLY, e.reason, {"stage": e.stage})]
+        # A failed stage settles what the machine waited for from it: the brain's answer, or
+        # the recogniser's finals (a final that will never come would hold off the silence
+        # ladder for ever). A final that does come later is harmless (max(0, ...) above).
         self._waiting_for = None
+        if e.stage is Stage.ASR:
+            self._finals_due = 0
+            self._early_final = self._continuation_final = None
         return self._fail(e.stage, e.reason, e.at)
 
     # -- helpers -------------------------------------------------------------------

@@ -120,9 +120,9 @@ class VoiceCall:
         no_asr: Exception | None = None
         metrics.calls_active += 1
         metrics.calls_total[self.transport] = metrics.calls_total.get(self.transport, 0) + 1
-        await self._record_call_start()
         limit = self.engines.max_calls
         self._overflow = bool(limit) and metrics.calls_active > limit
+        await self._record_call_start()  # after the limit: an overflow call hears no recogniser
         # The coroutines are made only once start() gets that far (a cut-short start
         # leaves none never awaited).
         work = [self._run_machine, self._run_player, self._run_clock]
@@ -447,14 +447,20 @@ class VoiceCall:
         if self.engines.store is None:
             return
         try:
+            # Which recogniser heard the call (none for a call over the limit).
+            asr = None if self._overflow else self.engines.speech.name
             try:
-                await self.engines.store.async_start_call(self.call_id, self.transport, self.caller)
+                await self.engines.store.async_start_call(
+                    self.call_id, self.transport, self.caller, asr_engine=asr
+                )
             except DuplicateCall:
                 # A reused id (a PBX replaying a UUID): never append to another call's
                 # record; this call gets its own id (the line keeps the transport's).
                 old, self.call_id = self.call_id, f"{self.call_id}~{uuid.uuid4().hex[:8]}"
                 logger.warning("call %s: id already recorded; recording as %s", old, self.call_id)
-                await self.engines.store.async_start_call(self.call_id, self.transport, self.caller)
+                await self.engines.store.async_start_call(
+                    self.call_id, self.transport, self.caller, asr_engine=asr
+                )
         except StoreError as e:  # the call goes on without its record
             logger.error("call %s: %s", self.call_id, e)
 

@@ -67,6 +67,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
     update,
 )
@@ -156,6 +157,9 @@ calls = Table(
     Column("outcome", Text),
     Column("end_reason", Text),
     Column("audio_path", Text),
+    # The recogniser that heard the call, as "engine:model" (SpeechModel.name). Added after
+    # the first release: _add_missing_columns puts it into older databases.
+    Column("asr_engine", Text),
     Index("ix_calls_started_at", "started_at"),  # calls by day, newest first
     Index("ix_calls_outcome_started_at", "outcome", "started_at"),  # calls by outcome
 )
@@ -194,6 +198,7 @@ class CallRecord:
     outcome: Outcome | None
     end_reason: str | None
     audio_path: str | None
+    asr_engine: str | None = None  # engine:model that heard the call (None: none, or older)
 
 
 @dataclass(frozen=True)
@@ -362,6 +367,7 @@ class CallStore:
             elif conn.dialect.name == "postgresql":
                 conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK_ID)))
             metadata.create_all(conn)
+            _add_missing_columns(conn)
 
     def close(self) -> None:
         """Finish the queued writes, then close every connection."""
@@ -395,6 +401,7 @@ class CallStore:
         caller: str | None = None,
         at: datetime | None = None,
         audio_path: str | None = None,
+        asr_engine: str | None = None,
     ) -> None:
         transport = Transport(transport)  # ValueError for one that does not exist
         engine = self._engine_ready()
@@ -404,6 +411,7 @@ class CallStore:
             "caller": caller,
             "started_at": utc(at),
             "audio_path": audio_path,
+            "asr_engine": asr_engine,
         }
         try:
             with engine.begin() as conn:
@@ -645,8 +653,9 @@ class CallStore:
         caller: str | None = None,
         at: datetime | None = None,
         audio_path: str | None = None,
+        asr_engine: str | None = None,
     ) -> None:
-        await self._write(self.start_call, call_id, transport, caller, at, audio_path)
+        await self._write(self.start_call, call_id, transport, caller, at, audio_path, asr_engine)
 
     async def async_add_turn(
         self,
@@ -723,7 +732,22 @@ def _call_record(row: Any) -> CallRecord:
         outcome=parse_outcome(row.outcome) if row.outcome is not None else None,
         end_reason=row.end_reason,
         audio_path=row.audio_path,
+        asr_engine=row.asr_engine,
     )
+
+
+# Columns added to a table after its first release (additive: nullable, no default), which
+# create_all does not add to an existing table. The hand-written step of the note above.
+_ADDED_COLUMNS = ((calls, "asr_engine"),)
+
+
+def _add_missing_columns(conn: Any) -> None:
+    for table, name in _ADDED_COLUMNS:
+        present = {c["name"] for c in inspect(conn).get_columns(table.name)}
+        if name not in present:
+            column = table.c[name]
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}")
 
 
 def _turn_record(row: Any) -> TurnRecord:
