@@ -99,7 +99,7 @@ def test_chat_endpoint_runs_a_conversation(server):
         ("/api/route", {"text": "a" * 5000}, "too long"),
         ("/api/route", b"\xff\xfe", "JSON object"),
         ("/api/chat", {"conversation_id": "x"}, 'give "text" or "digit"'),
-        ("/api/chat", {"conversation_id": "x", "digit": "9"}, '"digit"'),
+        ("/api/chat", {"conversation_id": "x", "digit": "x"}, '"digit"'),
         ("/api/chat", {"conversation_id": ""}, "conversation_id"),
     ],
 )
@@ -114,3 +114,21 @@ def test_a_huge_body_is_refused_and_the_server_keeps_serving(server):
     assert status == 413 and "body size" in reply["error"]
     status, body = post(server + "/api/route", {"text": "nhánh hai"})
     assert status == 200 and body["route"] == "transfer:2"
+
+
+def test_all_twelve_keys_work_in_chat_as_on_the_phone(server):
+    """Issue 13: '#', 7-9 and '*' got HTTP 400; a phone keypad has them."""
+    _, first = post(server + "/api/chat", {})
+    cid = first["conversation_id"]
+    for key in "#789":
+        status, reply = post(server + "/api/chat", {"conversation_id": cid, "digit": key})
+        assert status == 200, reply
+        assert [a["response"] for a in reply["actions"]] == ["utter_unused_key", "utter_menu"]
+        assert reply["actions"][0]["text"] == "Dạ, phím này chưa dùng ạ."
+    _, question = post(
+        server + "/api/chat", {"conversation_id": cid, "text": "tôi muốn đi xét nghiệm"}
+    )
+    status, again = post(server + "/api/chat", {"conversation_id": cid, "digit": "*"})
+    assert status == 200 and again["actions"] == question["actions"]
+    _, done = post(server + "/api/chat", {"conversation_id": cid, "digit": "6"})
+    assert {"kind": "transfer", "route": "transfer:6"} in done["actions"]

@@ -35,7 +35,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from bot.app import settings
-from bot.nlu.brain import Brain, ModelNotFound
+from bot.nlu.brain import KEYPAD, Brain, ModelNotFound
 from bot.nlu.replies import action_dict
 from bot.session.brain_service import BrainService
 from bot.session.engines import Engines
@@ -125,8 +125,8 @@ async def chat(request: web.Request) -> web.Response:
     elif not isinstance(conversation, str) or not conversation or len(conversation) > 128:
         raise bad_request('"conversation_id" must be a non-empty string of at most 128 characters')
     elif digit is not None:
-        if digit not in list("0123456"):
-            raise bad_request('"digit" must be one of 0-6')
+        if not isinstance(digit, str) or len(digit) != 1 or digit not in KEYPAD:
+            raise bad_request('"digit" must be one key of the keypad: 0-9, * or #')
         actions = await brain.digit(conversation, digit)
     elif text is not None:
         actions = await brain.turn(conversation, text)

@@ -25,6 +25,8 @@ MODELS_DIR = _path("BOT_MODELS_DIR", "models")
 # Held-out routing set (never used for training) and Rasa test stories.
 HELDOUT_FILE = _path("BOT_HELDOUT", "tests/data/heldout.tsv")
 TEST_STORIES_FILE = _path("BOT_TEST_STORIES", "tests/test_stories.yml")
+# Whole conversations as callers have them (bot/tools/conversations.py has the format).
+CONVERSATIONS_FILE = _path("BOT_CONVERSATIONS", "tests/data/conversations.yml")
 # Generated training variants (no diacritics, Hanoi merges); rebuilt on every train.
 BUILD_DIR = _path("BOT_BUILD_DIR", "build")
 

@@ -343,8 +343,11 @@ class CallMachine:
         if e.digit == "*":
             return [note, *self._stop_playback(), *self._replay(e.at)]
         route = branch_route(e.digit)
-        if route == "fallback":
-            return [note]  # '#', 7-9: not a branch of this switchboard
+        if route == "fallback":  # '#', 7-9: as /api/chat says, not used here; the menu
+            unused = self.prompts.unused_key
+            keys: list[BotAction] = [Say(unused, "utter_unused_key")] if unused else []
+            menu: list[BotAction] = [*keys, Say(self.prompts.menu, "utter_menu")]
+            return [note, *self._stop_playback(), *self._say(menu, e.at)]
         # The keypad works without the brain: it must, when the brain is down.
         self._utterance_consumed = self._speech_began is not None
         return [note, *self._stop_playback(), *self._transfer_now(route, e.at)]

@@ -18,6 +18,7 @@ class Prompts:
     menu: str
     technical_problem: str
     transfers: Mapping[str, str]  # route -> transfer notice
+    unused_key: str = ""  # '#', 7-9: "phím này chưa dùng"
 
     @classmethod
     def from_domain(cls, path: Path) -> Prompts:
@@ -36,4 +37,5 @@ class Prompts:
             menu=text("utter_menu"),
             technical_problem=text("utter_technical_problem"),
             transfers=transfers,
+            unused_key=text("utter_unused_key"),
         )

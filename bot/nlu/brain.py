@@ -10,13 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bot.app import settings
 from bot.nlu.replies import BotAction, HangUp, Say, Transfer
-from bot.nlu.routes import BRANCH_ENTITY, FALLBACK, Parse, route_for
+from bot.nlu.routes import (
+    BRANCH_ENTITY,
+    CHOOSE_BRANCH_INTENT,
+    FALLBACK,
+    FAQ_INTENTS,
+    OPERATOR_INTENT,
+    TRANSFER_INTENTS,
+    Parse,
+    route_for,
+)
+from bot.nlu.text import normalise, strip_diacritics
 
 settings.quiet_libraries()
 
@@ -24,6 +35,8 @@ from rasa.core.agent import Agent  # noqa: E402  (after quiet_libraries)
 from rasa.core.channels.channel import OutputChannel, UserMessage  # noqa: E402
 from rasa.utils.endpoints import EndpointConfig  # noqa: E402
 from rasa_sdk.executor import ActionExecutor  # noqa: E402
+
+from bot.nlu.components import BARE_ROLE  # noqa: E402  (imports Rasa)
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +123,61 @@ def _to_actions(messages: list[dict[str, Any]]) -> list[BotAction]:
     return actions
 
 
+# The twelve keys of a phone keypad: 0-6 are routes, * repeats, the rest are unused.
+KEYPAD = "0123456789*#"
+_BRANCH_KEYS = "0123456"
+# A request at least this sure counts as one need of several in one breath.
+_NEED_CONFIDENCE = 0.8
+_EMERGENCY_INTENT = "emergency"
+# "không phải, tôi muốn hỏi về …": a no, then the request that replaces the question.
+_CORRECTION = re.compile(
+    r"^(?:da |u |o )?(?:khong phai|khong dung|nham roi|sai roi|khong)"
+    r"(?: (?:dau|roi|a|em|chi|anh|the|cai do|y toi))* (?P<rest>.+)$"
+)
+# Words that join two needs said in one breath.
+_JOINS = re.compile(
+    r" (?:va|voi ca|voi lai|roi con|con nua la|them nua la|ngoai ra|con them|va ca|dong thoi) "
+)
+
+
+def _request_of(data: dict[str, Any], min_confidence: float) -> str | None:
+    """The route of a parse if it is a request (a transfer, a FAQ, the operator, a key)."""
+    parse = parse_of(data)
+    request_intents = {*TRANSFER_INTENTS, *FAQ_INTENTS, OPERATOR_INTENT, CHOOSE_BRANCH_INTENT}
+    if parse.intent not in request_intents or parse.confidence < min_confidence:
+        return None
+    route = route_for(parse)
+    return None if route == FALLBACK else route
+
+
+def _split_at(words: list[str], folded: list[str]) -> list[str]:
+    """Pieces of the utterance between joining words, in the caller's own spelling."""
+    text = " ".join(folded)
+    pieces, start = [], 0
+    for match in _JOINS.finditer(text):
+        left = len(text[: match.start()].split())
+        joint = len(match.group(0).split())
+        pieces.append(" ".join(words[start:left]))
+        start = left + joint
+    pieces.append(" ".join(words[start:]))
+    return [p for p in pieces if len(p.split()) >= 3]
+
+
+def _only_the_last_question(actions: list[BotAction]) -> list[BotAction]:
+    """Several needs answered in one turn: a question asked before a later answer
+    was never heard as the open one; keep only the last."""
+    last_say = max((i for i, a in enumerate(actions) if isinstance(a, Say)), default=-1)
+    return [
+        a
+        for i, a in enumerate(actions)
+        if not (
+            isinstance(a, Say)
+            and i < last_say
+            and (a.response or "").startswith(("utter_offer_", "utter_confirm_"))
+        )
+    ]
+
+
 def _clean(text: str) -> str:
     # A leading "/" is Rasa's syntax for injecting an intent; callers never mean it.
     return text.strip().lstrip("/").strip()
@@ -132,10 +200,14 @@ class Brain:
         data: dict[str, Any] = await self.agent.parse_message(_clean(text))
         return data
 
-    async def route(self, text: str) -> RouteResult:
+    async def route(self, text: str, partial: bool = False) -> RouteResult:
+        """The route of ``text``. ``partial``: a transcript still growing (the voice
+        line's fast path), where a number alone is no key yet: "cho tôi một…" goes on."""
         if not _clean(text):
             return RouteResult(text=text, route=FALLBACK, intent="", confidence=0.0)
         data = await self.parse(text)
+        if partial and _bare_key(data):
+            return RouteResult(text=text, route=FALLBACK, intent="", confidence=0.0)
         return RouteResult(
             text=text,
             route=route_for(parse_of(data)),
@@ -150,14 +222,60 @@ class Brain:
         return await self._handle(conversation_id, "/greet")
 
     async def turn(self, conversation_id: str, text: str) -> list[BotAction]:
-        """One caller utterance in; what the bot does, in order, out."""
+        """One caller utterance in; what the bot does, in order, out.
+
+        An utterance may hold more than one request: a correction ("không phải, tôi
+        muốn hỏi về …") answers the open question with the new request; two needs in
+        one breath are answered one after the other, an emergency alone and first."""
         cleaned = _clean(text)
         if not cleaned:
             return []  # nothing was said: the call layer decides about silence
-        return await self._handle(conversation_id, cleaned)
+        actions: list[BotAction] = []
+        for request in await self._requests_in(cleaned):
+            done = await self._handle(conversation_id, request)
+            actions += done
+            if any(isinstance(a, (Transfer, HangUp)) for a in done):
+                break
+        return _only_the_last_question(actions)
+
+    async def _requests_in(self, text: str) -> list[str]:
+        words = normalise(text).split()
+        folded = strip_diacritics(" ".join(words)).split()
+        correction = _CORRECTION.match(" ".join(folded))
+        pieces = _split_at(words, folded)
+        if not correction and len(pieces) < 2:
+            return [text]  # the common case costs no extra parse
+        whole = await self.parse(text)
+        if parse_of(whole).intent == _EMERGENCY_INTENT:
+            return [text]
+        if correction and parse_of(whole).intent not in (*TRANSFER_INTENTS, *FAQ_INTENTS):
+            rest = " ".join(words[len(folded) - len(correction.group("rest").split()) :])
+            if len(rest.split()) >= 3 and _request_of(await self.parse(rest), 0.6):
+                return [rest]
+        needs: list[tuple[str, str]] = []
+        for piece in pieces if len(pieces) >= 2 else []:
+            route = _request_of(await self.parse(piece), _NEED_CONFIDENCE)
+            if route and route not in [r for _, r in needs]:
+                needs.append((piece, route))
+        if len(needs) < 2:
+            return [text]
+        emergency = [p for p, r in needs if r == "transfer:1"]
+        if emergency:
+            return emergency[:1]
+        # Answers first, then at most one transfer: a transfer ends the conversation.
+        answers = [p for p, r in needs if r.startswith("faq:")]
+        others = [p for p, r in needs if not r.startswith("faq:")]
+        return answers + others[:1]
 
     async def digit(self, conversation_id: str, digit: str) -> list[BotAction]:
-        """A keypad digit 0-6 goes through the same branch action as "nhánh N"."""
+        """A keypad key, as on the phone: 0-6 go through the same branch action as
+        "nhánh N", * repeats, '#' and 7-9 say the key is not used and read the menu."""
+        if digit not in KEYPAD or len(digit) != 1:
+            raise ValueError(f"not a keypad key: {digit!r}")
+        if digit == "*":
+            return await self._handle(conversation_id, "/repeat")
+        if digit not in _BRANCH_KEYS:
+            return await self._handle(conversation_id, "/unused_key")
         return await self._handle(
             conversation_id, f'/choose_branch{{"{BRANCH_ENTITY}": "{digit}"}}'
         )
@@ -166,6 +284,14 @@ class Brain:
         collector = _Collector()
         await self.agent.handle_message(UserMessage(payload, collector, sender_id=conversation_id))
         return _to_actions(collector.messages)
+
+
+def _bare_key(data: dict[str, Any]) -> bool:
+    """A key found from a number said alone (bot/nlu/components.py)."""
+    return (data.get("intent") or {}).get("name") == CHOOSE_BRANCH_INTENT and any(
+        e.get("entity") == BRANCH_ENTITY and e.get("role") == BARE_ROLE
+        for e in data.get("entities") or []
+    )
 
 
 def parse_of(data: dict[str, Any]) -> Parse:

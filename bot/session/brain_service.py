@@ -37,8 +37,8 @@ class BrainService:
     async def digit(self, conversation_id: str, digit: str) -> list[BotAction]:
         return await self._submit(self.brain.digit(conversation_id, digit))
 
-    async def route(self, text: str) -> Any:
-        return await self._submit(self.brain.route(text))
+    async def route(self, text: str, partial: bool = False) -> Any:
+        return await self._submit(self.brain.route(text, partial=partial))
 
     def close(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
