@@ -13,8 +13,9 @@ import pytest
 import yaml
 
 from bot.app.settings import DOMAIN_FILE, NLU_DATA_DIR
-from bot.nlu.routes import FAQ_KEYS
+from bot.vocabulary import Route
 
+pytestmark = pytest.mark.unit
 RESPONSES = yaml.safe_load(DOMAIN_FILE.read_text(encoding="utf-8"))["responses"]
 ANSWERS = {k.split("/", 1)[1]: v[0]["text"] for k, v in RESPONSES.items() if "/" in k}
 DETAILS = {
@@ -22,6 +23,7 @@ DETAILS = {
     for k, v in RESPONSES.items()
     if k.startswith("utter_detail_")
 }
+FAQ_KEYS = [r.faq_key for r in Route if r.faq_key]
 MAX_SYLLABLES = 60
 SPOKEN = {
     **{f"answer:{k}": t for k, t in ANSWERS.items()},

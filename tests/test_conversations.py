@@ -20,6 +20,7 @@ from bot.app.settings import CONVERSATIONS_FILE
 from bot.nlu.replies import HangUp, Say, Transfer
 from bot.tools.conversations import Conversation, load, replay
 
+pytestmark = pytest.mark.engines
 CONVERSATIONS = load(CONVERSATIONS_FILE)
 
 # The rules of docs/product.md ("Rules that a good hotline keeps", and the call) and the

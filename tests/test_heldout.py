@@ -8,16 +8,18 @@ from bot.app import settings
 from bot.tools.evaluation import load_heldout, score, variants
 from bot.tools.training import heldout_overlap, load_examples
 
+pytestmark = pytest.mark.engines
+
 ROWS = load_heldout(settings.HELDOUT_FILE)
 # The targets of docs/product.md.
 TARGETS = {"clean": 0.95, "no_diacritics": 0.90, "accent_merged": 0.90}
 
 
 def test_heldout_set_is_big_and_covers_every_route():
-    from bot.nlu.routes import ALL_ROUTES
+    from bot.vocabulary import Route
 
     assert len(ROWS) >= 150
-    assert {r for _, r in ROWS} == set(ALL_ROUTES)
+    assert {r for _, r in ROWS} == set(Route)
 
 
 def test_no_heldout_sentence_is_in_the_training_data():

@@ -7,6 +7,8 @@ import pytest
 
 from bot.nlu.components import spoken_branch, spoken_key, utterance_shape
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     "text",

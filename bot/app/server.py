@@ -35,10 +35,11 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from bot.app import settings
-from bot.nlu.brain import KEYPAD, Brain, ModelNotFound
+from bot.nlu.brain import Brain, ModelNotFound
 from bot.nlu.replies import action_dict
 from bot.session.brain_service import BrainService
 from bot.session.engines import Engines
+from bot.vocabulary import DTMF_KEYS
 
 logger = logging.getLogger("server")
 
@@ -95,7 +96,11 @@ def _text(data: dict[str, Any], required: bool) -> str | None:
 
 async def health(request: web.Request) -> web.Response:
     voice = "ready" if request.app[ENGINES] is not None else "unavailable"
-    body = {"status": "ok", "model": request.app[BRAIN].model_path.name, "voice": voice}
+    body: dict[str, Any] = {
+        "status": "ok",
+        "model": request.app[BRAIN].model_path.name,
+        "voice": voice,
+    }
     if request.app[VOICE_PROBLEM]:
         body["voice_problem"] = request.app[VOICE_PROBLEM]
     return web.json_response(body, dumps=_dumps)
@@ -125,7 +130,7 @@ async def chat(request: web.Request) -> web.Response:
     elif not isinstance(conversation, str) or not conversation or len(conversation) > 128:
         raise bad_request('"conversation_id" must be a non-empty string of at most 128 characters')
     elif digit is not None:
-        if not isinstance(digit, str) or len(digit) != 1 or digit not in KEYPAD:
+        if not isinstance(digit, str) or digit not in DTMF_KEYS:
             raise bad_request('"digit" must be one key of the keypad: 0-9, * or #')
         actions = await brain.digit(conversation, digit)
     elif text is not None:

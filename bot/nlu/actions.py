@@ -14,7 +14,8 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, FollowupAction, SlotSet, UserUtteranceReverted
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.nlu.routes import BRANCH_ENTITY, BRANCHES, FAQ_INTENTS
+from bot.nlu.routes import BRANCH_ENTITY, FAQ_INTENTS
+from bot.vocabulary import BRANCHES
 
 OFFERED_BRANCH_SLOT = "offered_branch"
 LAST_TOPIC_SLOT = "last_topic"
@@ -63,8 +64,8 @@ def offer_for(topic: str) -> int:
     """The branch offered after the answer on ``topic``: 115 after the danger signs."""
     if topic == DANGER_SIGNS_KEY:
         return 1
-    for branch, keys in FAQ_INTENTS.values():
-        if topic in keys:
+    for branch, routes in FAQ_INTENTS.values():
+        if any(r.faq_key == topic for r in routes):
             return branch
     return 5
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +19,15 @@ from bot.nlu.replies import BotAction, HangUp, Say, Transfer
 from bot.nlu.routes import (
     BRANCH_ENTITY,
     CHOOSE_BRANCH_INTENT,
-    FALLBACK,
     FAQ_INTENTS,
     OPERATOR_INTENT,
     TRANSFER_INTENTS,
     Parse,
+    RouteResult,
     route_for,
 )
 from bot.nlu.text import normalise, strip_diacritics
+from bot.vocabulary import DTMF_KEYS, REPEAT_KEY, Route
 
 settings.quiet_libraries()
 
@@ -52,22 +52,6 @@ def newest_model(models_dir: Path = settings.MODELS_DIR) -> Path:
             f"no trained model in {models_dir}: run `make model` (or `python -m bot train`)"
         )
     return models[-1]
-
-
-@dataclass(frozen=True)
-class RouteResult:
-    text: str
-    route: str
-    intent: str
-    confidence: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "text": self.text,
-            "route": self.route,
-            "intent": self.intent,
-            "confidence": round(self.confidence, 4),
-        }
 
 
 # --- seams into Rasa -----------------------------------------------------------
@@ -123,8 +107,8 @@ def _to_actions(messages: list[dict[str, Any]]) -> list[BotAction]:
     return actions
 
 
-# The twelve keys of a phone keypad: 0-6 are routes, * repeats, the rest are unused.
-KEYPAD = "0123456789*#"
+# Of the twelve keys of a phone keypad (DTMF_KEYS), 0-6 are routes, * repeats, the rest
+# are unused here.
 _BRANCH_KEYS = "0123456"
 # A request at least this sure counts as one need of several in one breath.
 _NEED_CONFIDENCE = 0.8
@@ -140,14 +124,14 @@ _JOINS = re.compile(
 )
 
 
-def _request_of(data: dict[str, Any], min_confidence: float) -> str | None:
+def _request_of(data: dict[str, Any], min_confidence: float) -> Route | None:
     """The route of a parse if it is a request (a transfer, a FAQ, the operator, a key)."""
     parse = parse_of(data)
     request_intents = {*TRANSFER_INTENTS, *FAQ_INTENTS, OPERATOR_INTENT, CHOOSE_BRANCH_INTENT}
     if parse.intent not in request_intents or parse.confidence < min_confidence:
         return None
     route = route_for(parse)
-    return None if route == FALLBACK else route
+    return None if route == Route.FALLBACK else route
 
 
 def _split_at(words: list[str], folded: list[str]) -> list[str]:
@@ -204,10 +188,10 @@ class Brain:
         """The route of ``text``. ``partial``: a transcript still growing (the voice
         line's fast path), where a number alone is no key yet: "cho tôi một…" goes on."""
         if not _clean(text):
-            return RouteResult(text=text, route=FALLBACK, intent="", confidence=0.0)
+            return RouteResult(text=text, route=Route.FALLBACK, intent="", confidence=0.0)
         data = await self.parse(text)
         if partial and _bare_key(data):
-            return RouteResult(text=text, route=FALLBACK, intent="", confidence=0.0)
+            return RouteResult(text=text, route=Route.FALLBACK, intent="", confidence=0.0)
         return RouteResult(
             text=text,
             route=route_for(parse_of(data)),
@@ -252,27 +236,27 @@ class Brain:
             rest = " ".join(words[len(folded) - len(correction.group("rest").split()) :])
             if len(rest.split()) >= 3 and _request_of(await self.parse(rest), 0.6):
                 return [rest]
-        needs: list[tuple[str, str]] = []
+        needs: list[tuple[str, Route]] = []
         for piece in pieces if len(pieces) >= 2 else []:
             route = _request_of(await self.parse(piece), _NEED_CONFIDENCE)
             if route and route not in [r for _, r in needs]:
                 needs.append((piece, route))
         if len(needs) < 2:
             return [text]
-        emergency = [p for p, r in needs if r == "transfer:1"]
+        emergency = [p for p, r in needs if r == Route.TRANSFER_1]
         if emergency:
             return emergency[:1]
         # Answers first, then at most one transfer: a transfer ends the conversation.
-        answers = [p for p, r in needs if r.startswith("faq:")]
-        others = [p for p, r in needs if not r.startswith("faq:")]
+        answers = [p for p, r in needs if r.faq_key]
+        others = [p for p, r in needs if not r.faq_key]
         return answers + others[:1]
 
     async def digit(self, conversation_id: str, digit: str) -> list[BotAction]:
         """A keypad key, as on the phone: 0-6 go through the same branch action as
         "nhánh N", * repeats, '#' and 7-9 say the key is not used and read the menu."""
-        if digit not in KEYPAD or len(digit) != 1:
+        if digit not in DTMF_KEYS:
             raise ValueError(f"not a keypad key: {digit!r}")
-        if digit == "*":
+        if digit == REPEAT_KEY:
             return await self._handle(conversation_id, "/repeat")
         if digit not in _BRANCH_KEYS:
             return await self._handle(conversation_id, "/unused_key")

@@ -163,17 +163,13 @@ def replay(
 
 
 def _show_actions(actions: Iterable[BotAction], out: Callable[[str], None]) -> None:
-    from bot.nlu.routes import BRANCHES, responsible_branch
-
     said_any = False
     for action in actions:
         if isinstance(action, Say):
             said_any = True
             out(f"bot: {action.text}  [{action.response}]")
         elif isinstance(action, Transfer):
-            branch = responsible_branch(action.route)
-            where = BRANCHES[branch] if branch else "tổng đài viên"
-            out(f"  -> transfer to {action.route} ({where})")
+            out(f"  -> transfer to {action.route} ({action.route.destination})")
         elif isinstance(action, HangUp):
             out("  -> hang up")
     if not said_any:
