@@ -12,11 +12,11 @@ import re
 import pytest
 import yaml
 
-from bot.app.settings import DOMAIN_FILE, NLU_DATA_DIR
 from bot.vocabulary import Route
+from tests.config import SETTINGS
 
 pytestmark = pytest.mark.unit
-RESPONSES = yaml.safe_load(DOMAIN_FILE.read_text(encoding="utf-8"))["responses"]
+RESPONSES = yaml.safe_load(SETTINGS.rasa_domain.read_text(encoding="utf-8"))["responses"]
 ANSWERS = {k.split("/", 1)[1]: v[0]["text"] for k, v in RESPONSES.items() if "/" in k}
 DETAILS = {
     k[len("utter_detail_") :]: v[0]["text"]
@@ -125,5 +125,5 @@ def test_the_danger_signs_answer_is_followed_by_the_offer_of_115():
 
     assert offer_for("f0_dau_hieu_nguy_hiem") == 1
     assert "một một lăm" in RESPONSES["utter_offer_1"][0]["text"]
-    rules = (NLU_DATA_DIR / "rules.yml").read_text(encoding="utf-8")
+    rules = (SETTINGS.nlu_data / "rules.yml").read_text(encoding="utf-8")
     assert "  - action: utter_faq_f0\n  - action: action_offer\n" in rules

@@ -39,6 +39,7 @@ from bot.tools.audio_tests import (
 )
 from bot.transports.simulated import parse_digits
 from bot.vocabulary import BRANCHES, Route, branch_route
+from tests.config import SETTINGS
 
 pytestmark = pytest.mark.engines
 
@@ -353,12 +354,12 @@ def test_the_runner_command_in_transcripts_only_mode(brain: Any) -> None:
 
 
 def test_the_runner_never_falls_back_to_the_stand_ins_silently() -> None:
-    from bot.app.speech_models import check
+    from bot.app.speech_models import check, configured
 
-    if not any("Vosk" in line for line in check()):
+    if not any("Vosk" in line for line in check(configured(SETTINGS))):
         pytest.skip("the Vietnamese Vosk model is installed here")
     done = subprocess.run(
-        [sys.executable, "-m", "bot.audio_tests", "--only", "ko", "--transcripts-only"],
+        [sys.executable, "-m", "bot.tools.audio_tests", "--only", "ko", "--transcripts-only"],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pytest
 
-from bot.app.settings import DOMAIN_FILE
 from bot.call.events import (
     AskBrain,
     BrainReplied,
@@ -40,10 +39,11 @@ from bot.call.machine import CallConfig, CallMachine, State
 from bot.call.prompts import Prompts
 from bot.nlu.replies import HangUp, Say, Transfer
 from bot.vocabulary import CallEnd, Route
+from tests.config import SETTINGS
 
 pytestmark = pytest.mark.unit
 
-PROMPTS = Prompts.from_domain(DOMAIN_FILE)
+PROMPTS = Prompts.from_domain(SETTINGS.rasa_domain)
 FRAME = 0.02  # the transport ticks once per 20 ms audio frame
 CONFIRM_2 = Say("Anh chị muốn được chuyển tới CDC phải không ạ?", "utter_confirm_2")
 

@@ -16,12 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.app.settings import CONVERSATIONS_FILE
 from bot.nlu.replies import HangUp, Say, Transfer
 from bot.tools.conversations import Conversation, load, replay
+from tests.config import SETTINGS
 
 pytestmark = pytest.mark.engines
-CONVERSATIONS = load(CONVERSATIONS_FILE)
+CONVERSATIONS = load(SETTINGS.conversations)
 
 # The rules of docs/product.md ("Rules that a good hotline keeps", and the call) and the
 # failures of issue 13 that the suite must cover, each by at least one conversation.

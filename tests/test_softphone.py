@@ -45,6 +45,7 @@ from bot.transports.softphone import (
     parse_text,
 )
 from bot.vocabulary import BRANCHES, Route
+from tests.config import SETTINGS
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -60,7 +61,7 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engines]:
 
     # ~30 s (Rasa and Vosk): once for the module. Stand-in models: see the module docstring.
     store = tmp_path_factory.mktemp("store") / "calls.db"
-    loaded = load_engines(stand_in=True, store_url=f"sqlite:///{store}")
+    loaded = load_engines(SETTINGS, stand_in=True, store_url=f"sqlite:///{store}")
     yield loaded
     loaded.close()
 
@@ -389,8 +390,8 @@ def test_server_make_app_adds_the_softphone_with_the_voice_line(engines: Engines
     def paths(app: web.Application) -> set[str]:
         return {r.resource.canonical for r in app.router.routes() if r.resource is not None}
 
-    assert {"/softphone", "/ws"} <= paths(make_app(engines.brain, engines))
-    assert "/ws" not in paths(make_app(engines.brain, None))
+    assert {"/softphone", "/ws"} <= paths(make_app(engines.brain, SETTINGS, engines))
+    assert "/ws" not in paths(make_app(engines.brain, SETTINGS, None))
 
 
 # --- the page in headless Chromium ----------------------------------------------------------

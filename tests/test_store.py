@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from bot.app import settings
+from bot.app.settings import Settings
 from bot.store.calls import CallRecord, CallStore, StoreError, TurnRecord, resolve_url
 from tests.conftest import ROOT
 
@@ -420,17 +420,20 @@ def test_closed_store_refuses_work(db_file: Path) -> None:
         s.start_call(new_id(), "simulated")
 
 
+READ_THE_URL = (
+    "from bot.app.settings import Settings; from bot.store.calls import CallStore; "
+    "print(CallStore(Settings.from_env().database_url).url)"
+)
+
+
 def test_database_url_setting_and_relative_paths(tmp_path: Path) -> None:
     # Constructing a store touches nothing: no var/ appears in the project.
-    assert CallStore().url == resolve_url(settings.DATABASE_URL)
-    assert settings.DATABASE_URL == f"sqlite:///{ROOT / 'var' / 'calls.sqlite3'}" or (
-        "BOT_DATABASE_URL" in os.environ
-    )
+    assert CallStore(Settings().database_url).url == f"sqlite:///{ROOT / 'var' / 'calls.sqlite3'}"
     assert resolve_url("sqlite:///var/x.db") == f"sqlite:///{ROOT / 'var' / 'x.db'}"
     assert resolve_url("postgresql://u@h/db") == "postgresql://u@h/db"
     url = sqlite_url(tmp_path / "elsewhere.db")
     out = subprocess.run(
-        [sys.executable, "-c", "from bot.store.calls import CallStore; print(CallStore().url)"],
+        [sys.executable, "-c", READ_THE_URL],
         cwd=ROOT,
         env={**os.environ, "BOT_DATABASE_URL": url},
         capture_output=True,

@@ -30,6 +30,7 @@ from bot.session.engines import Engines
 from bot.session.metrics import Metrics
 from bot.transports.ami import AmiClient, TransferPlan
 from bot.transports.asterisk import Transferer, serve_audiosocket
+from tests.config import SETTINGS
 from tests.test_ami import KNOWN, SECRET, USER, FakeAsterisk
 
 FRAME = 320  # 20 ms of 8 kHz PCM16
@@ -46,7 +47,7 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory) -> Iterator[Engines]:
     db = tmp_path_factory.mktemp("records") / "calls.sqlite3"
-    loaded = load_engines(stand_in=True, store_url=f"sqlite:///{db}")
+    loaded = load_engines(SETTINGS, stand_in=True, store_url=f"sqlite:///{db}")
     yield loaded
     loaded.close()
 
@@ -129,9 +130,9 @@ async def audiosocket(engines: Engines, pbx: FakeAsterisk) -> AsyncIterator[int]
     """An AudioSocket server for these engines, transferring through `pbx`; its port."""
     transferer = Transferer(
         AmiClient("127.0.0.1", pbx.port, USER, SECRET, timeout=5),
-        TransferPlan.from_settings(context="hotline-1022"),
+        TransferPlan.from_mapping("hotline-1022", SETTINGS.transfer_extensions),
     )
-    server = await serve_audiosocket(engines, "127.0.0.1", 0, transferer)
+    server = await serve_audiosocket(engines, "127.0.0.1", 0, transferer, 4096)
     try:
         yield server.sockets[0].getsockname()[1]
     finally:
@@ -261,9 +262,9 @@ async def test_when_the_brain_fails_the_caller_hears_the_apology_and_the_keypad_
         pbx.astdb = {}
         transferer = Transferer(
             AmiClient("127.0.0.1", pbx.port, USER, SECRET, timeout=5),
-            TransferPlan.from_settings(context="hotline-1022"),
+            TransferPlan.from_mapping("hotline-1022", SETTINGS.transfer_extensions),
         )
-        server = await serve_audiosocket(broken, "127.0.0.1", 0, transferer)
+        server = await serve_audiosocket(broken, "127.0.0.1", 0, transferer, 4096)
         port = server.sockets[0].getsockname()[1]
         call_id = new_call(pbx)
         async with Caller(port, call_id) as caller:

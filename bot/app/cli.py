@@ -9,14 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from bot.app import settings
+from bot.app.settings import Settings, quiet_libraries
 
 
-def _load_brain(model: Path | None):  # type: ignore[no-untyped-def]
-    from bot.nlu.brain import Brain, ModelNotFound
+def _load_brain(s: Settings, model: Path | None):  # type: ignore[no-untyped-def]
+    quiet_libraries(s.log_level)  # before Rasa is imported
+    from bot.nlu.brain import Brain, ModelNotFound, newest_model
 
     try:
-        return Brain(model)
+        return Brain(model or newest_model(s.models_dir))
     except ModelNotFound as e:
         raise SystemExit(f"error: {e}") from e
 
@@ -42,9 +43,9 @@ def cmd_route(args: argparse.Namespace) -> int:
     from bot.nlu.brain import run
     from bot.vocabulary import Route
 
-    brain = _load_brain(args.model)
+    brain = _load_brain(args.settings, args.model)
     # Bytes: a UTF-8 character is at most 4 bytes.
-    limit = settings.MAX_UTTERANCE_CHARS * 4
+    limit = args.settings.max_utterance_chars * 4
     errors = 0
     out = sys.stdout
     for number, (raw, size) in enumerate(read_lines(sys.stdin.buffer, limit), start=1):
@@ -58,10 +59,10 @@ def cmd_route(args: argparse.Namespace) -> int:
             except UnicodeDecodeError as e:
                 error = f"line {number}: not valid UTF-8 ({e.reason} at byte {e.start})"
             else:
-                if len(text) > settings.MAX_UTTERANCE_CHARS:
+                if len(text) > args.settings.max_utterance_chars:
                     error = (
                         f"line {number}: too long ({len(text)} characters; "
-                        f"at most {settings.MAX_UTTERANCE_CHARS})"
+                        f"at most {args.settings.max_utterance_chars})"
                     )
                     text = None
         if error:
@@ -87,7 +88,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from bot.nlu.brain import run
     from bot.nlu.replies import HangUp, Say, Transfer
 
-    brain = _load_brain(args.model)
+    brain = _load_brain(args.settings, args.model)
     if args.script:
         return _chat_script(brain, args.script)
     conversation = f"chat-{uuid.uuid4().hex[:8]}"
@@ -142,15 +143,15 @@ def _chat_script(brain: Any, script: Path) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from bot.tools.training import train
 
-    train(if_changed=args.if_changed)
+    train(args.settings, if_changed=args.if_changed)
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from bot.tools.evaluation import evaluate
 
-    brain = _load_brain(args.model)
-    return evaluate(brain, settings.HELDOUT_FILE, json_out=args.json)
+    brain = _load_brain(args.settings, args.model)
+    return evaluate(brain, args.settings.heldout, json_out=args.json)
 
 
 def cmd_call(args: argparse.Namespace) -> int:
@@ -163,7 +164,10 @@ def cmd_call(args: argparse.Namespace) -> int:
     if not args.recording.is_file():
         raise SystemExit(f"error: no such recording: {args.recording}")
     try:
-        engines = load_engines(stand_in=args.stand_in_models, store_url=args.database)
+        quiet_libraries(args.settings.log_level)
+        engines = load_engines(
+            args.settings, stand_in=args.stand_in_models, store_url=args.database
+        )
     except ModelMissing as e:
         raise SystemExit(f"error: {e}") from e
 
@@ -186,7 +190,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     from bot.app.speech_models import main as models_main
 
     dest = ["--dest", str(args.dest)] if args.dest and args.action == "fetch" else []
-    return models_main([args.action, *dest])
+    return models_main([args.action, *dest], args.settings)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,4 +246,5 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.settings = Settings.from_env()  # read once, here, and passed down
     return int(args.func(args))

@@ -22,6 +22,7 @@ class Stage(StrEnum):
     ASR = "asr"  # the recogniser
     TTS = "tts"  # Piper
 
+
 # --- events -------------------------------------------------------------------
 # `at` is seconds on the call's monotonic clock.
 

@@ -14,7 +14,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-from bot.app import settings
+# Entry points call bot.app.settings.quiet_libraries() before this import: Rasa and
+# TensorFlow configure logging when they are imported.
+from rasa.core.agent import Agent
+from rasa.core.channels.channel import OutputChannel, UserMessage
+from rasa.utils.endpoints import EndpointConfig
+from rasa_sdk.executor import ActionExecutor
+
+from bot.nlu.components import BARE_ROLE
 from bot.nlu.replies import BotAction, HangUp, Say, Transfer
 from bot.nlu.routes import (
     BRANCH_ENTITY,
@@ -29,15 +36,6 @@ from bot.nlu.routes import (
 from bot.nlu.text import normalise, strip_diacritics
 from bot.vocabulary import DTMF_KEYS, REPEAT_KEY, Route
 
-settings.quiet_libraries()
-
-from rasa.core.agent import Agent  # noqa: E402  (after quiet_libraries)
-from rasa.core.channels.channel import OutputChannel, UserMessage  # noqa: E402
-from rasa.utils.endpoints import EndpointConfig  # noqa: E402
-from rasa_sdk.executor import ActionExecutor  # noqa: E402
-
-from bot.nlu.components import BARE_ROLE  # noqa: E402  (imports Rasa)
-
 logger = logging.getLogger(__name__)
 
 
@@ -45,7 +43,7 @@ class ModelNotFound(RuntimeError):
     pass
 
 
-def newest_model(models_dir: Path = settings.MODELS_DIR) -> Path:
+def newest_model(models_dir: Path) -> Path:
     models = sorted(models_dir.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime)
     if not models:
         raise ModelNotFound(
@@ -170,8 +168,8 @@ def _clean(text: str) -> str:
 class Brain:
     """One trained model, shared by every conversation of the process."""
 
-    def __init__(self, model_path: Path | None = None) -> None:
-        self.model_path = Path(model_path) if model_path else newest_model()
+    def __init__(self, model_path: Path) -> None:
+        self.model_path = Path(model_path)
         if not self.model_path.exists():
             raise ModelNotFound(f"model file not found: {self.model_path}")
         self.agent = Agent.load(str(self.model_path), action_endpoint=InProcessActionEndpoint())

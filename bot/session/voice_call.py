@@ -41,6 +41,7 @@ from bot.vocabulary import CallEnd, NoteKind, Outcome, Route
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class UtteranceEnded:
     """The VAD heard the end of the utterance: the recogniser hands over its final."""
@@ -59,12 +60,6 @@ TICK_S = 0.1
 # Most caller audio given to the recogniser in one call, when it has fallen behind:
 # fewer thread hand-offs, while one call's backlog cannot hold a decoding thread for long.
 ASR_BATCH_MS = 1000
-
-
-
-
-
-
 
 
 @dataclass
@@ -450,5 +445,3 @@ def _joined(pieces: list[Final]) -> Final:
     confs = [p.confidence for p in pieces if p.confidence is not None]
     confidence = min(confs) if confs else None  # the weakest piece speaks for the whole
     return Final(" ".join(p.text for p in pieces), words, confidence)
-
-

@@ -73,7 +73,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import QueuePool, StaticPool
 from sqlalchemy.types import TypeDecorator
 
-from bot.app import settings
+from bot.app.settings import ROOT
 from bot.vocabulary import (
     TRANSFER_ROUTES,
     CallEnd,
@@ -223,7 +223,7 @@ def resolve_url(url: str) -> str:
         return url
     if Path(database).is_absolute():
         return url
-    return str(parsed.set(database=str(settings.ROOT / database)))
+    return str(parsed.set(database=str(ROOT / database)))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -267,8 +267,8 @@ class CallStore:
     Nothing touches the disk or the network until the first read or write, which creates
     the SQLite file (and ``var/``) and the tables if they are missing."""
 
-    def __init__(self, url: str | None = None) -> None:
-        self.url = resolve_url(url or settings.DATABASE_URL)
+    def __init__(self, url: str) -> None:
+        self.url = resolve_url(url)
         parsed = make_url(self.url)
         self._sqlite_file: Path | None = None
         if parsed.get_backend_name() == "sqlite":

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import dataclasses
 import sys
 import tempfile
 import time
@@ -42,8 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from bot.app import settings
+from bot.app.settings import ROOT, Settings, quiet_libraries
 from bot.audio.formats import RECOGNISER, AudioChunk, Converter, read_wav
+from bot.call.turn_end import example_texts
 from bot.nlu.text import normalise
 from bot.vocabulary import Route, branch_route
 
@@ -52,7 +54,7 @@ if TYPE_CHECKING:
     from bot.session.engines import Engines
     from bot.store.calls import TurnRecord
 
-MANIFEST = settings.ROOT / "audio_tests" / "manifest.tsv"
+MANIFEST = ROOT / "audio_tests" / "manifest.tsv"
 COLUMNS = ("file", "language", "text", "expected_route", "digits", "made_with")
 LANGUAGES = ("vi", "ko")
 # After the recording ends, the call goes on in silence this long (the bot decides,
@@ -423,7 +425,7 @@ models: the STAND-INS (Korean Vosk model, English Piper voice), asked for with -
 # --- command line -------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(s: Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bot.tools.audio_tests",
         description="Play the test calls of audio_tests/ through the bot and score them.",
@@ -453,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--vocabulary",
         action=argparse.BooleanOptionalAction,
-        default=settings.ASR_VOCABULARY,
+        default=s.asr_vocabulary,
         help="decode with a grammar of the phrases in nlu_data/ (default: BOT_ASR_VOCABULARY); "
         "run with and without to measure what it does to word errors and routes",
     )
@@ -465,7 +467,9 @@ def main(
 ) -> int:
     """``router``: route text with this instead of loading the trained model (tests pass
     the one they have loaded); transcripts-only runs only."""
-    args = build_parser().parse_args(argv)
+    s = Settings.from_env()  # read once, here, and passed down
+    args = build_parser(s).parse_args(argv)
+    s = dataclasses.replace(s, asr_vocabulary=args.vocabulary)
     out = out or sys.stdout
     try:
         calls = read_manifest(args.manifest)
@@ -481,7 +485,7 @@ def main(
     from bot.app.speech_models import ModelMissing, configured, require_vosk, stand_in_models
 
     try:
-        paths = stand_in_models() if args.stand_in_models else configured()
+        paths = stand_in_models() if args.stand_in_models else configured(s)
         require_vosk(paths.vosk)
     except ModelMissing as e:
         print(f"error: {e}", file=sys.stderr)
@@ -519,11 +523,9 @@ def main(
 
     try:
         if args.transcripts_only:
-            results = _run_transcripts(calls, paths.vosk, router, show, args.vocabulary, out)
+            results = _run_transcripts(calls, paths.vosk, router, show, s, out)
         else:
-            results = _run_calls(
-                calls, args.stand_in_models, args.linger, args.parallel, show, args.vocabulary
-            )
+            results = _run_calls(calls, args.stand_in_models, args.linger, args.parallel, show, s)
     except SetupError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -546,11 +548,12 @@ def main(
     return 1 if crashed else 0
 
 
-def _load_router() -> Router:
-    from bot.nlu.brain import Brain, ModelNotFound, run
+def _load_router(s: Settings) -> Router:
+    quiet_libraries(s.log_level)  # before Rasa is imported
+    from bot.nlu.brain import Brain, ModelNotFound, newest_model, run
 
     try:
-        brain = Brain()
+        brain = Brain(newest_model(s.models_dir))
     except ModelNotFound as e:
         raise SetupError(str(e)) from e
 
@@ -575,20 +578,20 @@ def _run_transcripts(
     vosk_path: Path,
     router: Router | None,
     show: Callable[[CallResult], None],
-    vocabulary: bool = False,
+    s: Settings,
     out: TextIO | None = None,
 ) -> list[CallResult]:
     from bot.app.speech_models import ModelMissing
     from bot.asr.vosk_engine import VoskModel
 
     try:
-        model = VoskModel(vosk_path)
+        model = VoskModel(vosk_path, log_level=s.vosk_log_level)
     except ModelMissing as e:
         raise SetupError(str(e)) from e
-    phrases = model.vocabulary_phrases() if vocabulary else None
-    if vocabulary:
+    phrases = model.vocabulary_phrases(example_texts(s.nlu_data)) if s.asr_vocabulary else None
+    if s.asr_vocabulary:
         print(f"vocabulary: {_grammar_note(model, phrases or [])}\n", file=out)
-    route = router or _load_router()
+    route = router or _load_router(s)
     results = []
     for call in calls:
         result = transcribe_call(call, model, route, phrases)
@@ -603,7 +606,7 @@ def _run_calls(
     linger: float,
     parallel: int,
     show: Callable[[CallResult], None],
-    vocabulary: bool = False,
+    s: Settings,
 ) -> list[CallResult]:
     from bot.app.engines import load_engines
     from bot.app.speech_models import ModelMissing
@@ -612,10 +615,9 @@ def _run_calls(
     with tempfile.TemporaryDirectory(prefix="audio-tests-") as folder:
         # The test calls' records go to a scratch database, not the supervisor's.
         try:
+            quiet_libraries(s.log_level)  # before Rasa is imported
             engines = load_engines(
-                stand_in=stand_in,
-                store_url=f"sqlite:///{folder}/calls.sqlite3",
-                vocabulary=vocabulary,
+                s, stand_in=stand_in, store_url=f"sqlite:///{folder}/calls.sqlite3"
             )
         except (ModelMissing, ModelNotFound) as e:
             raise SetupError(str(e)) from e

@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from bot.app import settings
 from bot.vocabulary import TRANSFER_ROUTES, Route
 
 log = logging.getLogger(__name__)
@@ -109,12 +108,12 @@ class AmiClient:
 
     def __init__(
         self,
-        host: str = settings.AMI_HOST,
-        port: int = settings.AMI_PORT,
-        username: str = settings.AMI_USERNAME,
-        secret: str = settings.AMI_SECRET,
-        timeout: float = settings.AMI_TIMEOUT,
-        auth: str = settings.AMI_AUTH,
+        host: str,
+        port: int,
+        username: str,
+        secret: str,
+        timeout: float,
+        auth: str = "md5",
     ) -> None:
         if auth not in ("md5", "plain"):
             raise ValueError(f"AMI auth must be 'md5' or 'plain', not {auth!r}")
@@ -312,11 +311,7 @@ class TransferPlan:
     targets: Mapping[Route, TransferTarget]
 
     @classmethod
-    def from_settings(
-        cls,
-        context: str = settings.TRANSFER_CONTEXT,
-        extensions: Mapping[str, str] = settings.TRANSFER_EXTENSIONS,
-    ) -> TransferPlan:
+    def from_mapping(cls, context: str, extensions: Mapping[str, str]) -> TransferPlan:
         """``route -> exten`` or ``route -> exten@context``; the default context otherwise.
 
         Every transfer route must have a target: a branch with nowhere to go is found

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
-from bot.app import settings
+from bot.app.settings import Settings
 from bot.audio.formats import TELEPHONE, AudioChunk
 from bot.session.engines import Engines
 from bot.session.voice_call import VoiceCall
@@ -30,9 +30,17 @@ ASTDB_FAMILY = "bot1022"
 class Transferer:
     """Moves an AudioSocket call's channel to the branch's dial-plan target over AMI."""
 
-    def __init__(self, client: AmiClient | None = None, plan: TransferPlan | None = None) -> None:
-        self.client = client or AmiClient()
-        self.plan = plan or TransferPlan.from_settings()
+    def __init__(self, client: AmiClient, plan: TransferPlan) -> None:
+        self.client = client
+        self.plan = plan
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Transferer:
+        """The AMI login and the dial-plan targets the operator configured."""
+        client = AmiClient(
+            s.ami_host, s.ami_port, s.ami_username, s.ami_secret, s.ami_timeout, s.ami_auth
+        )
+        return cls(client, TransferPlan.from_mapping(s.transfer_context, s.transfer_extensions))
 
     async def transfer(self, call_id: str, route: Route) -> None:
         channel = await self.client.getvar(f"DB({ASTDB_FAMILY}/{call_id})")
@@ -109,14 +117,11 @@ class AudioSocketCall:
 
 
 async def serve_audiosocket(
-    engines: Engines,
-    host: str = settings.AUDIOSOCKET_HOST,
-    port: int = settings.AUDIOSOCKET_PORT,
-    transferer: Transferer | None = None,
+    engines: Engines, host: str, port: int, transferer: Transferer, max_payload: int
 ) -> asyncio.Server:
-    transferer = transferer or Transferer()
     return await asock.serve(
-        lambda connection: AudioSocketCall(connection, engines, transferer), host, port
+        lambda connection: AudioSocketCall(connection, engines, transferer),
+        host,
+        port,
+        max_payload=max_payload,
     )
-
-

@@ -30,7 +30,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.app import settings
 from bot.audio.formats import TELEPHONE, AudioChunk, AudioFormatError
 from bot.transports.pacing import PacedSender
 from bot.vocabulary import DTMF_KEYS
@@ -462,10 +461,10 @@ class AudioSocketConnection:
 
 async def serve(
     handler_factory: HandlerFactory,
-    host: str = settings.AUDIOSOCKET_HOST,
-    port: int = settings.AUDIOSOCKET_PORT,
+    host: str,
+    port: int,
     *,
-    max_payload: int = settings.AUDIOSOCKET_MAX_PAYLOAD,
+    max_payload: int = DEFAULT_MAX_PAYLOAD,
 ) -> asyncio.Server:
     """Listen for Asterisk's AudioSocket connections; each call runs in its own task.
 
