@@ -48,7 +48,9 @@ class ActionTransferBranch(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
     ) -> list[EventType]:
-        value = next(tracker.get_latest_entity_values(BRANCH_ENTITY), None)
+        # Any role: a number said alone carries the role "bare" (bot/nlu/components.py).
+        entities = tracker.latest_message.get("entities") or []
+        value = next((e.get("value") for e in entities if e.get("entity") == BRANCH_ENTITY), None)
         number = int(value) if value is not None and str(value).isdigit() else None
         if number == 0:
             dispatcher.utter_message(response="utter_transfer_operator")

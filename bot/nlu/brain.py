@@ -116,6 +116,12 @@ _CORRECTION = re.compile(
     r"^(?:da |u |o )?(?:khong phai|khong dung|nham roi|sai roi|khong)"
     r"(?: (?:dau|roi|a|em|chi|anh|the|cai do|y toi))* (?P<rest>.+)$"
 )
+_CORRECTION_CONFIDENCE = 0.6
+# "tôi muốn hỏi về …", "cho tôi hỏi …": the request is the question after it.
+_QUESTION_PREAMBLE = re.compile(
+    r"^(?:(?:tôi|em|chị|anh|mình|cháu|bác) )?(?:(?:muốn|cần|xin) )?(?:cho (?:tôi|em|chị|mình) )?"
+    r"hỏi(?: thăm)?(?: về| là)? "
+)
 # Words that join two needs said in one breath.
 _JOINS = re.compile(
     r" (?:va|voi ca|voi lai|roi con|con nua la|them nua la|ngoai ra|con them|va ca|dong thoi) "
@@ -232,8 +238,9 @@ class Brain:
             return [text]
         if correction and parse_of(whole).intent not in (*TRANSFER_INTENTS, *FAQ_INTENTS):
             rest = " ".join(words[len(folded) - len(correction.group("rest").split()) :])
-            if len(rest.split()) >= 3 and _request_of(await self.parse(rest), 0.6):
-                return [rest]
+            new_request = await self._best_request(rest)
+            if new_request:
+                return [new_request]
         needs: list[tuple[str, Route]] = []
         for piece in pieces if len(pieces) >= 2 else []:
             route = _request_of(await self.parse(piece), _NEED_CONFIDENCE)
@@ -248,6 +255,24 @@ class Brain:
         answers = [p for p, r in needs if r.faq_key]
         others = [p for p, r in needs if not r.faq_key]
         return answers + others[:1]
+
+    async def _best_request(self, text: str) -> str | None:
+        """``text`` or its question without the preamble ("tôi muốn hỏi về …"), whichever
+        is the surer request; None if neither is one. "Tôi muốn …" leans to a transfer."""
+        candidates = [text]
+        question = _QUESTION_PREAMBLE.sub("", text, count=1)
+        if question != text:
+            candidates.append(question)
+        best: tuple[float, str] | None = None
+        for candidate in candidates:
+            if len(candidate.split()) < 3:
+                continue
+            data = await self.parse(candidate)
+            if _request_of(data, _CORRECTION_CONFIDENCE):
+                confidence = parse_of(data).confidence
+                if best is None or confidence > best[0]:
+                    best = (confidence, candidate)
+        return best[1] if best else None
 
     async def digit(self, conversation_id: str, digit: str) -> list[BotAction]:
         """A keypad key, as on the phone: 0-6 go through the same branch action as

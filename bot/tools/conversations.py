@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.nlu.replies import BotAction, HangUp, Say, Transfer
+from bot.vocabulary import Route
 
 _UNSET = object()
 
@@ -169,7 +170,7 @@ def _show_actions(actions: Iterable[BotAction], out: Callable[[str], None]) -> N
             said_any = True
             out(f"bot: {action.text}  [{action.response}]")
         elif isinstance(action, Transfer):
-            out(f"  -> transfer to {action.route} ({action.route.destination})")
+            out(f"  -> transfer to {action.route} ({Route(action.route).destination})")
         elif isinstance(action, HangUp):
             out("  -> hang up")
     if not said_any:
