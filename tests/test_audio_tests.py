@@ -313,8 +313,8 @@ def test_a_call_record_gives_its_decisions_and_transcript() -> None:
 
 @pytest.fixture(scope="module")
 def korean_model() -> Any:
-    from bot.app.speech_models import stand_in_models
     from bot.asr.vosk_engine import VoskModel
+    from bot.speech_models import stand_in_models
 
     return VoskModel(stand_in_models().vosk)
 
@@ -354,9 +354,9 @@ def test_the_runner_command_in_transcripts_only_mode(brain: Any) -> None:
 
 
 def test_the_runner_never_falls_back_to_the_stand_ins_silently() -> None:
-    from bot.app.speech_models import check, configured
+    from bot.speech_models import check
 
-    if not any("Vosk" in line for line in check(configured(SETTINGS))):
+    if not any("Vosk" in line for line in check(SETTINGS.speech_models)):
         pytest.skip("the Vietnamese Vosk model is installed here")
     done = subprocess.run(
         [sys.executable, "-m", "bot.tools.audio_tests", "--only", "ko", "--transcripts-only"],

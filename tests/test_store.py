@@ -429,8 +429,10 @@ READ_THE_URL = (
 def test_database_url_setting_and_relative_paths(tmp_path: Path) -> None:
     # Constructing a store touches nothing: no var/ appears in the project.
     assert CallStore(Settings().database_url).url == f"sqlite:///{ROOT / 'var' / 'calls.sqlite3'}"
-    assert resolve_url("sqlite:///var/x.db") == f"sqlite:///{ROOT / 'var' / 'x.db'}"
-    assert resolve_url("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert resolve_url("sqlite:///var/x.db", ROOT) == f"sqlite:///{ROOT / 'var' / 'x.db'}"
+    assert resolve_url("postgresql://u@h/db", ROOT) == "postgresql://u@h/db"
+    relative = Settings.from_env({"BOT_DATABASE_URL": "sqlite:///var/y.db"}).database_url
+    assert relative == f"sqlite:///{ROOT / 'var' / 'y.db'}"
     url = sqlite_url(tmp_path / "elsewhere.db")
     out = subprocess.run(
         [sys.executable, "-c", READ_THE_URL],

@@ -9,16 +9,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from bot.app.settings import Settings, quiet_libraries
+from bot.app.settings import ROOT, Settings, quiet_libraries
+from bot.errors import ModelMissing
+from bot.store.calls import resolve_url
 
 
 def _load_brain(s: Settings, model: Path | None):  # type: ignore[no-untyped-def]
     quiet_libraries(s.log_level)  # before Rasa is imported
-    from bot.nlu.brain import Brain, ModelNotFound, newest_model
+    from bot.nlu.brain import Brain, newest_model
 
     try:
         return Brain(model or newest_model(s.models_dir))
-    except ModelNotFound as e:
+    except ModelMissing as e:
         raise SystemExit(f"error: {e}") from e
 
 
@@ -158,7 +160,7 @@ def cmd_call(args: argparse.Namespace) -> int:
     import asyncio
 
     from bot.app.engines import load_engines
-    from bot.app.speech_models import ModelMissing
+    from bot.errors import ModelMissing
     from bot.transports.simulated import run_simulated_call, write_bot_side
 
     if not args.recording.is_file():
@@ -166,7 +168,10 @@ def cmd_call(args: argparse.Namespace) -> int:
     try:
         quiet_libraries(args.settings.log_level)
         engines = load_engines(
-            args.settings, stand_in=args.stand_in_models, store_url=args.database
+            args.settings,
+            stand_in=args.stand_in_models,
+            # A relative SQLite path is the project's, as in BOT_DATABASE_URL.
+            store_url=resolve_url(args.database, ROOT) if args.database else None,
         )
     except ModelMissing as e:
         raise SystemExit(f"error: {e}") from e
@@ -187,10 +192,25 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from bot.app.speech_models import main as models_main
+    from bot.speech_models import FETCH_COMMAND, FetchFailed, check, fetch, under
 
-    dest = ["--dest", str(args.dest)] if args.dest and args.action == "fetch" else []
-    return models_main([args.action, *dest], args.settings)
+    s: Settings = args.settings
+    if args.action == "check":
+        missing = check(s.speech_models)
+        for line in missing:
+            print(f"missing: {line}")
+        if missing:
+            print(f"get them with: {FETCH_COMMAND}")
+        return 1 if missing else 0
+    paths = s.speech_models if args.dest is None else under(args.dest)
+    timeout = s.fetch_timeout if args.timeout is None else args.timeout
+    try:
+        fetched = fetch(paths, timeout=timeout, download_timeout=s.fetch_download_timeout)
+    except FetchFailed as e:
+        print(e, file=sys.stderr)
+        return 1
+    print("\n".join(f"fetched: {line}" for line in fetched) or "all speech models in place")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -234,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="check or fetch the Vietnamese speech models")
     p.add_argument("action", choices=["check", "fetch"])
-    p.add_argument("--dest", type=Path)
+    p.add_argument("--dest", type=Path, help="models directory to fetch into (default: settings)")
+    p.add_argument("--timeout", type=float, help="seconds for a host to answer (BOT_FETCH_TIMEOUT)")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("eval", help="score the held-out set: clean, no diacritics, accent-merged")

@@ -67,12 +67,12 @@ def load_engines(
     domain.yml is rendered into the prompt cache here, so none costs synthesis in a call.
     ``store_url`` overrides the settings' database (a test's own file).
     """
-    from bot.app.speech_models import configured, require_piper, require_vosk, stand_in_models
     from bot.audio.formats import TELEPHONE
     from bot.nlu.brain import Brain, newest_model
+    from bot.speech_models import require_piper, require_vosk, stand_in_models
     from bot.tts.piper_voice import Voice
 
-    paths = stand_in_models() if stand_in else configured(s)
+    paths = stand_in_models() if stand_in else s.speech_models
     speech = VoskModel(require_vosk(paths.vosk), log_level=s.vosk_log_level)
     onnx, config = require_piper(paths.piper)
     voice = Voice(onnx, config)

@@ -35,6 +35,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from bot.app.settings import Settings, quiet_libraries
+from bot.errors import ModelMissing
 from bot.nlu.replies import action_dict
 from bot.session.brain_service import BrainService
 from bot.session.engines import Engines
@@ -174,9 +175,16 @@ def make_app(
 
 def _audiosocket(engines: Engines, s: Settings) -> Any:
     async def listen(app: web.Application) -> Any:
+        from bot.transports.ami import AmiClient, TransferPlan
         from bot.transports.asterisk import Transferer, serve_audiosocket
 
-        transferer = Transferer.from_settings(s)
+        # The AMI login and the dial-plan targets the operator configured.
+        client = AmiClient(
+            s.ami_host, s.ami_port, s.ami_username, s.ami_secret, s.ami_timeout, s.ami_auth
+        )
+        transferer = Transferer(
+            client, TransferPlan.from_mapping(s.transfer_context, s.transfer_extensions)
+        )
         host, port = s.audiosocket_host, s.audiosocket_port
         server = await serve_audiosocket(engines, host, port, transferer, s.audiosocket_max_payload)
         for sock in server.sockets:
@@ -207,17 +215,16 @@ def main() -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     quiet_libraries(s.log_level)  # before Rasa is imported
-    from bot.nlu.brain import Brain, ModelNotFound, newest_model
+    from bot.nlu.brain import Brain, newest_model
 
     try:
         brain = BrainService(Brain(args.model or newest_model(s.models_dir)))
-    except ModelNotFound as e:
+    except ModelMissing as e:
         raise SystemExit(f"error: {e}") from e
     logger.info("model %s loaded", brain.model_path.name)
     engines, problem = None, None
     if not args.no_voice:
         from bot.app.engines import load_engines
-        from bot.app.speech_models import ModelMissing
 
         try:
             engines = load_engines(s, stand_in=args.stand_in_models, brain=brain)

@@ -19,6 +19,8 @@ from typing import TypeVar
 
 from bot.audio.vad import VadConfig
 from bot.call.machine import CallConfig
+from bot.speech_models import ModelPaths
+from bot.store.calls import resolve_url
 from bot.transports.audiosocket import DEFAULT_MAX_PAYLOAD
 
 ROOT = Path(__file__).resolve().parents[2]  # bot/app/settings.py -> the project root
@@ -140,7 +142,7 @@ class Settings:
     # SQLite path (sqlite:///var/x.db) is taken from the project root, like the paths above.
     database_url: str = f"sqlite:///{ROOT / 'var' / 'calls.sqlite3'}"  # BOT_DATABASE_URL
 
-    # --- speech models (bot/app/speech_models.py, bot/asr/, bot/tts/) ---
+    # --- speech models (bot/speech_models.py, bot/asr/, bot/tts/) ---
     # Downloaded models (git-ignored); `python -m bot models fetch` puts them here.
     vosk_model: Path = ROOT / "models" / "vosk-model-small-vn-0.4"  # BOT_VOSK_MODEL
     piper_voice: Path = ROOT / "models" / "piper" / "vi_VN-vais1000-medium.onnx"  # BOT_PIPER_VOICE
@@ -184,6 +186,11 @@ class Settings:
     # The brain's deadline for one reply; the caller hears the apology after it.
     brain_timeout_s: float = CallConfig.brain_timeout_s  # BOT_BRAIN_TIMEOUT_S
 
+    @property
+    def speech_models(self) -> ModelPaths:
+        """The production speech models, where these settings place them."""
+        return ModelPaths(self.vosk_model, self.piper_voice)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """The settings, with every ``BOT_*`` variable of ``env`` (the process's by default)
@@ -217,7 +224,7 @@ class Settings:
             ami_timeout=e.number("BOT_AMI_TIMEOUT", d.ami_timeout),
             transfer_context=e.text("BOT_TRANSFER_CONTEXT", d.transfer_context),
             transfer_extensions=e.pairs("BOT_TRANSFER_EXTENSIONS", DEFAULT_TRANSFER_EXTENSIONS),
-            database_url=e.text("BOT_DATABASE_URL", d.database_url),
+            database_url=resolve_url(e.text("BOT_DATABASE_URL", d.database_url), ROOT),
             # The speech models sit under the models directory unless placed elsewhere.
             vosk_model=e.path("BOT_VOSK_MODEL", models / d.vosk_model.name),
             piper_voice=e.path("BOT_PIPER_VOICE", models / "piper" / d.piper_voice.name),

@@ -21,6 +21,7 @@ from rasa.core.channels.channel import OutputChannel, UserMessage
 from rasa.utils.endpoints import EndpointConfig
 from rasa_sdk.executor import ActionExecutor
 
+from bot.errors import ModelMissing
 from bot.nlu.components import BARE_ROLE
 from bot.nlu.replies import BotAction, HangUp, Say, Transfer
 from bot.nlu.routes import (
@@ -39,14 +40,10 @@ from bot.vocabulary import DTMF_KEYS, REPEAT_KEY, Route
 logger = logging.getLogger(__name__)
 
 
-class ModelNotFound(RuntimeError):
-    pass
-
-
 def newest_model(models_dir: Path) -> Path:
     models = sorted(models_dir.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime)
     if not models:
-        raise ModelNotFound(
+        raise ModelMissing(
             f"no trained model in {models_dir}: run `make model` (or `python -m bot train`)"
         )
     return models[-1]
@@ -177,10 +174,10 @@ class Brain:
     def __init__(self, model_path: Path) -> None:
         self.model_path = Path(model_path)
         if not self.model_path.exists():
-            raise ModelNotFound(f"model file not found: {self.model_path}")
+            raise ModelMissing(f"model file not found: {self.model_path}")
         self.agent = Agent.load(str(self.model_path), action_endpoint=InProcessActionEndpoint())
         if not self.agent.is_ready():
-            raise ModelNotFound(f"Rasa could not load {self.model_path}")
+            raise ModelMissing(f"Rasa could not load {self.model_path}")
 
     # -- routing ---------------------------------------------------------------
 

@@ -73,7 +73,6 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import QueuePool, StaticPool
 from sqlalchemy.types import TypeDecorator
 
-from bot.app.settings import ROOT
 from bot.vocabulary import (
     TRANSFER_ROUTES,
     CallEnd,
@@ -215,15 +214,16 @@ def utc(at: datetime | None = None) -> datetime:
     return at.astimezone(timezone.utc)
 
 
-def resolve_url(url: str) -> str:
-    """A relative SQLite path is taken from the project root, like every path in settings."""
+def resolve_url(url: str, root: Path) -> str:
+    """A relative SQLite path taken from ``root`` (the settings take every path from the
+    project root); any other URL as it is."""
     parsed = make_url(url)
     database = parsed.database
     if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
         return url
     if Path(database).is_absolute():
         return url
-    return str(parsed.set(database=str(ROOT / database)))
+    return str(parsed.set(database=str(root / database)))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -268,7 +268,7 @@ class CallStore:
     the SQLite file (and ``var/``) and the tables if they are missing."""
 
     def __init__(self, url: str) -> None:
-        self.url = resolve_url(url)
+        self.url = url
         parsed = make_url(self.url)
         self._sqlite_file: Path | None = None
         if parsed.get_backend_name() == "sqlite":

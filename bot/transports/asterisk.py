@@ -13,7 +13,6 @@ import asyncio
 import logging
 from typing import Any
 
-from bot.app.settings import Settings
 from bot.audio.formats import TELEPHONE, AudioChunk
 from bot.session.engines import Engines
 from bot.session.voice_call import VoiceCall
@@ -34,13 +33,6 @@ class Transferer:
         self.client = client
         self.plan = plan
 
-    @classmethod
-    def from_settings(cls, s: Settings) -> Transferer:
-        """The AMI login and the dial-plan targets the operator configured."""
-        client = AmiClient(
-            s.ami_host, s.ami_port, s.ami_username, s.ami_secret, s.ami_timeout, s.ami_auth
-        )
-        return cls(client, TransferPlan.from_mapping(s.transfer_context, s.transfer_extensions))
 
     async def transfer(self, call_id: str, route: Route) -> None:
         channel = await self.client.getvar(f"DB({ASTDB_FAMILY}/{call_id})")
