@@ -465,10 +465,16 @@ def test_star_repeats_the_last_thing_said():
     assert of(actions, StopPlayback) and [p.text for p in of(actions, Play)] == said
 
 
-@pytest.mark.parametrize("digit", ["#", "7", "9"])
-def test_other_keys_do_nothing(digit):
+@pytest.mark.parametrize("digit", ["#", "7", "8", "9"])
+def test_unused_keys_say_so_and_read_the_menu(digit):
+    # As /api/chat does (issue 13): a key the caller pressed is never met with silence.
     line = speaking_line()
-    assert of(line.send(DigitPressed(10.0, digit)), StopPlayback) == []
+    actions = line.send(DigitPressed(10.0, digit))
+    assert of(actions, StopPlayback)
+    assert PROMPTS.unused_key is not None
+    assert PROMPTS.unused_key.text == "Dạ, phím này chưa dùng ạ."
+    assert [p.text for p in of(actions, Play)] == [PROMPTS.unused_key.text, PROMPTS.menu.text]
+    assert of(line.finish_playback(), TransferCall) == []
 
 
 # --- silence ------------------------------------------------------------------

@@ -323,4 +323,7 @@ def test_the_call_record_and_health_name_the_recogniser(store: CallStore, tmp_pa
             response = await client.get("/health")
             return dict(await response.json())
 
+    try:
         assert asyncio.run(health())["asr"] == "fake:script"
+    finally:
+        engines.decoder.shutdown(wait=False)

@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from bot.app.settings import ROOT, Settings, quiet_libraries
 from bot.errors import ModelMissing
@@ -91,6 +91,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from bot.nlu.replies import HangUp, Say, Transfer
 
     brain = _load_brain(args.settings, args.model)
+    if args.script:
+        return _chat_script(brain, args.script)
     conversation = f"chat-{uuid.uuid4().hex[:8]}"
 
     def show(actions: list) -> bool:  # type: ignore[type-arg]
@@ -118,6 +120,26 @@ def cmd_chat(args: argparse.Namespace) -> int:
             print(f"bạn: {text}")
         if show(run(brain.turn(conversation, text))):
             return 0
+
+
+def _chat_script(brain: Any, script: Path) -> int:
+    """Replay a conversation file, printing each turn and action; 1 if a turn's
+    expectations were not met (bot/tools/conversations.py has the format)."""
+    from bot.nlu.brain import run
+    from bot.tools.conversations import ScriptError, load, replay
+
+    try:
+        conversations = load(script)
+    except (OSError, ScriptError) as e:
+        raise SystemExit(f"error: {e}") from e
+    failed = 0
+    for conversation in conversations:
+        results = replay(brain, conversation, run, show=print)
+        if any(r.problems for r in results):
+            failed += 1
+        print()
+    print(f"{len(conversations) - failed} of {len(conversations)} conversations as expected")
+    return 1 if failed else 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -217,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("chat", help="talk to the bot in the terminal, as a caller would")
     p.add_argument("--model", type=Path)
+    p.add_argument(
+        "--script",
+        type=Path,
+        help="replay a conversation file (YAML as tests/data/conversations.yml, or one "
+        "caller turn a line) printing each turn and action",
+    )
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("train", help="generate spoken variants and train the Rasa model")

@@ -54,6 +54,7 @@ from bot.errors import ModelMissing
 from bot.nlu.replies import action_dict
 from bot.session.brain_service import BrainService
 from bot.session.engines import Engines
+from bot.vocabulary import DTMF_KEYS
 
 logger = logging.getLogger("server")
 
@@ -282,8 +283,8 @@ async def chat(request: web.Request) -> web.Response:
     elif not isinstance(conversation, str) or not conversation or len(conversation) > 128:
         raise bad_request('"conversation_id" must be a non-empty string of at most 128 characters')
     elif digit is not None:
-        if digit not in list("0123456"):
-            raise bad_request('"digit" must be one of 0-6')
+        if not isinstance(digit, str) or digit not in DTMF_KEYS:
+            raise bad_request('"digit" must be one key of the keypad: 0-9, * or #')
         chats.take_turn(conversation)
         actions = await brain.digit(sender(conversation), digit)
     elif text is not None:

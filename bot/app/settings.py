@@ -107,6 +107,8 @@ class Settings:
     # Held-out routing set (never used for training) and Rasa test stories.
     heldout: Path = ROOT / "tests" / "data" / "heldout.tsv"  # BOT_HELDOUT
     test_stories: Path = ROOT / "tests" / "test_stories.yml"  # BOT_TEST_STORIES
+    # Whole conversations as callers have them (bot/tools/conversations.py has the format).
+    conversations: Path = ROOT / "tests" / "data" / "conversations.yml"  # BOT_CONVERSATIONS
     # Generated training variants (no diacritics, Hanoi merges); rebuilt on every train.
     build_dir: Path = ROOT / "build"  # BOT_BUILD_DIR
     # How many trained models to keep in models/ (older ones are pruned after training).
@@ -265,6 +267,7 @@ class Settings:
             models_dir=(models := e.path("BOT_MODELS_DIR", d.models_dir)),
             heldout=e.path("BOT_HELDOUT", d.heldout),
             test_stories=e.path("BOT_TEST_STORIES", d.test_stories),
+            conversations=e.path("BOT_CONVERSATIONS", d.conversations),
             build_dir=e.path("BOT_BUILD_DIR", d.build_dir),
             keep_models=e.integer("BOT_KEEP_MODELS", d.keep_models),
             host=e.text("BOT_HOST", d.host),

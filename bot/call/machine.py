@@ -352,8 +352,10 @@ class CallMachine:
         if e.digit == "*":
             return [note, *self._stop_playback(), *self._replay(e.at)]
         route = branch_route(e.digit)
-        if route == Route.FALLBACK:
-            return [note]  # '#', 7-9: not a branch of this switchboard
+        if route == Route.FALLBACK:  # '#', 7-9: as /api/chat says, not used here; the menu
+            unused = [self.prompts.unused_key] if self.prompts.unused_key else []
+            menu: list[BotAction] = [*unused, self.prompts.menu]
+            return [note, *self._stop_playback(), *self._say(menu, e.at)]
         # The keypad works without the brain: it must, when the brain is down.
         self._utterance_consumed = self._speech_began is not None
         return [note, *self._stop_playback(), *self._transfer_now(route, e.at)]

@@ -287,7 +287,7 @@ class VoiceCall:
 
     async def _route(self, text: str) -> None:
         try:
-            result = await self.engines.brain.route(text)
+            result = await self.engines.brain.route(text, partial=True)  # no bare numbers
             self._emit(
                 ev.PartialRouted(self.now(), text, result.route, result.confidence, result.intent)
             )
