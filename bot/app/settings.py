@@ -157,3 +157,29 @@ MAX_CALLS = int(os.environ.get("BOT_MAX_CALLS", "0"))
 SILENCE_TIMEOUT_S = float(os.environ.get("BOT_SILENCE_TIMEOUT_S", "8"))
 BARGE_IN_MIN_S = float(os.environ.get("BOT_BARGE_IN_MIN_S", "0.5"))
 BRAIN_TIMEOUT_S = float(os.environ.get("BOT_BRAIN_TIMEOUT_S", "6"))
+
+
+# --- Recordings and the supervisors' console (bot/session/recorder.py, bot/console/) ---
+
+# Every call recorded (caller and bot, two channels of one WAV) under RECORDINGS_DIR.
+RECORD_CALLS = os.environ.get("BOT_RECORD_CALLS", "1").lower() not in ("0", "false", "no", "off")
+RECORDINGS_DIR = _path("BOT_RECORDINGS_DIR", "var/recordings")
+# Days before a call's recording is deleted and its transcripts redacted (0: kept for ever);
+# the server's nightly job and `python -m bot retention` apply them.
+RETENTION_AUDIO_DAYS = int(os.environ.get("BOT_RETENTION_AUDIO_DAYS", "90"))
+RETENTION_TEXT_DAYS = int(os.environ.get("BOT_RETENTION_TEXT_DAYS", "365"))
+# Hour (local time of the server) at which the nightly retention job runs.
+RETENTION_HOUR = int(os.environ.get("BOT_RETENTION_HOUR", "2"))
+# A caller turn below this recogniser or NLU confidence is worth a supervisor's look.
+REVIEW_CONFIDENCE = float(os.environ.get("BOT_REVIEW_CONFIDENCE", "0.6"))
+# Console sessions: how long a login lasts, and the login throttle (failures per window).
+CONSOLE_SESSION_HOURS = float(os.environ.get("BOT_CONSOLE_SESSION_HOURS", "12"))
+LOGIN_MAX_FAILURES = int(os.environ.get("BOT_LOGIN_MAX_FAILURES", "5"))
+LOGIN_WINDOW_S = float(os.environ.get("BOT_LOGIN_WINDOW_S", "900"))
+# Secure cookies need HTTPS; behind a TLS proxy set this to 1.
+CONSOLE_SECURE_COOKIES = os.environ.get("BOT_CONSOLE_SECURE_COOKIES", "").lower() in (
+    "1",
+    "true",
+    "yes",
+    "on",
+)
