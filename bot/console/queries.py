@@ -26,7 +26,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from sqlalchemy import Float, and_, case, cast, exists, func, literal, or_, select
+from sqlalchemy import and_, case, exists, func, literal, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql import Select
 
@@ -57,12 +57,6 @@ class CallFilter:
 
 def _local_midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=TZ).astimezone(timezone.utc)
-
-
-def _duration_s() -> Any:
-    if calls.bind is not None and calls.bind.dialect.name == "postgresql":  # pragma: no cover
-        return func.extract("epoch", calls.c.ended_at - calls.c.started_at)
-    return None
 
 
 def _turn_stats() -> Any:
@@ -266,17 +260,6 @@ class Queries:
         board.routes_over_time = [(k, dict(buckets.get(k, Counter()))) for k in keys]
         return board
 
-    # --- calls per id for the trainers' queue and the audit --------------------------------
-
-    def call_ids_with_audio_before(self, before: datetime) -> list[tuple[str, str]]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(calls.c.id, calls.c.audio_path).where(
-                    calls.c.started_at < before, calls.c.audio_path.is_not(None)
-                )
-            ).all()
-        return [(r.id, r.audio_path) for r in rows]
-
 
 GROUPS = ("settled", "branch", "operator", "abandoned", "other")
 
@@ -315,6 +298,3 @@ class Dashboard:
     @property
     def fallback_rate(self) -> float | None:
         return self.fallbacks / self.requests if self.requests else None
-
-
-__all__ = ["CallFilter", "Dashboard", "Queries", "Float", "cast"]
