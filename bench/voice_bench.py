@@ -78,7 +78,7 @@ from typing import IO
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.app.engines import vad_settings  # noqa: E402
+from bot.app.settings import Settings  # noqa: E402
 
 # --- the wire (Asterisk AudioSocket) ----------------------------------------------------
 
@@ -931,14 +931,14 @@ def parse_calls(text: str) -> list[int]:
 
 
 async def run(args: argparse.Namespace) -> None:
-    vad = vad_settings()  # what the server runs with: the same BOT_* environment
+    vad = Settings.from_env().vad  # what the server runs with: the same BOT_* environment
     started = time.monotonic()
     print(
         f"voice bench, {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; machine: {machine()}; "
         f"{priority()}"
     )
     print(
-        f"VAD (bot.settings, BOT_VAD_*): the turn ends {vad.trailing_silence_ms} ms after the "
+        f"VAD (bot.app.settings, BOT_VAD_*): the turn ends {vad.trailing_silence_ms} ms after the "
         f"last voiced frame (webrtcvad's ~{vad.hangover_ms} ms hangover included), a floor under "
         f"every latency below; or at a {vad.pause_ms} ms pause, when the NLU understands the "
         "partial transcript (never with the Korean stand-in's transcripts)"

@@ -22,7 +22,6 @@ import soundfile
 import yaml
 
 from bot.call.machine import is_backchannel
-from bot.nlu.routes import ALL_ROUTES, BRANCHES, FALLBACK, branch_route
 from bot.nlu.text import fold
 from bot.store.calls import TurnRecord
 from bot.tools.audio_tests import (
@@ -39,8 +38,14 @@ from bot.tools.audio_tests import (
     word_error_rate,
 )
 from bot.transports.simulated import parse_digits
+from bot.vocabulary import BRANCHES, Route, branch_route
+from tests.config import SETTINGS
+
+pytestmark = pytest.mark.engines
 
 ROOT = Path(__file__).resolve().parent.parent
+ALL_ROUTES = tuple(Route)
+FALLBACK = Route.FALLBACK
 AUDIO_TESTS = ROOT / "audio_tests"
 MAKE = AUDIO_TESTS / "make.py"
 
@@ -309,9 +314,9 @@ def test_a_call_record_gives_its_decisions_and_transcript() -> None:
 @pytest.fixture(scope="module")
 def korean_model() -> Any:
     from bot.app.speech_models import stand_in_models
-    from bot.asr.vosk_engine import SpeechModel
+    from bot.asr.vosk_engine import VoskModel
 
-    return SpeechModel(stand_in_models().vosk)
+    return VoskModel(stand_in_models().vosk)
 
 
 def test_korean_calls_are_transcribed_by_the_stand_in_recogniser(
@@ -349,12 +354,12 @@ def test_the_runner_command_in_transcripts_only_mode(brain: Any) -> None:
 
 
 def test_the_runner_never_falls_back_to_the_stand_ins_silently() -> None:
-    from bot.app.speech_models import check
+    from bot.app.speech_models import check, configured
 
-    if not any("Vosk" in line for line in check()):
+    if not any("Vosk" in line for line in check(configured(SETTINGS))):
         pytest.skip("the Vietnamese Vosk model is installed here")
     done = subprocess.run(
-        [sys.executable, "-m", "bot.audio_tests", "--only", "ko", "--transcripts-only"],
+        [sys.executable, "-m", "bot.tools.audio_tests", "--only", "ko", "--transcripts-only"],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -24,6 +24,7 @@ import pytest
 import soundfile
 from aiohttp import web
 
+from bot.app.settings import Settings
 from bot.console import auth
 from bot.console.app import add_console, live_calls
 from bot.console.queries import TZ
@@ -31,6 +32,8 @@ from bot.session.engines import Engines
 from bot.store.review import ReviewStore
 from bot.transports.simulated import run_simulated_call
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.e2e
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "mật khẩu thử 2026"
@@ -56,6 +59,7 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engines]:
 
     folder = tmp_path_factory.mktemp("console")
     loaded = load_engines(
+        Settings(),
         stand_in=True,
         store_url=f"sqlite:///{folder / 'calls.db'}",
         recordings=folder / "recordings",
@@ -72,7 +76,8 @@ def caller_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
             pytest.fail(f"{tool} is needed to synthesise the caller (apt-get install {tool})")
     folder = tmp_path_factory.mktemp("caller")
     spoken, wav = folder / "spoken.wav", folder / "caller.wav"
-    subprocess.run(["espeak-ng", "-v", "ko", "-w", str(spoken), "안녕하세요 도와주세요"], check=True)
+    words = "안녕하세요 도와주세요"  # "hello, please help me"
+    subprocess.run(["espeak-ng", "-v", "ko", "-w", str(spoken), words], check=True)
     subprocess.run(
         ["sox", str(spoken), "-r", "16000", "-c", "1", "-b", "16", str(wav), "pad", "5", "2"],
         check=True,
@@ -95,7 +100,6 @@ def call(engines: Engines, caller_wav: Path) -> str:
     # number in the recogniser's words (the Korean stand-in cannot hear Vietnamese digits).
     engines.store.add_turn(
         call_id,
-        speaker="caller",
         kind="heard",
         text=f"căn cước {CCCD} số em là {SPOKEN_PHONE}",
         confidence=0.4,
@@ -109,7 +113,7 @@ def call(engines: Engines, caller_wav: Path) -> str:
 async def serve(engines: Engines) -> tuple[web.AppRunner, str]:
     assert engines.store is not None
     app = web.Application()
-    add_console(app, engines.store, live_calls(engines))
+    add_console(app, engines.store, Settings(), live_calls(engines))
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -4,28 +4,30 @@ from __future__ import annotations
 
 import pytest
 
-from bot.app import settings
 from bot.tools.evaluation import load_heldout, score, variants
 from bot.tools.training import heldout_overlap, load_examples
+from tests.config import SETTINGS
 
-ROWS = load_heldout(settings.HELDOUT_FILE)
+pytestmark = pytest.mark.engines
+
+ROWS = load_heldout(SETTINGS.heldout)
 # The targets of docs/product.md.
 TARGETS = {"clean": 0.95, "no_diacritics": 0.90, "accent_merged": 0.90}
 
 
 def test_heldout_set_is_big_and_covers_every_route():
-    from bot.nlu.routes import ALL_ROUTES
+    from bot.vocabulary import Route
 
     assert len(ROWS) >= 150
-    assert {r for _, r in ROWS} == set(ALL_ROUTES)
+    assert {r for _, r in ROWS} == set(Route)
 
 
 def test_no_heldout_sentence_is_in_the_training_data():
-    assert heldout_overlap([t for t, _ in ROWS]) == []
+    assert heldout_overlap([t for t, _ in ROWS], SETTINGS.nlu_data) == []
 
 
 def test_training_has_enough_examples_per_intent():
-    examples = load_examples()
+    examples = load_examples(SETTINGS.nlu_data)
     for intent in (
         "emergency",
         "cdc",

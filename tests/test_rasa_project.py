@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 
-from bot.app import settings
+import pytest
+
 from bot.nlu.brain import newest_model
+from tests.config import SETTINGS
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.engines
 
 
 def test_rasa_data_validate_reports_no_errors(rasa_bin):
@@ -40,9 +44,9 @@ def test_every_dialogue_rule_passes_its_test_story(rasa_bin, tmp_path):
             "test",
             "core",
             "--model",
-            str(newest_model()),
+            str(newest_model(SETTINGS.models_dir)),
             "--stories",
-            str(settings.TEST_STORIES_FILE),
+            str(SETTINGS.test_stories),
             "--out",
             str(tmp_path),
             "--no-plot",

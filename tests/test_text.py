@@ -1,6 +1,10 @@
 import random
 
+import pytest
+
 from bot.nlu.text import fold, merge_accent, normalise, strip_diacritics
+
+pytestmark = pytest.mark.unit
 
 
 def test_strip_diacritics_keeps_letters_and_maps_d_bar():

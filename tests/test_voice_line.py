@@ -25,17 +25,18 @@ import pytest
 from bot.app.engines import load_engines
 from bot.audio.formats import TELEPHONE, AudioChunk, Converter, read_wav
 from bot.audio.vad import VadConfig
-from bot.nlu.brain import RouteResult
+from bot.nlu.routes import RouteResult
 from bot.session.engines import Engines
 from bot.session.metrics import Metrics
 from bot.transports.ami import AmiClient, TransferPlan
 from bot.transports.asterisk import Transferer, serve_audiosocket
+from tests.config import SETTINGS
 from tests.test_ami import KNOWN, SECRET, USER, FakeAsterisk
 
 FRAME = 320  # 20 ms of 8 kHz PCM16
 SILENCE = b"\0" * FRAME
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory) -> Iterator[Engines]:
     db = tmp_path_factory.mktemp("records") / "calls.sqlite3"
-    loaded = load_engines(stand_in=True, store_url=f"sqlite:///{db}")
+    loaded = load_engines(SETTINGS, stand_in=True, store_url=f"sqlite:///{db}")
     yield loaded
     loaded.close()
 
@@ -129,9 +130,9 @@ async def audiosocket(engines: Engines, pbx: FakeAsterisk) -> AsyncIterator[int]
     """An AudioSocket server for these engines, transferring through `pbx`; its port."""
     transferer = Transferer(
         AmiClient("127.0.0.1", pbx.port, USER, SECRET, timeout=5),
-        TransferPlan.from_settings(context="hotline-1022"),
+        TransferPlan.from_mapping("hotline-1022", SETTINGS.transfer_extensions),
     )
-    server = await serve_audiosocket(engines, "127.0.0.1", 0, transferer)
+    server = await serve_audiosocket(engines, "127.0.0.1", 0, transferer, 4096)
     try:
         yield server.sockets[0].getsockname()[1]
     finally:
@@ -261,9 +262,9 @@ async def test_when_the_brain_fails_the_caller_hears_the_apology_and_the_keypad_
         pbx.astdb = {}
         transferer = Transferer(
             AmiClient("127.0.0.1", pbx.port, USER, SECRET, timeout=5),
-            TransferPlan.from_settings(context="hotline-1022"),
+            TransferPlan.from_mapping("hotline-1022", SETTINGS.transfer_extensions),
         )
-        server = await serve_audiosocket(broken, "127.0.0.1", 0, transferer)
+        server = await serve_audiosocket(broken, "127.0.0.1", 0, transferer, 4096)
         port = server.sockets[0].getsockname()[1]
         call_id = new_call(pbx)
         async with Caller(port, call_id) as caller:
@@ -281,7 +282,7 @@ async def test_when_the_brain_fails_the_caller_hears_the_apology_and_the_keypad_
     assert any(t.kind == "error" and "Rasa is down" in (t.text or "") for t in turns), [
         (t.kind, t.text) for t in turns
     ]
-    apology = engines.prompts.technical_problem
+    apology = engines.prompts.technical_problem.text
     assert any(t.kind == "say" and t.text == apology for t in turns)
     assert call.outcome == "transfer:5"
     assert [r["exten"] for r in pbx.actions if r["action"] == "Redirect"] == ["5"]
@@ -289,7 +290,11 @@ async def test_when_the_brain_fails_the_caller_hears_the_apology_and_the_keypad_
 
 async def test_prompt_cache_holds_every_fixed_prompt_in_the_line_format(engines):
     assert engines.cache is not None
-    for text in (engines.prompts.greeting, engines.prompts.technical_problem, engines.prompts.menu):
+    for text in (
+        engines.prompts.greeting.text,
+        engines.prompts.technical_problem.text,
+        engines.prompts.menu.text,
+    ):
         chunk = engines.cache.get(text, engines.voice, TELEPHONE)
         assert isinstance(chunk, AudioChunk) and chunk.duration_ms > 500
 

@@ -9,14 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from bot.app import settings
+from bot.app.settings import Settings, quiet_libraries
 
 
-def _load_brain(model: Path | None):  # type: ignore[no-untyped-def]
-    from bot.nlu.brain import Brain, ModelNotFound
+def _load_brain(s: Settings, model: Path | None):  # type: ignore[no-untyped-def]
+    quiet_libraries(s.log_level)  # before Rasa is imported
+    from bot.nlu.brain import Brain, ModelNotFound, newest_model
 
     try:
-        return Brain(model)
+        return Brain(model or newest_model(s.models_dir))
     except ModelNotFound as e:
         raise SystemExit(f"error: {e}") from e
 
@@ -40,11 +41,11 @@ def read_lines(stream: BinaryIO, limit: int) -> Iterator[tuple[bytes | None, int
 
 def cmd_route(args: argparse.Namespace) -> int:
     from bot.nlu.brain import run
-    from bot.nlu.routes import FALLBACK
+    from bot.vocabulary import Route
 
-    brain = _load_brain(args.model)
+    brain = _load_brain(args.settings, args.model)
     # Bytes: a UTF-8 character is at most 4 bytes.
-    limit = settings.MAX_UTTERANCE_CHARS * 4
+    limit = args.settings.max_utterance_chars * 4
     errors = 0
     out = sys.stdout
     for number, (raw, size) in enumerate(read_lines(sys.stdin.buffer, limit), start=1):
@@ -58,18 +59,18 @@ def cmd_route(args: argparse.Namespace) -> int:
             except UnicodeDecodeError as e:
                 error = f"line {number}: not valid UTF-8 ({e.reason} at byte {e.start})"
             else:
-                if len(text) > settings.MAX_UTTERANCE_CHARS:
+                if len(text) > args.settings.max_utterance_chars:
                     error = (
                         f"line {number}: too long ({len(text)} characters; "
-                        f"at most {settings.MAX_UTTERANCE_CHARS})"
+                        f"at most {args.settings.max_utterance_chars})"
                     )
                     text = None
         if error:
             errors += 1
-            print(f"route: {error}; routed as {FALLBACK}", file=sys.stderr)
+            print(f"route: {error}; routed as {Route.FALLBACK}", file=sys.stderr)
             record = {
                 "text": None,
-                "route": FALLBACK,
+                "route": Route.FALLBACK,
                 "intent": "",
                 "confidence": 0.0,
                 "error": error,
@@ -86,9 +87,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     from bot.nlu.brain import run
     from bot.nlu.replies import HangUp, Say, Transfer
-    from bot.nlu.routes import BRANCHES, responsible_branch
 
-    brain = _load_brain(args.model)
+    brain = _load_brain(args.settings, args.model)
     conversation = f"chat-{uuid.uuid4().hex[:8]}"
 
     def show(actions: list) -> bool:  # type: ignore[type-arg]
@@ -97,8 +97,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
             if isinstance(action, Say):
                 print(f"bot: {action.text}")
             elif isinstance(action, Transfer):
-                branch = responsible_branch(action.route)
-                where = BRANCHES[branch] if branch else "tổng đài viên"
+                where = action.route.destination
                 print(f"  -> transfer to {action.route} ({where})")
                 ended = True
             elif isinstance(action, HangUp):
@@ -122,15 +121,15 @@ def cmd_chat(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from bot.tools.training import train
 
-    train(if_changed=args.if_changed)
+    train(args.settings, if_changed=args.if_changed)
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from bot.tools.evaluation import evaluate
 
-    brain = _load_brain(args.model)
-    return evaluate(brain, settings.HELDOUT_FILE, json_out=args.json)
+    brain = _load_brain(args.settings, args.model)
+    return evaluate(brain, args.settings.heldout, json_out=args.json)
 
 
 def cmd_call(args: argparse.Namespace) -> int:
@@ -143,7 +142,10 @@ def cmd_call(args: argparse.Namespace) -> int:
     if not args.recording.is_file():
         raise SystemExit(f"error: no such recording: {args.recording}")
     try:
-        engines = load_engines(stand_in=args.stand_in_models, store_url=args.database)
+        quiet_libraries(args.settings.log_level)
+        engines = load_engines(
+            args.settings, stand_in=args.stand_in_models, store_url=args.database
+        )
     except ModelMissing as e:
         raise SystemExit(f"error: {e}") from e
 
@@ -166,7 +168,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     from bot.app.speech_models import main as models_main
 
     dest = ["--dest", str(args.dest)] if args.dest and args.action == "fetch" else []
-    return models_main([args.action, *dest])
+    return models_main([args.action, *dest], args.settings)
 
 
 def cmd_users(args: argparse.Namespace) -> int:
@@ -176,7 +178,7 @@ def cmd_users(args: argparse.Namespace) -> int:
     from bot.store.calls import CallStore
     from bot.store.review import ReviewStore
 
-    review = ReviewStore(CallStore(args.database))
+    review = ReviewStore(CallStore(args.database or args.settings.database_url))
     if args.action == "list":
         for user in review.users():
             print(f"{user.name}\t{user.role}" + ("\t(disabled)" if user.disabled else ""))
@@ -209,8 +211,11 @@ def cmd_retention(args: argparse.Namespace) -> int:
     from bot.console.retention import apply
     from bot.store.calls import CallStore
 
-    store = CallStore(args.database)
-    report = apply(store, args.audio_days, args.text_days, dry_run=args.dry_run)
+    s = args.settings
+    store = CallStore(args.database or s.database_url)
+    audio_days = s.retention_audio_days if args.audio_days is None else args.audio_days
+    text_days = s.retention_text_days if args.text_days is None else args.text_days
+    report = apply(store, audio_days, text_days, dry_run=args.dry_run)
     store.close()
     print(("dry run: " if args.dry_run else "") + report.summary())
     return 0
@@ -264,8 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("retention", help="delete old recordings, redact old transcripts")
     p.add_argument("--dry-run", action="store_true", help="say what would be done, do nothing")
-    p.add_argument("--audio-days", type=int, default=settings.RETENTION_AUDIO_DAYS)
-    p.add_argument("--text-days", type=int, default=settings.RETENTION_TEXT_DAYS)
+    p.add_argument("--audio-days", type=int, help="default: BOT_RETENTION_AUDIO_DAYS")
+    p.add_argument("--text-days", type=int, help="default: BOT_RETENTION_TEXT_DAYS")
     p.add_argument("--database", help="call records URL (default: BOT_DATABASE_URL)")
     p.set_defaults(func=cmd_retention)
 
@@ -278,4 +283,5 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.settings = Settings.from_env()  # read once, here, and passed down
     return int(args.func(args))

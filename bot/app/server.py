@@ -34,8 +34,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from bot.app import settings
-from bot.nlu.brain import Brain, ModelNotFound
+from bot.app.settings import Settings, quiet_libraries
 from bot.nlu.replies import action_dict
 from bot.session.brain_service import BrainService
 from bot.session.engines import Engines
@@ -45,6 +44,7 @@ logger = logging.getLogger("server")
 BRAIN: web.AppKey[BrainService] = web.AppKey("brain", BrainService)
 ENGINES: web.AppKey[Engines | None] = web.AppKey("engines")
 VOICE_PROBLEM: web.AppKey[str | None] = web.AppKey("voice_problem")
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
 # A request body is one utterance and a few fields; nothing legitimate is bigger.
 MAX_BODY_BYTES = 64 * 1024
 
@@ -80,22 +80,24 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return data
 
 
-def _text(data: dict[str, Any], required: bool) -> str | None:
+def _text(data: dict[str, Any], required: bool, limit: int) -> str | None:
     text = data.get("text")
     if text is None and not required:
         return None
     if not isinstance(text, str):
         raise bad_request('"text" must be a string')
-    if len(text) > settings.MAX_UTTERANCE_CHARS:
-        raise bad_request(
-            f'"text" is too long ({len(text)} characters; at most {settings.MAX_UTTERANCE_CHARS})'
-        )
+    if len(text) > limit:
+        raise bad_request(f'"text" is too long ({len(text)} characters; at most {limit})')
     return text
 
 
 async def health(request: web.Request) -> web.Response:
     voice = "ready" if request.app[ENGINES] is not None else "unavailable"
-    body = {"status": "ok", "model": request.app[BRAIN].model_path.name, "voice": voice}
+    body: dict[str, Any] = {
+        "status": "ok",
+        "model": request.app[BRAIN].model_path.name,
+        "voice": voice,
+    }
     if request.app[VOICE_PROBLEM]:
         body["voice_problem"] = request.app[VOICE_PROBLEM]
     return web.json_response(body, dumps=_dumps)
@@ -108,7 +110,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def route(request: web.Request) -> web.Response:
-    text = _text(await _body(request), required=True) or ""
+    text = _text(await _body(request), True, request.app[SETTINGS].max_utterance_chars) or ""
     result = await request.app[BRAIN].route(text)
     return web.json_response(result.as_dict(), dumps=_dumps)
 
@@ -117,7 +119,7 @@ async def chat(request: web.Request) -> web.Response:
     data = await _body(request)
     brain = request.app[BRAIN]
     conversation = data.get("conversation_id")
-    text = _text(data, required=False)
+    text = _text(data, False, request.app[SETTINGS].max_utterance_chars)
     digit = data.get("digit")
     if conversation is None:
         conversation = f"web-{uuid.uuid4().hex}"
@@ -143,9 +145,13 @@ def _dumps(obj: Any) -> str:
 
 
 def make_app(
-    brain: BrainService, engines: Engines | None = None, voice_problem: str | None = None
+    brain: BrainService,
+    settings: Settings,
+    engines: Engines | None = None,
+    voice_problem: str | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[json_errors])
+    app[SETTINGS] = settings
     app[BRAIN] = brain
     app[ENGINES] = engines
     app[VOICE_PROBLEM] = voice_problem
@@ -157,31 +163,36 @@ def make_app(
             web.post("/api/chat", chat),
         ]
     )
-    _add_console(app, engines)
+    _add_console(app, engines, settings)
     if engines is not None:
-        app.cleanup_ctx.append(_audiosocket(engines))
+        app.cleanup_ctx.append(_audiosocket(engines, settings))
         from bot.transports.softphone import add_routes as add_softphone  # the browser's voice line
 
         add_softphone(app, engines)
     return app
 
 
-def _add_console(app: web.Application, engines: Engines | None) -> None:
+def _add_console(app: web.Application, engines: Engines | None, s: Settings) -> None:
     """The supervisors' console under /console/ (bot/console/), with its nightly retention."""
     from bot.console.app import add_console, live_calls
     from bot.console.retention import nightly
     from bot.store.calls import CallStore
 
-    store = engines.store if engines is not None and engines.store is not None else CallStore()
-    add_console(app, store, live_calls(engines))
-    app.cleanup_ctx.append(nightly(store))
+    if engines is not None and engines.store is not None:
+        store = engines.store
+    else:
+        store = CallStore(s.database_url)
+    add_console(app, store, s, live_calls(engines))
+    app.cleanup_ctx.append(nightly(store, s))
 
 
-def _audiosocket(engines: Engines) -> Any:
+def _audiosocket(engines: Engines, s: Settings) -> Any:
     async def listen(app: web.Application) -> Any:
-        from bot.transports.asterisk import serve_audiosocket
+        from bot.transports.asterisk import Transferer, serve_audiosocket
 
-        server = await serve_audiosocket(engines)
+        transferer = Transferer.from_settings(s)
+        host, port = s.audiosocket_host, s.audiosocket_port
+        server = await serve_audiosocket(engines, host, port, transferer, s.audiosocket_max_payload)
         for sock in server.sockets:
             logger.info("AudioSocket listening on %s:%d", *sock.getsockname()[:2])
         yield
@@ -195,8 +206,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--host", default=settings.HOST)
-    parser.add_argument("--port", type=int, default=settings.PORT)
+    s = Settings.from_env()  # read once, here, and passed down
+    parser.add_argument("--host", default=s.host)
+    parser.add_argument("--port", type=int, default=s.port)
     parser.add_argument("--model", help="Rasa model file (default: newest in models/)")
     parser.add_argument("--no-voice", action="store_true", help="text endpoints only")
     parser.add_argument(
@@ -208,8 +220,11 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    quiet_libraries(s.log_level)  # before Rasa is imported
+    from bot.nlu.brain import Brain, ModelNotFound, newest_model
+
     try:
-        brain = BrainService(Brain(args.model))
+        brain = BrainService(Brain(args.model or newest_model(s.models_dir)))
     except ModelNotFound as e:
         raise SystemExit(f"error: {e}") from e
     logger.info("model %s loaded", brain.model_path.name)
@@ -219,7 +234,7 @@ def main() -> None:
         from bot.app.speech_models import ModelMissing
 
         try:
-            engines = load_engines(stand_in=args.stand_in_models, brain=brain)
+            engines = load_engines(s, stand_in=args.stand_in_models, brain=brain)
         except ModelMissing as e:
             problem = str(e)
             logger.error("voice line not started: %s", e)
@@ -227,7 +242,7 @@ def main() -> None:
             kind = "stand-in" if args.stand_in_models else "configured"
             logger.info("voice line ready on the %s speech models", kind)
     web.run_app(
-        make_app(brain, engines, problem),
+        make_app(brain, s, engines, problem),
         host=args.host,
         port=args.port,
         print=lambda _: logger.info("serving on http://%s:%d", args.host, args.port),

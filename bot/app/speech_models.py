@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.app import settings
+from bot.app.settings import Settings
 
 VOSK_MODEL_NAME = "vosk-model-small-vn-0.4"
 VOSK_MODELS_PAGE = "https://alphacephei.com/vosk/models"
@@ -73,9 +73,9 @@ def piper_config_for(onnx: Path) -> Path:
     return onnx.with_name(onnx.name + ".json")
 
 
-def configured() -> ModelPaths:
+def configured(s: Settings) -> ModelPaths:
     """The production models, as the settings (and so ``BOT_*`` variables) place them."""
-    return ModelPaths(settings.VOSK_MODEL, settings.PIPER_VOICE)
+    return ModelPaths(s.vosk_model, s.piper_voice)
 
 
 def under(dest: Path) -> ModelPaths:
@@ -150,9 +150,8 @@ def require_piper(onnx: Path, config: Path | None = None) -> tuple[Path, Path]:
     return onnx, config
 
 
-def check(paths: ModelPaths | None = None) -> list[str]:
+def check(paths: ModelPaths) -> list[str]:
     """One line per missing model file or folder; empty when everything is in place."""
-    paths = paths or configured()
     missing = []
     if not vosk_model_ok(paths.vosk):
         missing.append(f"Vosk model folder {paths.vosk}")
@@ -275,21 +274,18 @@ def _fetch_piper(onnx: Path, url: str, timeout: float, download_timeout: float) 
 
 
 def fetch(
-    dest: Path | None = None,
+    paths: ModelPaths,
     *,
-    timeout: float = settings.FETCH_TIMEOUT,
-    download_timeout: float = settings.FETCH_DOWNLOAD_TIMEOUT,
+    timeout: float,
+    download_timeout: float,
     vosk_url: str = VOSK_MODEL_URL,
     piper_url: str = PIPER_VOICE_URL,
 ) -> list[str]:
-    """Get every missing model; returns what was fetched (empty: all were in place).
-
-    ``dest``: a models directory to fill with the standard layout; by default the
-    configured paths. ``vosk_url`` and ``piper_url`` are probed (``timeout`` s) before
-    the downloaders, which use their own official addresses, are started: tests pass
-    unreachable ones. Raises ``FetchFailed`` naming each missing file and how to place
-    it by hand."""
-    paths = configured() if dest is None else under(dest)
+    """Get every missing model to ``paths`` (``configured``, or ``under`` a models directory);
+    returns what was fetched (empty: all were in place). ``vosk_url`` and ``piper_url`` are
+    probed (``timeout`` s) before the downloaders, which use their own official addresses,
+    are started: tests pass unreachable ones. Raises ``FetchFailed`` naming each missing
+    file and how to place it by hand."""
     fetched: list[str] = []
     problems: list[str] = []
     if not vosk_model_ok(paths.vosk):
@@ -311,7 +307,8 @@ def fetch(
     return fetched
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, s: Settings | None = None) -> int:
+    s = s or Settings.from_env()
     parser = argparse.ArgumentParser(
         prog="python -m bot models", description=__doc__.split("\n")[0]
     )
@@ -319,18 +316,19 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("check", help="list the speech models that are missing")
     fetch_cmd = commands.add_parser("fetch", help="download the missing speech models")
     fetch_cmd.add_argument("--dest", type=Path, help="models directory (default: the settings)")
-    fetch_cmd.add_argument("--timeout", type=float, default=settings.FETCH_TIMEOUT)
+    fetch_cmd.add_argument("--timeout", type=float, default=s.fetch_timeout)
     args = parser.parse_args(argv)
 
     if args.command == "check":
-        missing = check()
+        missing = check(configured(s))
         for line in missing:
             print(f"missing: {line}")
         if missing:
             print(f"get them with: {FETCH_COMMAND}")
         return 1 if missing else 0
     try:
-        fetched = fetch(args.dest, timeout=args.timeout)
+        paths = configured(s) if args.dest is None else under(args.dest)
+        fetched = fetch(paths, timeout=args.timeout, download_timeout=s.fetch_download_timeout)
     except FetchFailed as e:
         print(e, file=sys.stderr)
         return 1

@@ -1,13 +1,14 @@
 """Speech recognition with Vosk: one shared model, one recogniser per call.
 
-``SpeechModel`` loads the Vosk model once (hundreds of MB, seconds to load) and is
-shared by every call; ``Recognition`` is one call's decoder with its own
+``VoskModel`` loads the Vosk model once (hundreds of MB, seconds to load) and is
+shared by every call; ``VoskRecognition`` is one call's decoder with its own
 ``KaldiRecognizer``, so no call's settings (grammar, word output) leak into another's,
 the anti-pattern of vosk-server's global recogniser config.
 
 Audio must already be in the recogniser's format (16 kHz PCM16 mono, ``RECOGNISER``):
 conversion from the line happens once, in ``bot.audio.formats``; anything else is refused.
-Decoding blocks, so the ``*_async`` methods run it in a thread pool.
+Decoding blocks, so the ``*_async`` methods run it in a thread pool. Both keep the rules of
+``bot.asr.types``.
 """
 
 from __future__ import annotations
@@ -15,31 +16,29 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, TypeVar
 
 import vosk
 
-from bot.app import settings
 from bot.app.speech_models import ModelMissing, require_vosk, vosk_howto
 from bot.asr.types import Final, Partial, Word
 from bot.audio.formats import RECOGNISER, AudioChunk, AudioFormatError
-from bot.call.turn_end import example_texts
 
 _T = TypeVar("_T")
 
 UNKNOWN_WORD = "[unk]"  # Vosk's garbage word: lets a grammar decoder say "none of these"
 
 
-
-class SpeechModel:
+class VoskModel:
     """One loaded Vosk model, shared by all calls (read-only after loading)."""
 
-    def __init__(self, path: Path | str | None = None) -> None:
-        self.path = require_vosk(Path(path) if path is not None else settings.VOSK_MODEL)
-        vosk.SetLogLevel(settings.VOSK_LOG_LEVEL)
+    def __init__(self, path: Path | str, log_level: int | None = None) -> None:
+        self.path = require_vosk(Path(path))
+        if log_level is not None:  # Kaldi's verbosity is process-wide: the caller's choice
+            vosk.SetLogLevel(log_level)
         try:
             self.model: Any = vosk.Model(str(self.path))
         except Exception as e:  # Vosk says only "Failed to create a model"
@@ -51,19 +50,23 @@ class SpeechModel:
         graph = self.path / "graph"
         self.supports_grammar = (graph / "HCLr.fst").is_file() and (graph / "Gr.fst").is_file()
 
+    @property
+    def name(self) -> str:
+        return f"vosk:{self.path.name}"
+
     def knows(self, word: str) -> bool:
         # vosk 0.3.45 names it vosk_model_find_word; later bindings call it find_word.
         find = getattr(self.model, "find_word", None) or self.model.vosk_model_find_word
         return bool(find(word) >= 0)
 
-    def vocabulary_phrases(self, nlu_dir: Path | str = settings.NLU_DATA_DIR) -> list[str]:
-        """Phrases for a decoding grammar, from the Rasa training examples under ``nlu_dir``.
+    def vocabulary_phrases(self, examples: Iterable[str]) -> list[str]:
+        """Phrases for a decoding grammar, from examples in the recogniser's form (lowercase,
+        no punctuation: ``bot.call.turn_end.example_texts``).
 
-        Each example is put in the recogniser's form (lowercase, no punctuation or entity
-        markup) and keeps only the words the model knows, since Vosk drops a grammar
-        phrase's unknown words anyway, with a warning per word. Order kept, no repeats."""
+        Each keeps only the words the model knows, since Vosk drops a grammar phrase's
+        unknown words anyway, with a warning per word. Order kept, no repeats."""
         phrases: dict[str, None] = {}
-        for example in example_texts(nlu_dir):
+        for example in examples:
             words = [w for w in example.split() if self.knows(w)]
             if words:
                 phrases.setdefault(" ".join(words))
@@ -71,11 +74,11 @@ class SpeechModel:
 
     def recognition(
         self, phrases: Sequence[str] | None = None, executor: Executor | None = None
-    ) -> Recognition:
-        return Recognition(self, phrases, executor)
+    ) -> VoskRecognition:
+        return VoskRecognition(self, phrases, executor)
 
 
-class Recognition:
+class VoskRecognition:
     """One call's decoder. Feed it RECOGNISER-format chunks in order.
 
     Word times count from the first audio fed to this Recognition, across utterances,
@@ -85,7 +88,7 @@ class Recognition:
 
     def __init__(
         self,
-        model: SpeechModel,
+        model: VoskModel,
         phrases: Sequence[str] | None = None,
         executor: Executor | None = None,
     ) -> None:
@@ -152,8 +155,13 @@ class Recognition:
 def _final(result_json: str) -> Final:
     result = json.loads(result_json)
     words = tuple(
-        Word(str(w["word"]), float(w["start"]), float(w["end"]), float(w.get("conf", 1.0)))
+        Word(str(w["word"]), float(w["start"]), float(w["end"]), _conf(w.get("conf")))
         for w in result.get("result", [])
     )
-    confidence = sum(w.conf for w in words) / len(words) if words else 0.0
+    confs = [w.conf for w in words if w.conf is not None]
+    confidence = sum(confs) / len(confs) if confs else None
     return Final(str(result.get("text", "")).strip(), words, confidence)
+
+
+def _conf(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) else None  # absent: not invented

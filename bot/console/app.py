@@ -34,7 +34,7 @@ import jinja2
 from aiohttp import web
 from markupsafe import Markup
 
-from bot.app import settings
+from bot.app.settings import Settings
 from bot.console import auth, charts, labels, pii
 from bot.console.queries import TZ, CallFilter, Queries
 from bot.store.calls import CallStore, StoreError
@@ -49,6 +49,7 @@ PER_PAGE = 25
 REVIEW: web.AppKey[ReviewStore] = web.AppKey("console_review", ReviewStore)
 QUERIES: web.AppKey[Queries] = web.AppKey("console_queries", Queries)
 THROTTLE: web.AppKey[auth.Throttle] = web.AppKey("console_throttle", auth.Throttle)
+CONFIG: web.AppKey[Settings] = web.AppKey("console_settings", Settings)
 LIVE: web.AppKey[Any] = web.AppKey("console_live")  # () -> list of live call summaries
 
 
@@ -145,7 +146,7 @@ async def _audit(
 
 async def login_page(request: web.Request) -> web.Response:
     response = render(request, "login.html", error=None, next=_next(request), csrf_login="")
-    token = auth.login_csrf(request, response)
+    token = auth.login_csrf(request, request.app[CONFIG], response)
     response.text = (response.text or "").replace("__LOGIN_CSRF__", token)
     return response
 
@@ -188,11 +189,12 @@ async def login(request: web.Request) -> web.StreamResponse:
         await asyncio.to_thread(store.audit, name or "?", "login_failed", None, request.remote)
         return again("Tên đăng nhập hoặc mật khẩu không đúng.", 401)
     throttle.succeeded(name)
-    token, _ = await asyncio.to_thread(store.open_session, user, settings.CONSOLE_SESSION_HOURS)
+    hours = request.app[CONFIG].console_session_hours
+    token, _ = await asyncio.to_thread(store.open_session, user, hours)
     await asyncio.to_thread(store.audit, user.name, "login", None, request.remote)
     target = str(form.get("next", "")) if str(form.get("next", "")).startswith("/console/") else ""
     response = web.HTTPSeeOther(target or LANDING.get(user.role, "/console/calls"))
-    auth.set_session_cookie(response, token)
+    auth.set_session_cookie(response, token, request.app[CONFIG])
     response.del_cookie(auth.LOGIN_CSRF_COOKIE, path=auth.LOGIN_PATH)
     raise response
 
@@ -251,14 +253,11 @@ def _row(row: dict[str, Any], unmasked: bool) -> dict[str, Any]:
     }
 
 
-def _flags_text(row: dict[str, Any]) -> list[str]:
+def _flags_text(row: dict[str, Any], review_confidence: float) -> list[str]:
     flags = []
     if row.get("fell_back"):
         flags.append("không hiểu")
-    if (
-        row.get("lowest_confidence") is not None
-        and row["lowest_confidence"] < settings.REVIEW_CONFIDENCE
-    ):
+    if row.get("lowest_confidence") is not None and row["lowest_confidence"] < review_confidence:
         flags.append("độ tin cậy thấp")
     if row.get("had_error") or row.get("outcome") == "error":
         flags.append("lỗi")
@@ -283,7 +282,7 @@ async def calls_page(request: web.Request) -> web.Response:
     unmasked = _unmasked(request)
     shown = [_row(r, unmasked) for r in rows]
     for r in shown:
-        r["flag_list"] = _flags_text(r)
+        r["flag_list"] = _flags_text(r, request.app[CONFIG].review_confidence)
     query = {k: v for k, v in request.query.items() if k != "page"}
     pages = max(1, (total + PER_PAGE - 1) // PER_PAGE)
     return render(
@@ -324,7 +323,7 @@ async def calls_csv(request: web.Request) -> web.StreamResponse:
                 r["turns"] or 0,
                 "" if r["lowest_confidence"] is None else f"{r['lowest_confidence']:.2f}",
                 r["flags"],
-                "; ".join(_flags_text(r)),
+                "; ".join(_flags_text(r, request.app[CONFIG].review_confidence)),
             ]
         )
     # A BOM: spreadsheet programs then read the Vietnamese text as UTF-8.
@@ -361,7 +360,7 @@ def _timeline(
                 "words_shown": words or [],
                 "start": max(0.0, start),
                 "end": end,
-                "who": "caller" if t["speaker"] == "caller" else "bot",
+                "who": t["speaker"],  # caller, bot, or the call itself (system)
             }
         )
     latencies = [t for t in turns if t["kind"] == "response_latency"]
@@ -519,6 +518,7 @@ def _roles(handler: Any, *roles: str) -> Any:
 def add_console(
     app: web.Application,
     store: CallStore,
+    s: Settings,
     live: Any = None,
     throttle: auth.Throttle | None = None,
 ) -> None:
@@ -534,8 +534,9 @@ def add_console(
         return
     app.middlewares.append(auth.make_middleware(review, frozenset({auth.LOGIN_PATH})))
     app[REVIEW] = review
-    app[QUERIES] = Queries(review)
-    app[THROTTLE] = throttle or auth.Throttle(settings.LOGIN_MAX_FAILURES, settings.LOGIN_WINDOW_S)
+    app[QUERIES] = Queries(review, s.review_confidence)
+    app[CONFIG] = s
+    app[THROTTLE] = throttle or auth.Throttle(s.login_max_failures, s.login_window_s)
     app[LIVE] = live or (lambda: [])
     viewers = ("supervisor", "trainer")
     c = auth.PREFIX

@@ -28,7 +28,7 @@ from typing import Any
 import argon2
 from aiohttp import web
 
-from bot.app import settings
+from bot.app.settings import Settings
 from bot.store.review import ReviewStore, Session, User
 
 COOKIE = "console_session"
@@ -186,19 +186,21 @@ async def check_csrf(request: web.Request, expected: str) -> None:
         raise web.HTTPForbidden(text="Phiên làm việc không hợp lệ (CSRF). Anh chị tải lại trang.")
 
 
-def set_session_cookie(response: web.StreamResponse, token: str) -> None:
+def set_session_cookie(response: web.StreamResponse, token: str, s: Settings) -> None:
     response.set_cookie(
         COOKIE,
         token,
-        max_age=int(settings.CONSOLE_SESSION_HOURS * 3600),
+        max_age=int(s.console_session_hours * 3600),
         path=PREFIX,
         httponly=True,
         samesite="Strict",
-        secure=settings.CONSOLE_SECURE_COOKIES,
+        secure=s.console_secure_cookies,
     )
 
 
-def login_csrf(request: web.Request, response: web.StreamResponse | None = None) -> str:
+def login_csrf(
+    request: web.Request, s: Settings, response: web.StreamResponse | None = None
+) -> str:
     """The login form's CSRF token: the cookie's, or a new one set on ``response``."""
     token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
     if response is not None:
@@ -208,6 +210,6 @@ def login_csrf(request: web.Request, response: web.StreamResponse | None = None)
             path=LOGIN_PATH,
             httponly=True,
             samesite="Strict",
-            secure=settings.CONSOLE_SECURE_COOKIES,
+            secure=s.console_secure_cookies,
         )
     return token

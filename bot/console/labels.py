@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from bot.nlu.routes import ALL_ROUTES, BRANCHES
+from bot.vocabulary import BRANCHES, OPERATOR_NAME, CallEnd, Route, Transport
 
 FAQ_TOPICS: dict[str, str] = {
     "lao_dong_tu_do": "Lao động tự do",
@@ -21,11 +21,11 @@ FAQ_TOPICS: dict[str, str] = {
     "f0_dinh_duong": "Dinh dưỡng, sinh hoạt của F0",
 }
 OUTCOMES: dict[str, str] = {
-    "operator": "Tổng đài viên",
-    "fallback": "Không hiểu",
-    "goodbye": "Chào kết thúc",
-    "hangup": "Người gọi gác máy",
-    "error": "Lỗi",
+    Route.OPERATOR: OPERATOR_NAME,
+    Route.FALLBACK: "Không hiểu",
+    CallEnd.GOODBYE: "Chào kết thúc",
+    CallEnd.HANGUP: "Người gọi gác máy",
+    CallEnd.ERROR: "Lỗi",
 }
 OUTCOME_FILTERS: dict[str, str] = {
     "settled": "Bot trả lời xong",
@@ -37,9 +37,9 @@ OUTCOME_FILTERS: dict[str, str] = {
     "unfinished": "Chưa kết thúc",
 }
 TRANSPORTS: dict[str, str] = {
-    "audiosocket": "Điện thoại (Asterisk)",
-    "websocket": "Trình duyệt",
-    "simulated": "Mô phỏng",
+    Transport.AUDIOSOCKET: "Điện thoại (Asterisk)",
+    Transport.WEBSOCKET: "Trình duyệt",
+    Transport.SIMULATED: "Mô phỏng",
 }
 KINDS: dict[str, str] = {
     "utterance": "Người gọi nói",
@@ -73,12 +73,15 @@ def route_name(route: str | None) -> str:
     """'transfer:2' -> 'Nhánh 2 – Trung tâm Kiểm soát bệnh tật (CDC) Hà Nội'."""
     if not route:
         return "Đang gọi / bị ngắt"
-    if route.startswith("transfer:"):
-        number = int(route.split(":", 1)[1])
-        return f"Nhánh {number} – {BRANCHES.get(number, '?')}"
-    if route.startswith("faq:"):
-        return f"Hỏi đáp: {FAQ_TOPICS.get(route.split(':', 1)[1], route)}"
-    return OUTCOMES.get(route, route)
+    try:
+        known = Route(route)
+    except ValueError:
+        return OUTCOMES.get(route, route)
+    if known.branch is not None:
+        return f"Nhánh {known.branch} – {BRANCHES[known.branch]}"
+    if known.faq_key is not None:
+        return f"Hỏi đáp: {FAQ_TOPICS.get(known.faq_key, known.faq_key)}"
+    return OUTCOMES.get(known, route)
 
 
-ROUTE_CHOICES: list[tuple[str, str]] = [(r, route_name(r)) for r in ALL_ROUTES]
+ROUTE_CHOICES: list[tuple[str, str]] = [(str(r), route_name(r)) for r in Route]

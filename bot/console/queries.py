@@ -30,7 +30,6 @@ from sqlalchemy import and_, case, exists, func, literal, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql import Select
 
-from bot.app import settings
 from bot.store.calls import calls, turns, utc
 from bot.store.review import ReviewStore
 
@@ -98,8 +97,9 @@ def _said_no_to_confirmation() -> Any:
 
 
 class Queries:
-    def __init__(self, review: ReviewStore) -> None:
+    def __init__(self, review: ReviewStore, review_confidence: float) -> None:
         self.review = review
+        self.review_confidence = review_confidence
 
     @property
     def engine(self) -> Engine:
@@ -145,7 +145,7 @@ class Queries:
             query = query.where(
                 or_(
                     stats.c.fell_back == 1,
-                    stats.c.lowest_confidence < settings.REVIEW_CONFIDENCE,
+                    stats.c.lowest_confidence < self.review_confidence,
                     stats.c.had_error == 1,
                     calls.c.outcome.in_(("operator", "error")),
                     quick_hangup,

@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import and_, or_, select, update
 
-from bot.app import settings
+from bot.app.settings import Settings
 from bot.store.calls import CallStore, calls, turns, utc
 from bot.store.review import ReviewStore, turn_flags
 
@@ -59,8 +59,8 @@ class Report:
 
 def apply(
     store: CallStore,
-    audio_days: int = settings.RETENTION_AUDIO_DAYS,
-    text_days: int = settings.RETENTION_TEXT_DAYS,
+    audio_days: int,
+    text_days: int,
     now: datetime | None = None,
     dry_run: bool = False,
 ) -> Report:
@@ -128,15 +128,16 @@ def _seconds_until(hour: int, now: datetime) -> float:
     return (target - local).total_seconds()
 
 
-def nightly(store: CallStore, clock: Callable[[], datetime] = utc) -> Any:
-    """A cleanup context for the server: retention every night at ``BOT_RETENTION_HOUR``."""
+def nightly(store: CallStore, s: Settings, clock: Callable[[], datetime] = utc) -> Any:
+    """A cleanup context for the server: retention every night at ``s.retention_hour``."""
 
     async def job(app: web.Application) -> AsyncIterator[None]:
         async def loop() -> None:
             while True:
-                await asyncio.sleep(_seconds_until(settings.RETENTION_HOUR, clock()))
+                await asyncio.sleep(_seconds_until(s.retention_hour, clock()))
                 try:
-                    await asyncio.to_thread(apply, store)
+                    days = (s.retention_audio_days, s.retention_text_days)
+                    await asyncio.to_thread(apply, store, *days)
                 except Exception:  # logged; the server and tomorrow's run go on
                     logger.exception("nightly retention failed")
 

@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.app import settings
+# Entry points call bot.app.settings.quiet_libraries() before this import: Rasa and
+# TensorFlow configure logging when they are imported.
+from rasa.core.agent import Agent
+from rasa.core.channels.channel import OutputChannel, UserMessage
+from rasa.utils.endpoints import EndpointConfig
+from rasa_sdk.executor import ActionExecutor
+
 from bot.nlu.replies import BotAction, HangUp, Say, Transfer
-from bot.nlu.routes import BRANCH_ENTITY, FALLBACK, Parse, route_for
-
-settings.quiet_libraries()
-
-from rasa.core.agent import Agent  # noqa: E402  (after quiet_libraries)
-from rasa.core.channels.channel import OutputChannel, UserMessage  # noqa: E402
-from rasa.utils.endpoints import EndpointConfig  # noqa: E402
-from rasa_sdk.executor import ActionExecutor  # noqa: E402
+from bot.nlu.routes import BRANCH_ENTITY, Parse, RouteResult, route_for
+from bot.vocabulary import Route
 
 logger = logging.getLogger(__name__)
 
@@ -32,29 +31,13 @@ class ModelNotFound(RuntimeError):
     pass
 
 
-def newest_model(models_dir: Path = settings.MODELS_DIR) -> Path:
+def newest_model(models_dir: Path) -> Path:
     models = sorted(models_dir.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime)
     if not models:
         raise ModelNotFound(
             f"no trained model in {models_dir}: run `make model` (or `python -m bot train`)"
         )
     return models[-1]
-
-
-@dataclass(frozen=True)
-class RouteResult:
-    text: str
-    route: str
-    intent: str
-    confidence: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "text": self.text,
-            "route": self.route,
-            "intent": self.intent,
-            "confidence": round(self.confidence, 4),
-        }
 
 
 # --- seams into Rasa -----------------------------------------------------------
@@ -118,8 +101,8 @@ def _clean(text: str) -> str:
 class Brain:
     """One trained model, shared by every conversation of the process."""
 
-    def __init__(self, model_path: Path | None = None) -> None:
-        self.model_path = Path(model_path) if model_path else newest_model()
+    def __init__(self, model_path: Path) -> None:
+        self.model_path = Path(model_path)
         if not self.model_path.exists():
             raise ModelNotFound(f"model file not found: {self.model_path}")
         self.agent = Agent.load(str(self.model_path), action_endpoint=InProcessActionEndpoint())
@@ -134,7 +117,7 @@ class Brain:
 
     async def route(self, text: str) -> RouteResult:
         if not _clean(text):
-            return RouteResult(text=text, route=FALLBACK, intent="", confidence=0.0)
+            return RouteResult(text=text, route=Route.FALLBACK, intent="", confidence=0.0)
         data = await self.parse(text)
         return RouteResult(
             text=text,

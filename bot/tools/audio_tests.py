@@ -11,7 +11,7 @@ Per call it prints the expected and the got route, the transcript and its word e
 against the manifest's text; then the totals per language: route accuracy and mean WER.
 
 The route a call got is the first request the bot understood in it, in the order they
-happened: a keypad digit 0-6 (``bot.nlu.routes.branch_route``), an emergency caught in a
+happened: a keypad digit 0-6 (``bot.vocabulary.branch_route``), an emergency caught in a
 partial transcript, or a caller's utterance routed as ``python -m bot route`` routes it.
 Utterances that route to ``fallback`` (a backchannel, an out-of-scope question, noise) do
 not decide; a call in which nothing decided got ``fallback``.
@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import dataclasses
 import sys
 import tempfile
 import time
@@ -42,17 +43,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from bot.app import settings
+from bot.app.settings import ROOT, Settings, quiet_libraries
 from bot.audio.formats import RECOGNISER, AudioChunk, Converter, read_wav
-from bot.nlu.routes import ALL_ROUTES, FALLBACK, branch_route
+from bot.call.turn_end import example_texts
 from bot.nlu.text import normalise
+from bot.vocabulary import Route, branch_route
 
 if TYPE_CHECKING:
-    from bot.asr.vosk_engine import SpeechModel
+    from bot.asr.vosk_engine import VoskModel
     from bot.session.engines import Engines
     from bot.store.calls import TurnRecord
 
-MANIFEST = settings.ROOT / "audio_tests" / "manifest.tsv"
+MANIFEST = ROOT / "audio_tests" / "manifest.tsv"
 COLUMNS = ("file", "language", "text", "expected_route", "digits", "made_with")
 LANGUAGES = ("vi", "ko")
 # After the recording ends, the call goes on in silence this long (the bot decides,
@@ -107,8 +109,8 @@ def read_manifest(path: Path = MANIFEST) -> list[AudioTestCall]:
             raise ManifestError(f"{where}: file, text and made_with must not be empty")
         if not language:
             raise ManifestError(f"{where}: no language")
-        if expected not in ALL_ROUTES:
-            raise ManifestError(f"{where}: {expected!r} is not a route (bot.nlu.routes.ALL_ROUTES)")
+        if expected not in set(Route):
+            raise ManifestError(f"{where}: {expected!r} is not a route (bot.vocabulary.Route)")
         try:
             parse_digits(digits)
         except ValueError as e:
@@ -187,9 +189,9 @@ class CallResult:
 def first_decision(events: Iterable[tuple[float, str]]) -> str:
     """The first route other than fallback, in time order; fallback if there is none."""
     for _, route in sorted(events, key=lambda e: e[0]):
-        if route != FALLBACK:
+        if route != Route.FALLBACK:
             return route
-    return FALLBACK
+    return Route.FALLBACK
 
 
 def digit_events(digits: str) -> list[tuple[float, str]]:
@@ -203,18 +205,18 @@ def digit_events(digits: str) -> list[tuple[float, str]]:
 
 
 def transcribe(
-    model: SpeechModel, path: Path, phrases: Sequence[str] | None = None
+    model: VoskModel, path: Path, phrases: Sequence[str] | None = None
 ) -> tuple[str, float]:
     """The recogniser's transcript of a recording (decoded with a grammar of `phrases` if
     given), and when its last word ends (s)."""
     from bot.asr.types import Final
-    from bot.asr.vosk_engine import Recognition
+    from bot.asr.vosk_engine import VoskRecognition
 
     audio = read_wav(path)
     converter = Converter(audio.format, RECOGNISER)
     pcm = converter.convert(audio).data + converter.flush().data
     step = RECOGNISER.bytes_for_ms(20)  # the frames a call feeds
-    recognition = Recognition(model, phrases)
+    recognition = VoskRecognition(model, phrases)
     pieces: list[Final] = []
     for start in range(0, len(pcm), step):
         frame = pcm[start : start + step]
@@ -229,7 +231,7 @@ def transcribe(
 
 
 def transcribe_call(
-    call: AudioTestCall, model: SpeechModel, router: Router, phrases: Sequence[str] | None = None
+    call: AudioTestCall, model: VoskModel, router: Router, phrases: Sequence[str] | None = None
 ) -> CallResult:
     """One call through the recogniser and the router; the digits decide by their time."""
     result = CallResult(call)
@@ -423,7 +425,7 @@ models: the STAND-INS (Korean Vosk model, English Piper voice), asked for with -
 # --- command line -------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(s: Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bot.tools.audio_tests",
         description="Play the test calls of audio_tests/ through the bot and score them.",
@@ -453,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--vocabulary",
         action=argparse.BooleanOptionalAction,
-        default=settings.ASR_VOCABULARY,
+        default=s.asr_vocabulary,
         help="decode with a grammar of the phrases in nlu_data/ (default: BOT_ASR_VOCABULARY); "
         "run with and without to measure what it does to word errors and routes",
     )
@@ -465,7 +467,9 @@ def main(
 ) -> int:
     """``router``: route text with this instead of loading the trained model (tests pass
     the one they have loaded); transcripts-only runs only."""
-    args = build_parser().parse_args(argv)
+    s = Settings.from_env()  # read once, here, and passed down
+    args = build_parser(s).parse_args(argv)
+    s = dataclasses.replace(s, asr_vocabulary=args.vocabulary)
     out = out or sys.stdout
     try:
         calls = read_manifest(args.manifest)
@@ -481,7 +485,7 @@ def main(
     from bot.app.speech_models import ModelMissing, configured, require_vosk, stand_in_models
 
     try:
-        paths = stand_in_models() if args.stand_in_models else configured()
+        paths = stand_in_models() if args.stand_in_models else configured(s)
         require_vosk(paths.vosk)
     except ModelMissing as e:
         print(f"error: {e}", file=sys.stderr)
@@ -519,11 +523,9 @@ def main(
 
     try:
         if args.transcripts_only:
-            results = _run_transcripts(calls, paths.vosk, router, show, args.vocabulary, out)
+            results = _run_transcripts(calls, paths.vosk, router, show, s, out)
         else:
-            results = _run_calls(
-                calls, args.stand_in_models, args.linger, args.parallel, show, args.vocabulary
-            )
+            results = _run_calls(calls, args.stand_in_models, args.linger, args.parallel, show, s)
     except SetupError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -546,11 +548,12 @@ def main(
     return 1 if crashed else 0
 
 
-def _load_router() -> Router:
-    from bot.nlu.brain import Brain, ModelNotFound, run
+def _load_router(s: Settings) -> Router:
+    quiet_libraries(s.log_level)  # before Rasa is imported
+    from bot.nlu.brain import Brain, ModelNotFound, newest_model, run
 
     try:
-        brain = Brain()
+        brain = Brain(newest_model(s.models_dir))
     except ModelNotFound as e:
         raise SetupError(str(e)) from e
 
@@ -560,7 +563,7 @@ def _load_router() -> Router:
     return route
 
 
-def _grammar_note(model: SpeechModel, phrases: Sequence[str]) -> str:
+def _grammar_note(model: VoskModel, phrases: Sequence[str]) -> str:
     """What --vocabulary does with this model, in one line."""
     note = f"{len(phrases)} phrases from nlu_data/ with words the model knows; "
     if not phrases:
@@ -575,20 +578,20 @@ def _run_transcripts(
     vosk_path: Path,
     router: Router | None,
     show: Callable[[CallResult], None],
-    vocabulary: bool = False,
+    s: Settings,
     out: TextIO | None = None,
 ) -> list[CallResult]:
     from bot.app.speech_models import ModelMissing
-    from bot.asr.vosk_engine import SpeechModel
+    from bot.asr.vosk_engine import VoskModel
 
     try:
-        model = SpeechModel(vosk_path)
+        model = VoskModel(vosk_path, log_level=s.vosk_log_level)
     except ModelMissing as e:
         raise SetupError(str(e)) from e
-    phrases = model.vocabulary_phrases() if vocabulary else None
-    if vocabulary:
+    phrases = model.vocabulary_phrases(example_texts(s.nlu_data)) if s.asr_vocabulary else None
+    if s.asr_vocabulary:
         print(f"vocabulary: {_grammar_note(model, phrases or [])}\n", file=out)
-    route = router or _load_router()
+    route = router or _load_router(s)
     results = []
     for call in calls:
         result = transcribe_call(call, model, route, phrases)
@@ -603,7 +606,7 @@ def _run_calls(
     linger: float,
     parallel: int,
     show: Callable[[CallResult], None],
-    vocabulary: bool = False,
+    s: Settings,
 ) -> list[CallResult]:
     from bot.app.engines import load_engines
     from bot.app.speech_models import ModelMissing
@@ -612,10 +615,9 @@ def _run_calls(
     with tempfile.TemporaryDirectory(prefix="audio-tests-") as folder:
         # The test calls' records go to a scratch database, not the supervisor's.
         try:
+            quiet_libraries(s.log_level)  # before Rasa is imported
             engines = load_engines(
-                stand_in=stand_in,
-                store_url=f"sqlite:///{folder}/calls.sqlite3",
-                vocabulary=vocabulary,
+                s, stand_in=stand_in, store_url=f"sqlite:///{folder}/calls.sqlite3"
             )
         except (ModelMissing, ModelNotFound) as e:
             raise SetupError(str(e)) from e

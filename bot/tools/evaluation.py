@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.nlu.routes import ALL_ROUTES
 from bot.nlu.text import merge_accent, strip_diacritics
+from bot.vocabulary import Route
 
 # The seed of the evaluation's accent merges (training uses per-sentence seeds).
 MERGE_SEED = 20211019
@@ -29,7 +29,7 @@ MERGE_SEED = 20211019
 def load_heldout(path: Path) -> list[tuple[str, str]]:
     with path.open(encoding="utf-8", newline="") as f:
         rows = [(r["text"], r["route"]) for r in csv.DictReader(f, delimiter="\t")]
-    unknown = {route for _, route in rows if route not in ALL_ROUTES}
+    unknown = {route for _, route in rows if route not in set(Route)}
     if unknown:
         raise ValueError(f"{path}: routes not in the route table: {sorted(unknown)}")
     return rows
@@ -82,7 +82,7 @@ class Score:
                 r: dict(
                     zip(("precision", "recall", "support"), self.precision_recall(r), strict=True)
                 )
-                for r in ALL_ROUTES
+                for r in Route
             },
             "confusions": [{"expected": e, "got": g, "text": t} for e, g, t in self.confusions],
         }
@@ -98,7 +98,7 @@ def score(name: str, rows: list[tuple[str, str]], route: Callable[[list[str]], l
 def report(s: Score) -> str:
     lines = [f"## {s.name}: accuracy {s.accuracy:.1%} ({s.correct}/{s.total})", ""]
     lines.append(f"{'route':28} {'precision':>9} {'recall':>7} {'n':>4}")
-    for r in ALL_ROUTES:
+    for r in Route:
         p, rec, n = s.precision_recall(r)
         if n or s.per_route[r]["fp"]:
             lines.append(f"{r:28} {p:9.2f} {rec:7.2f} {n:4d}")

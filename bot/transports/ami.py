@@ -22,8 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from bot.app import settings
-from bot.nlu.routes import BRANCHES, OPERATOR, transfer
+from bot.vocabulary import TRANSFER_ROUTES, Route
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +108,12 @@ class AmiClient:
 
     def __init__(
         self,
-        host: str = settings.AMI_HOST,
-        port: int = settings.AMI_PORT,
-        username: str = settings.AMI_USERNAME,
-        secret: str = settings.AMI_SECRET,
-        timeout: float = settings.AMI_TIMEOUT,
-        auth: str = settings.AMI_AUTH,
+        host: str,
+        port: int,
+        username: str,
+        secret: str,
+        timeout: float,
+        auth: str = "md5",
     ) -> None:
         if auth not in ("md5", "plain"):
             raise ValueError(f"AMI auth must be 'md5' or 'plain', not {auth!r}")
@@ -301,44 +300,41 @@ class TransferTarget(NamedTuple):
     exten: str
 
 
-def _required_routes() -> tuple[str, ...]:
-    return (*(transfer(n) for n in BRANCHES), OPERATOR)
+def _required_routes() -> tuple[Route, ...]:
+    return TRANSFER_ROUTES
 
 
 @dataclass(frozen=True)
 class TransferPlan:
     """Where each transfer route goes in the dial plan (configured by the operator)."""
 
-    targets: Mapping[str, TransferTarget]
+    targets: Mapping[Route, TransferTarget]
 
     @classmethod
-    def from_settings(
-        cls,
-        context: str = settings.TRANSFER_CONTEXT,
-        extensions: Mapping[str, str] = settings.TRANSFER_EXTENSIONS,
-    ) -> TransferPlan:
+    def from_mapping(cls, context: str, extensions: Mapping[str, str]) -> TransferPlan:
         """``route -> exten`` or ``route -> exten@context``; the default context otherwise.
 
         Every transfer route must have a target: a branch with nowhere to go is found
         at start-up, not in the middle of an emergency call."""
-        targets: dict[str, TransferTarget] = {}
-        for route, value in extensions.items():
+        targets: dict[Route, TransferTarget] = {}
+        for name, value in extensions.items():
+            route = Route(name)  # a misspelt route is an error at start-up
             exten, _, own_context = value.partition("@")
             if not exten:
-                raise ValueError(f"transfer target of {route!r} has no extension: {value!r}")
+                raise ValueError(f"transfer target of {name!r} has no extension: {value!r}")
             targets[route] = TransferTarget(own_context or context, exten)
         missing = [route for route in _required_routes() if route not in targets]
         if missing:
             raise ValueError(f"no transfer target for {', '.join(missing)}")
         return cls(targets)
 
-    def target(self, route: str) -> TransferTarget:
+    def target(self, route: Route) -> TransferTarget:
         try:
             return self.targets[route]
         except KeyError:
             raise KeyError(f"no transfer target for route {route!r}") from None
 
-    async def transfer(self, client: AmiClient, channel: str, route: str) -> TransferTarget:
+    async def transfer(self, client: AmiClient, channel: str, route: Route) -> TransferTarget:
         """Redirect the channel to the route's target; AmiError if Asterisk refuses."""
         target = self.target(route)
         await client.redirect(channel, target.context, target.exten)

@@ -13,12 +13,13 @@ import asyncio
 import logging
 from typing import Any
 
-from bot.app import settings
+from bot.app.settings import Settings
 from bot.audio.formats import TELEPHONE, AudioChunk
 from bot.session.engines import Engines
 from bot.session.voice_call import VoiceCall
 from bot.transports import audiosocket as asock
 from bot.transports.ami import AmiClient, AmiError, TransferPlan
+from bot.vocabulary import Route
 
 logger = logging.getLogger(__name__)
 
@@ -29,11 +30,19 @@ ASTDB_FAMILY = "bot1022"
 class Transferer:
     """Moves an AudioSocket call's channel to the branch's dial-plan target over AMI."""
 
-    def __init__(self, client: AmiClient | None = None, plan: TransferPlan | None = None) -> None:
-        self.client = client or AmiClient()
-        self.plan = plan or TransferPlan.from_settings()
+    def __init__(self, client: AmiClient, plan: TransferPlan) -> None:
+        self.client = client
+        self.plan = plan
 
-    async def transfer(self, call_id: str, route: str) -> None:
+    @classmethod
+    def from_settings(cls, s: Settings) -> Transferer:
+        """The AMI login and the dial-plan targets the operator configured."""
+        client = AmiClient(
+            s.ami_host, s.ami_port, s.ami_username, s.ami_secret, s.ami_timeout, s.ami_auth
+        )
+        return cls(client, TransferPlan.from_mapping(s.transfer_context, s.transfer_extensions))
+
+    async def transfer(self, call_id: str, route: Route) -> None:
         channel = await self.client.getvar(f"DB({ASTDB_FAMILY}/{call_id})")
         if not channel:
             raise AmiError(
@@ -66,7 +75,7 @@ class AudioSocketLine:
     async def hangup(self) -> None:
         await self.connection.hangup()
 
-    async def transfer(self, route: str) -> None:
+    async def transfer(self, route: Route) -> None:
         try:
             await self.transferer.transfer(str(self.connection.call_id), route)
         finally:
@@ -108,14 +117,11 @@ class AudioSocketCall:
 
 
 async def serve_audiosocket(
-    engines: Engines,
-    host: str = settings.AUDIOSOCKET_HOST,
-    port: int = settings.AUDIOSOCKET_PORT,
-    transferer: Transferer | None = None,
+    engines: Engines, host: str, port: int, transferer: Transferer, max_payload: int
 ) -> asyncio.Server:
-    transferer = transferer or Transferer()
     return await asock.serve(
-        lambda connection: AudioSocketCall(connection, engines, transferer), host, port
+        lambda connection: AudioSocketCall(connection, engines, transferer),
+        host,
+        port,
+        max_payload=max_payload,
     )
-
-

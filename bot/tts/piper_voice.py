@@ -27,7 +27,6 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from bot.app import settings
 from bot.app.speech_models import ModelMissing, piper_howto, require_piper
 from bot.audio.formats import AudioChunk, AudioFormat, AudioFormatError, Converter
 from bot.tts.normalise import ABBREVIATIONS, PHRASES, normalise_vi
@@ -104,13 +103,10 @@ class SpeechVoice(Protocol):
 class Voice:
     """One loaded Piper voice (ONNX model + JSON config), shared by every call."""
 
-    def __init__(
-        self, model_path: Path | str | None = None, config_path: Path | str | None = None
-    ) -> None:
+    def __init__(self, model_path: Path | str, config_path: Path | str | None = None) -> None:
         from piper import PiperVoice
 
-        onnx = Path(model_path) if model_path is not None else settings.PIPER_VOICE
-        onnx, config = require_piper(onnx, Path(config_path) if config_path else None)
+        onnx, config = require_piper(Path(model_path), Path(config_path) if config_path else None)
         try:
             self.piper = PiperVoice.load(onnx, config_path=config)
         except Exception as e:  # a truncated download fails here, deep in onnxruntime or json
@@ -227,5 +223,3 @@ class Speaker:
                 yield item
         finally:
             stop.set()
-
-
