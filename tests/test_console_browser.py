@@ -59,7 +59,7 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engines]:
 
     folder = tmp_path_factory.mktemp("console")
     loaded = load_engines(
-        Settings(),
+        Settings.from_env(),  # BOT_MODELS_DIR may name the trained model's folder
         stand_in=True,
         store_url=f"sqlite:///{folder / 'calls.db'}",
         recordings=folder / "recordings",
