@@ -43,11 +43,12 @@ def brain():  # type: ignore[no-untyped-def]
     from tests.config import SETTINGS
 
     quiet_libraries(SETTINGS.log_level)  # before Rasa is imported, as the entry points do
-    from bot.nlu.brain import Brain, ModelNotFound, newest_model
+    from bot.errors import ModelMissing
+    from bot.nlu.brain import Brain, newest_model
 
     try:
         return Brain(newest_model(SETTINGS.models_dir))
-    except ModelNotFound as e:  # a clear failure, not a skip: the suite needs the model
+    except ModelMissing as e:  # a clear failure, not a skip: the suite needs the model
         pytest.fail(f"{e}")
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from bot.app.speech_models import ModelMissing, stand_in_models
+from bot.app.speech_models import stand_in_models
 from bot.asr.types import Final, Partial
 from bot.asr.vosk_engine import VoskModel, VoskRecognition
 from bot.audio.formats import (
@@ -29,6 +29,7 @@ from bot.audio.formats import (
     Converter,
     read_wav,
 )
+from bot.errors import ModelMissing
 
 pytestmark = pytest.mark.engines
 

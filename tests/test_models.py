@@ -20,7 +20,6 @@ from bot.app import speech_models as models
 from bot.app.settings import Settings
 from bot.app.speech_models import (
     FetchFailed,
-    ModelMissing,
     ModelPaths,
     check,
     configured,
@@ -28,6 +27,7 @@ from bot.app.speech_models import (
     stand_in_models,
     under,
 )
+from bot.errors import ModelMissing
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.unit

@@ -10,15 +10,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 from bot.app.settings import Settings, quiet_libraries
+from bot.errors import ModelMissing
 
 
 def _load_brain(s: Settings, model: Path | None):  # type: ignore[no-untyped-def]
     quiet_libraries(s.log_level)  # before Rasa is imported
-    from bot.nlu.brain import Brain, ModelNotFound, newest_model
+    from bot.nlu.brain import Brain, newest_model
 
     try:
         return Brain(model or newest_model(s.models_dir))
-    except ModelNotFound as e:
+    except ModelMissing as e:
         raise SystemExit(f"error: {e}") from e
 
 
@@ -136,7 +137,7 @@ def cmd_call(args: argparse.Namespace) -> int:
     import asyncio
 
     from bot.app.engines import load_engines
-    from bot.app.speech_models import ModelMissing
+    from bot.errors import ModelMissing
     from bot.transports.simulated import run_simulated_call, write_bot_side
 
     if not args.recording.is_file():

@@ -35,6 +35,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from bot.app.settings import Settings, quiet_libraries
+from bot.errors import ModelMissing
 from bot.nlu.replies import action_dict
 from bot.session.brain_service import BrainService
 from bot.session.engines import Engines
@@ -221,17 +222,16 @@ def main() -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     quiet_libraries(s.log_level)  # before Rasa is imported
-    from bot.nlu.brain import Brain, ModelNotFound, newest_model
+    from bot.nlu.brain import Brain, newest_model
 
     try:
         brain = BrainService(Brain(args.model or newest_model(s.models_dir)))
-    except ModelNotFound as e:
+    except ModelMissing as e:
         raise SystemExit(f"error: {e}") from e
     logger.info("model %s loaded", brain.model_path.name)
     engines, problem = None, None
     if not args.no_voice:
         from bot.app.engines import load_engines
-        from bot.app.speech_models import ModelMissing
 
         try:
             engines = load_engines(s, stand_in=args.stand_in_models, brain=brain)

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.app.settings import Settings
+from bot.errors import ModelMissing
 
 VOSK_MODEL_NAME = "vosk-model-small-vn-0.4"
 VOSK_MODELS_PAGE = "https://alphacephei.com/vosk/models"
@@ -48,10 +49,6 @@ PIPER_VOICE_URL = (
 )
 
 FETCH_COMMAND = "python -m bot models fetch"
-
-
-class ModelMissing(FileNotFoundError):
-    """A speech model is not where the settings say; the message says how to get it."""
 
 
 class FetchFailed(ModelMissing):

@@ -23,9 +23,10 @@ from typing import Any, TypeVar
 
 import vosk
 
-from bot.app.speech_models import ModelMissing, require_vosk, vosk_howto
+from bot.app.speech_models import require_vosk, vosk_howto
 from bot.asr.types import Final, Partial, Word
 from bot.audio.formats import RECOGNISER, AudioChunk, AudioFormatError
+from bot.errors import ModelMissing
 
 _T = TypeVar("_T")
 
@@ -42,9 +43,7 @@ class VoskModel:
         try:
             self.model: Any = vosk.Model(str(self.path))
         except Exception as e:  # Vosk says only "Failed to create a model"
-            raise ModelMissing(
-                f"Vosk model: {self.path} could not be loaded ({e})\n{vosk_howto(self.path)}"
-            ) from e
+            raise ModelMissing.unloadable("Vosk model", self.path, e, vosk_howto(self.path)) from e
         # Runtime grammars need a lookahead graph (HCLr.fst + Gr.fst, as in Vosk's small
         # models); models with a static HCLG.fst ignore them with a warning.
         graph = self.path / "graph"

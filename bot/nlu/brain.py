@@ -20,6 +20,7 @@ from rasa.core.channels.channel import OutputChannel, UserMessage
 from rasa.utils.endpoints import EndpointConfig
 from rasa_sdk.executor import ActionExecutor
 
+from bot.errors import ModelMissing
 from bot.nlu.replies import BotAction, HangUp, Say, Transfer
 from bot.nlu.routes import BRANCH_ENTITY, Parse, RouteResult, route_for
 from bot.vocabulary import Route
@@ -27,14 +28,10 @@ from bot.vocabulary import Route
 logger = logging.getLogger(__name__)
 
 
-class ModelNotFound(RuntimeError):
-    pass
-
-
 def newest_model(models_dir: Path) -> Path:
     models = sorted(models_dir.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime)
     if not models:
-        raise ModelNotFound(
+        raise ModelMissing(
             f"no trained model in {models_dir}: run `make model` (or `python -m bot train`)"
         )
     return models[-1]
@@ -104,10 +101,10 @@ class Brain:
     def __init__(self, model_path: Path) -> None:
         self.model_path = Path(model_path)
         if not self.model_path.exists():
-            raise ModelNotFound(f"model file not found: {self.model_path}")
+            raise ModelMissing(f"model file not found: {self.model_path}")
         self.agent = Agent.load(str(self.model_path), action_endpoint=InProcessActionEndpoint())
         if not self.agent.is_ready():
-            raise ModelNotFound(f"Rasa could not load {self.model_path}")
+            raise ModelMissing(f"Rasa could not load {self.model_path}")
 
     # -- routing ---------------------------------------------------------------
 

@@ -1,9 +1,13 @@
 """A live call: the transport's audio in, the call machine in the middle, bot audio out.
 
-This is the only place where the stages meet (docs/architecture.md, "data flows
-one way"): transport audio -> ``Converter`` (line format -> 16 kHz) -> ``VoiceActivity``
--> Vosk ``Recognition`` -> ``CallMachine`` -> brain (Rasa) -> ``Speaker`` (Piper, or a
-pre-rendered prompt) -> ``Converter`` -> transport; ``CallStore`` records every turn.
+This is the only place where the stages meet. Audio flows one way: transport audio ->
+``Converter`` (line format -> 16 kHz) -> ``VoiceActivity`` -> the recogniser -> ``CallMachine``
+-> the brain -> ``Speaker`` (Piper, or a pre-rendered prompt) -> ``Converter`` -> transport;
+``CallStore`` records every turn. Decisions flow back in exactly two places, both through
+the machine's actions: at a pause the machine may end the utterance early (``EndUtterance``:
+the partial transcript was routed and understood, so the VAD closes the utterance without
+waiting for the rest of the silence), and an emergency heard in a partial drops the rest of
+the utterance (``DropUtterance`` to the recogniser). Nothing else reaches upstream.
 
 Each call has one ordered queue of machine events and one task that drains it, so an
 interruption can never overtake the transcript it cancels (Pipecat #1323). The

@@ -482,7 +482,8 @@ def main(
             print(f"error: no {args.only!r} calls in {args.manifest}", file=sys.stderr)
             return 2
 
-    from bot.app.speech_models import ModelMissing, configured, require_vosk, stand_in_models
+    from bot.app.speech_models import configured, require_vosk, stand_in_models
+    from bot.errors import ModelMissing
 
     try:
         paths = stand_in_models() if args.stand_in_models else configured(s)
@@ -550,11 +551,12 @@ def main(
 
 def _load_router(s: Settings) -> Router:
     quiet_libraries(s.log_level)  # before Rasa is imported
-    from bot.nlu.brain import Brain, ModelNotFound, newest_model, run
+    from bot.errors import ModelMissing
+    from bot.nlu.brain import Brain, newest_model, run
 
     try:
         brain = Brain(newest_model(s.models_dir))
-    except ModelNotFound as e:
+    except ModelMissing as e:
         raise SetupError(str(e)) from e
 
     def route(text: str) -> str:
@@ -581,8 +583,8 @@ def _run_transcripts(
     s: Settings,
     out: TextIO | None = None,
 ) -> list[CallResult]:
-    from bot.app.speech_models import ModelMissing
     from bot.asr.vosk_engine import VoskModel
+    from bot.errors import ModelMissing
 
     try:
         model = VoskModel(vosk_path, log_level=s.vosk_log_level)
@@ -609,8 +611,7 @@ def _run_calls(
     s: Settings,
 ) -> list[CallResult]:
     from bot.app.engines import load_engines
-    from bot.app.speech_models import ModelMissing
-    from bot.nlu.brain import ModelNotFound
+    from bot.errors import ModelMissing
 
     with tempfile.TemporaryDirectory(prefix="audio-tests-") as folder:
         # The test calls' records go to a scratch database, not the supervisor's.
@@ -619,7 +620,7 @@ def _run_calls(
             engines = load_engines(
                 s, stand_in=stand_in, store_url=f"sqlite:///{folder}/calls.sqlite3"
             )
-        except (ModelMissing, ModelNotFound) as e:
+        except ModelMissing as e:
             raise SetupError(str(e)) from e
         try:
             return asyncio.run(play_calls(engines, calls, linger, parallel, show))

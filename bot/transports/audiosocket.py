@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.audio.formats import TELEPHONE, AudioChunk, AudioFormatError
+from bot.audio.formats import FRAME_MS, TELEPHONE, AudioChunk, frames
 from bot.transports.pacing import PacedSender
 from bot.vocabulary import DTMF_KEYS
 
@@ -48,7 +48,6 @@ _OTHER_RATE_KINDS = range(0x11, 0x19)
 
 _HEADER = struct.Struct(">BH")
 HEADER_BYTES = _HEADER.size
-FRAME_MS = 20
 FRAME_BYTES = TELEPHONE.bytes_for_ms(FRAME_MS)  # 320: what Asterisk sends and expects
 _FRAME_S = FRAME_MS / 1000
 DEFAULT_MAX_PAYLOAD = 4096
@@ -250,19 +249,8 @@ def _frame(kind: int, payload: bytes = b"") -> bytes:
 
 
 def audio_payloads(chunk: AudioChunk) -> list[bytes]:
-    """The chunk as 20 ms payloads; the last is padded with silence.
-
-    Padding keeps every frame exactly 20 ms, so pacing is one frame per period;
-    it adds under 20 ms of silence at the end of a chunk."""
-    if chunk.format != TELEPHONE:
-        raise AudioFormatError(
-            f"AudioSocket carries {TELEPHONE}, not {chunk.format}; convert it first"
-        )
-    data = chunk.data
-    payloads = [data[i : i + FRAME_BYTES] for i in range(0, len(data), FRAME_BYTES)]
-    if payloads and len(payloads[-1]) < FRAME_BYTES:
-        payloads[-1] = payloads[-1].ljust(FRAME_BYTES, b"\x00")  # PCM16 zero is silence
-    return payloads
+    """The chunk as 20 ms payloads; the last is padded with silence."""
+    return frames(chunk, TELEPHONE)
 
 
 def encode_audio(chunk: AudioChunk) -> bytes:

@@ -46,7 +46,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from bot.audio.formats import RECOGNISER, AudioChunk, AudioFormatError
+from bot.audio.formats import FRAME_MS, RECOGNISER, AudioChunk, AudioFormatError, frames
 from bot.session.engines import Engines
 from bot.session.voice_call import VoiceCall
 from bot.transports.pacing import PacedSender
@@ -57,7 +57,6 @@ logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PAGE = STATIC_DIR / "softphone.html"
 
-FRAME_MS = 20
 FRAME_BYTES = RECOGNISER.bytes_for_ms(FRAME_MS)  # 640
 _FRAME_S = FRAME_MS / 1000
 MAX_FRAME_BYTES = 64 * 1024  # 2 s of audio: far more than any page sends at once
@@ -140,17 +139,8 @@ def branch_name(route: Route) -> str:
 
 
 def audio_frames(chunk: AudioChunk) -> list[bytes]:
-    """The chunk as 20 ms frames; the last is padded with silence (under 20 ms of it),
-    so the player sends exactly one frame per period."""
-    if chunk.format != RECOGNISER:
-        raise AudioFormatError(
-            f"the softphone carries {RECOGNISER}, not {chunk.format}; convert it first"
-        )
-    data = chunk.data
-    frames = [data[i : i + FRAME_BYTES] for i in range(0, len(data), FRAME_BYTES)]
-    if frames and len(frames[-1]) < FRAME_BYTES:
-        frames[-1] = frames[-1].ljust(FRAME_BYTES, b"\x00")
-    return frames
+    """The chunk as 20 ms frames; the last is padded with silence."""
+    return frames(chunk, RECOGNISER)
 
 
 def _dumps(message: dict[str, Any]) -> str:
@@ -199,10 +189,10 @@ class WebSocketLine:
     # -- Line ---------------------------------------------------------------------
 
     async def send_audio(self, chunk: AudioChunk) -> None:
-        frames = audio_frames(chunk)
-        if self.closed or self.ending or not frames:
+        out = audio_frames(chunk)
+        if self.closed or self.ending or not out:
             return  # the page is gone or leaving: a racing speaker is not an error
-        self._player.queue(frames)
+        self._player.queue(out)
 
     async def stop_audio(self) -> None:
         self._player.stop()

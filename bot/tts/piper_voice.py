@@ -27,8 +27,9 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from bot.app.speech_models import ModelMissing, piper_howto, require_piper
+from bot.app.speech_models import piper_howto, require_piper
 from bot.audio.formats import AudioChunk, AudioFormat, AudioFormatError, Converter
+from bot.errors import ModelMissing
 from bot.tts.normalise import ABBREVIATIONS, PHRASES, normalise_vi
 
 if TYPE_CHECKING:  # the cache renders with a Speaker: a type-only import both ways
@@ -110,9 +111,7 @@ class Voice:
         try:
             self.piper = PiperVoice.load(onnx, config_path=config)
         except Exception as e:  # a truncated download fails here, deep in onnxruntime or json
-            raise ModelMissing(
-                f"Piper voice: {onnx} could not be loaded ({e})\n{piper_howto(onnx)}"
-            ) from e
+            raise ModelMissing.unloadable("Piper voice", onnx, e, piper_howto(onnx)) from e
         self._name = onnx.name.removesuffix(".onnx")  # "vi_VN-vais1000-medium"
         self._format = AudioFormat(self.piper.config.sample_rate, "pcm16")
 
