@@ -73,18 +73,20 @@ def test_a_server_killed_mid_call_leaves_a_playable_recording_and_its_turns(
         stderr=subprocess.STDOUT,
     )
     call_id = uuid.uuid4()
+    before_kill: list[str] = []
     try:
         _wait_http(f"http://127.0.0.1:{port}/health", proc)
 
         async def talk() -> None:
             async with Caller(audio_port, call_id) as caller:
                 await caller.wait_for_bot_audio(FRAME * 50)  # a second of the greeting
-                await caller.play(korean_speech)
-                for _ in range(150):  # until the utterance is on record
+                await caller.play(korean_speech)  # over the greeting: a barge-in
+                for _ in range(150):  # until the caller's speech is on record
                     await caller.silence(0.2)
-                    if "utterance" in _turn_kinds(db, str(call_id)):
+                    if "barge_in" in _turn_kinds(db, str(call_id)):
                         break
                 await caller.silence(2.5)  # at least two more chunks of recording
+                before_kill.extend(_turn_kinds(db, str(call_id)))
                 proc.send_signal(signal.SIGKILL)  # mid-call, no clean-up of any kind
                 await caller.silence(0.5)
 
@@ -99,7 +101,10 @@ def test_a_server_killed_mid_call_leaves_a_playable_recording_and_its_turns(
         ).fetchone()
     assert outcome is None  # the call never ended
     kinds = _turn_kinds(db, str(call_id))
-    assert kinds[:2] == ["call_started", "say"] and "utterance" in kinds, kinds
+    # Every turn committed before the kill is there (the recogniser, starved on a loaded
+    # machine, may or may not have finished the utterance by then).
+    assert kinds[: len(before_kill)] == before_kill, (kinds, before_kill)
+    assert kinds[:2] == ["call_started", "say"] and "barge_in" in kinds, kinds
     # Playable as the kill left it (the header is brought up to date after each second)...
     as_left = soundfile.info(path)
     assert as_left.channels == 2 and as_left.duration > 3.0
