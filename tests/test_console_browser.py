@@ -169,7 +169,12 @@ def test_the_console_in_chromium(engines: Engines, call: str, caller_wav: Path) 
             await runner.cleanup()
 
     async def new_context(browser: Any) -> Any:
-        context = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="vi-VN")
+        # bypass_csp: Playwright's wait_for_function evaluates its predicate as a string, which
+        # the console's CSP (script-src 'self', no eval) rightly refuses; tests/test_console.py
+        # checks the header itself.
+        context = await browser.new_context(
+            viewport={"width": 1280, "height": 800}, locale="vi-VN", bypass_csp=True
+        )
         context.set_default_timeout(TIMEOUT_MS)
         return context
 
