@@ -101,6 +101,7 @@ def _duration(seconds: float | None) -> str:
 
 
 _env.filters.update(local=_local, duration=_duration, route_name=labels.route_name)
+_env.filters["end_reason"] = lambda reason: end_reason(reason)
 _env.globals.update(labels=labels, FLAG_KINDS=FLAG_KINDS)
 
 
@@ -213,6 +214,22 @@ async def home(request: web.Request) -> web.StreamResponse:
 
 
 # --- the calls list ----------------------------------------------------------------------
+
+
+END_REASONS = {
+    "caller hung up": "Người gọi gác máy",
+    "server shutting down": "Máy chủ dừng",
+    "internal error": "Lỗi của hệ thống",
+}
+
+
+def end_reason(reason: str | None) -> str:
+    """The call's end reason in Vietnamese where it is one of the usual ones."""
+    if not reason:
+        return ""
+    if reason.startswith("transferred to "):
+        return f"Đã chuyển máy: {labels.route_name(reason.removeprefix('transferred to '))}"
+    return END_REASONS.get(reason, reason)
 
 
 def _filter(request: web.Request) -> CallFilter:
@@ -369,6 +386,9 @@ def _timeline(
             if s["kind"] == "say" and s["seq"] > lat["seq"] - 2 and s.get("latency_ms") is None:
                 s["latency_ms"] = lat["latency_ms"]
                 break
+    # In the order they were heard: an utterance is recorded when the recogniser is done
+    # with it, after the barge-in it caused.
+    shown.sort(key=lambda s: s["start"])
     # A turn without an end runs until the next one starts.
     for a, b in zip(shown, shown[1:], strict=False):
         if a["end"] is None or a["end"] <= a["start"]:
