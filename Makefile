@@ -7,8 +7,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SYSTEM_STAMP := $(VENV)/.system-packages
 # Debian packages the tests and tools use: espeak-ng and sox make test calls,
-# Chromium runs the softphone page headless.
-SYSTEM_PACKAGES := espeak-ng sox chromium chromium-driver
+# Chromium runs the softphone page and the console headless; fonts-nanum draws the Korean of
+# the stand-in recogniser on the console's screenshots.
+SYSTEM_PACKAGES := espeak-ng sox chromium chromium-driver fonts-nanum
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Rasa phones home and TensorFlow is chatty; neither helps here.
