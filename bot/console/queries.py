@@ -32,6 +32,7 @@ from sqlalchemy.sql import Select
 
 from bot.store.calls import calls, turns, utc
 from bot.store.review import ReviewStore
+from bot.vocabulary import CallEnd, Route, parse_outcome, settled_by_bot
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")  # Hanoi: the hotline's day starts at its midnight
 HANGUP_REVIEW_S = 10
@@ -218,7 +219,7 @@ class Queries:
         outcomes = Counter(r.outcome for r in call_rows)
         board.received = len(call_rows)
         board.settled = sum(
-            n for o, n in outcomes.items() if o and (o.startswith("faq:") or o == "goodbye")
+            n for o, n in outcomes.items() if o and settled_by_bot(parse_outcome(o))
         )
         board.branches = {n: outcomes.get(f"transfer:{n}", 0) for n in range(1, 7)}
         board.operator = outcomes.get("operator", 0)
@@ -265,13 +266,15 @@ GROUPS = ("settled", "branch", "operator", "abandoned", "other")
 
 
 def outcome_group(outcome: str | None) -> str:
-    if outcome and (outcome.startswith("faq:") or outcome == "goodbye"):
+    """The dashboard's five groups of outcomes (the colours of its chart)."""
+    known = parse_outcome(outcome) if outcome else None
+    if settled_by_bot(known):
         return "settled"
-    if outcome and outcome.startswith("transfer:"):
+    if isinstance(known, Route) and known.branch is not None:
         return "branch"
-    if outcome == "operator":
+    if known is Route.OPERATOR:
         return "operator"
-    if outcome == "hangup":
+    if known is CallEnd.HANGUP:
         return "abandoned"
     return "other"
 
