@@ -38,8 +38,8 @@ class FakeAsterisk:
     """Banner, Challenge, Login (plain or MD5, checked as Asterisk's manager.c does),
     Redirect, Getvar, Logoff. ``on_redirect`` picks the behaviour:
     "answer" (Success for KNOWN, Error otherwise), "silent" (never answers),
-    "drop" (closes the connection), "reverse" (holds two Redirects, answers the
-    second first)."""
+    "drop" (closes the connection), "drop_once" (closes it once, then answers),
+    "reverse" (holds two Redirects, answers the second first)."""
 
     def __init__(
         self, on_redirect: str = "answer", banner: bytes = b"Asterisk Call Manager/9.0.0"
@@ -141,6 +141,9 @@ class FakeAsterisk:
         if self.on_redirect == "silent":
             return True
         if self.on_redirect == "drop":
+            return False
+        if self.on_redirect == "drop_once":  # the manager restarts mid-Redirect, then serves
+            self.on_redirect = "answer"
             return False
         if self.on_redirect == "reverse":
             self._held.append((writer, action))
@@ -443,3 +446,32 @@ def test_a_wrong_secret_is_refused_in_both_modes(auth: str) -> None:
 def test_an_unknown_auth_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="md5"):
         AmiClient("127.0.0.1", 5038, USER, SECRET, 5, auth="sha1")
+
+
+def test_status_reports_login_and_the_last_error() -> None:
+    async def scenario() -> None:
+        async with FakeAsterisk(on_redirect="drop") as pbx, pbx.client() as client:
+            assert client.status()["logged_in"] is True and client.status()["last_error"] is None
+            with pytest.raises(AmiError) as caught:
+                await client.redirect(KNOWN, "hotline-1022", "4")
+            assert caught.value.kind == "connection_lost"
+            await until(lambda: not client.connected)
+            status = client.status()
+            assert status["connected"] is False and status["logged_in"] is False
+            assert "Redirect" in str(status["last_error"])
+            assert "s3cret" not in str(status)
+
+    run(scenario())
+
+
+def test_nothing_listening_is_an_unavailable_manager() -> None:
+    async def scenario() -> None:
+        async with FakeAsterisk() as pbx:
+            port = pbx.port
+        client = AmiClient("127.0.0.1", port, USER, SECRET, timeout=2)
+        with pytest.raises(AmiError) as caught:
+            await client.redirect(KNOWN, "hotline-1022", "1")
+        assert caught.value.kind == "ami_unavailable"
+        assert "cannot connect" in str(client.status()["last_error"])
+
+    run(scenario())

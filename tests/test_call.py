@@ -30,6 +30,7 @@ from bot.call.events import (
     SpeechPaused,
     SpeechResumed,
     SpeechStarted,
+    Stage,
     StageFailed,
     StopPlayback,
     Tick,
@@ -546,6 +547,25 @@ def test_a_failed_stage_is_never_silence(stage):
     line.finish_playback()
     # Then silence: the menu, then an operator.
     line.run_until(6.0)
+    assert [p.text for p in line.playing()] == [PROMPTS.menu.text]
+    line.finish_playback()
+    line.run_until(line.now + 5.0)
+    assert of(line.finish_playback(), TransferCall) == [TransferCall("operator")]
+
+
+def test_a_recogniser_failing_at_the_end_of_an_utterance_still_leaves_the_silence_ladder():
+    # The recogniser raised in finish(): the final of the utterance that ended never comes.
+    # The failure settles it, so silence is heard again (the menu, then an operator)
+    # instead of the machine waiting for that final for ever.
+    line = Line(CallConfig(silence_timeout_s=5.0))
+    line.greet()
+    line.send(SpeechStarted(1.0, began_at=0.8))
+    line.send(SpeechEnded(2.0))
+    actions = line.send(StageFailed(2.1, Stage.ASR, "finish() raised"))
+    assert [p.text for p in of(actions, Play)] == [PROMPTS.technical_problem.text]
+    line.at(2.1)
+    line.finish_playback()
+    line.run_until(7.5)
     assert [p.text for p in line.playing()] == [PROMPTS.menu.text]
     line.finish_playback()
     line.run_until(line.now + 5.0)

@@ -16,18 +16,17 @@ from pathlib import Path
 import pytest
 import vosk
 
-from bot.app import speech_models as models
+from bot import speech_models as models
 from bot.app.settings import Settings
-from bot.app.speech_models import (
+from bot.errors import ModelMissing
+from bot.speech_models import (
     FetchFailed,
     ModelPaths,
     check,
-    configured,
     fetch,
     stand_in_models,
     under,
 )
-from bot.errors import ModelMissing
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.unit
@@ -68,10 +67,10 @@ def place_stand_ins(dest: Path) -> ModelPaths:
 
 def test_defaults_follow_the_settings() -> None:
     s = Settings.from_env({})
-    assert configured(s) == ModelPaths(s.vosk_model, s.piper_voice)
+    assert s.speech_models == ModelPaths(s.vosk_model, s.piper_voice)
     assert s.vosk_model == ROOT / "models" / "vosk-model-small-vn-0.4"
     assert s.piper_voice == ROOT / "models/piper/vi_VN-vais1000-medium.onnx"
-    assert configured(s).piper_config.name == "vi_VN-vais1000-medium.onnx.json"
+    assert s.speech_models.piper_config.name == "vi_VN-vais1000-medium.onnx.json"
     # The speech models follow the models directory unless placed elsewhere.
     moved = Settings.from_env({"BOT_MODELS_DIR": "/srv/models", "BOT_PIPER_VOICE": "v.onnx"})
     assert moved.vosk_model == Path("/srv/models/vosk-model-small-vn-0.4")
@@ -84,7 +83,7 @@ def test_stand_ins_are_real_models_and_only_given_on_request() -> None:
     assert (stand_ins.vosk / "graph" / "HCLr.fst").is_file()
     assert stand_ins.piper.suffix == ".onnx" and stand_ins.piper_config.is_file()
     # Production paths never point at them.
-    production = configured(Settings())
+    production = Settings().speech_models
     assert production.vosk != stand_ins.vosk and production.piper != stand_ins.piper
 
 

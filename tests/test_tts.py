@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.app.speech_models import stand_in_models
 from bot.audio.formats import TELEPHONE, AudioChunk, AudioFormat
 from bot.call.prompts import Prompts, domain_texts, read_responses
 from bot.errors import ModelMissing
+from bot.speech_models import stand_in_models
 from bot.tts.normalise import normalise_vi, read_number
 from bot.tts.piper_voice import Speaker, Voice, split_clauses, to_format
 from bot.tts.prompt_cache import PromptCache, RenderCount

@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from bot.app.settings import Settings, quiet_libraries
+from bot.app.settings import ROOT, Settings, quiet_libraries
 from bot.errors import ModelMissing
+from bot.store.calls import resolve_url
 
 
 def _load_brain(s: Settings, model: Path | None):  # type: ignore[no-untyped-def]
@@ -145,10 +146,21 @@ def cmd_call(args: argparse.Namespace) -> int:
     try:
         quiet_libraries(args.settings.log_level)
         engines = load_engines(
-            args.settings, stand_in=args.stand_in_models, store_url=args.database
+            args.settings,
+            stand_in=args.stand_in_models,
+            # A relative SQLite path is the project's, as in BOT_DATABASE_URL.
+            store_url=resolve_url(args.database, ROOT) if args.database else None,
+            stand_in_voice=args.stand_in_voice,
         )
     except ModelMissing as e:
-        raise SystemExit(f"error: {e}") from e
+        hint = (
+            ""
+            if args.stand_in_models or args.stand_in_voice
+            else "\n(without the Vietnamese voice, --stand-in-voice speaks in the English "
+            "stand-in; the recogniser stays the Vietnamese one)"
+        )
+        raise SystemExit(f"error: {e}{hint}") from e
+    print(f"recogniser: {engines.speech.name}")
 
     line, call = asyncio.run(
         run_simulated_call(engines, args.recording, args.digits, args.max_seconds)
@@ -166,10 +178,33 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from bot.app.speech_models import main as models_main
+    from bot.speech_models import (
+        FETCH_COMMAND,
+        FetchFailed,
+        asr_engine_note,
+        check,
+        fetch,
+        under,
+    )
 
-    dest = ["--dest", str(args.dest)] if args.dest and args.action == "fetch" else []
-    return models_main([args.action, *dest], args.settings)
+    s: Settings = args.settings
+    if args.action == "check":
+        print(asr_engine_note(s.asr_engine, s.vosk_model))
+        missing = check(s.speech_models)
+        for line in missing:
+            print(f"missing: {line}")
+        if missing:
+            print(f"get them with: {FETCH_COMMAND}")
+        return 1 if missing else 0
+    paths = s.speech_models if args.dest is None else under(args.dest)
+    timeout = s.fetch_timeout if args.timeout is None else args.timeout
+    try:
+        fetched = fetch(paths, timeout=timeout, download_timeout=s.fetch_download_timeout)
+    except FetchFailed as e:
+        print(e, file=sys.stderr)
+        return 1
+    print("\n".join(f"fetched: {line}" for line in fetched) or "all speech models in place")
+    return 0
 
 
 def cmd_users(args: argparse.Namespace) -> int:
@@ -253,11 +288,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="use the PyPI stand-in models (Korean Vosk, English Piper), for testing",
     )
+    p.add_argument(
+        "--stand-in-voice",
+        action="store_true",
+        help="swap only the voice for the English stand-in (where the Vietnamese Piper voice "
+        "cannot be had); the recogniser is still BOT_ASR_ENGINE's",
+    )
     p.set_defaults(func=cmd_call)
 
     p = sub.add_parser("models", help="check or fetch the Vietnamese speech models")
     p.add_argument("action", choices=["check", "fetch"])
-    p.add_argument("--dest", type=Path)
+    p.add_argument("--dest", type=Path, help="models directory to fetch into (default: settings)")
+    p.add_argument("--timeout", type=float, help="seconds for a host to answer (BOT_FETCH_TIMEOUT)")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("users", help="console users: add, passwd, list")

@@ -19,7 +19,14 @@ from typing import TypeVar
 
 from bot.audio.vad import VadConfig
 from bot.call.machine import CallConfig
-from bot.transports.audiosocket import DEFAULT_MAX_PAYLOAD
+from bot.speech_models import ModelPaths
+from bot.store.calls import resolve_url
+from bot.transports.audiosocket import (
+    DEFAULT_IDLE_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_PAYLOAD,
+    DEFAULT_UUID_TIMEOUT_S,
+)
 
 ROOT = Path(__file__).resolve().parents[2]  # bot/app/settings.py -> the project root
 T = TypeVar("T")
@@ -71,6 +78,13 @@ class _Env:
         value = Path(self.env.get(name) or default)
         return value if value.is_absolute() else ROOT / value
 
+    def names(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        """``a,b,c`` (a shell-friendly list)."""
+        raw = self.env.get(name)
+        if raw is None or not raw.strip():
+            return default
+        return tuple(filter(None, (part.strip() for part in raw.split(","))))
+
     def pairs(self, name: str, default: str) -> dict[str, str]:
         """``key=value,key=value`` (a shell-friendly mapping)."""
         raw = self.env.get(name) or default
@@ -105,6 +119,39 @@ class Settings:
     # 1,000 characters; anything far beyond that is not speech.
     max_utterance_chars: int = 2000  # BOT_MAX_UTTERANCE_CHARS
     log_level: str = "WARNING"  # BOT_LOG_LEVEL: Rasa's and TensorFlow's loggers
+    # The bot's own loggers' level; "text" or "json" (one JSON object per line); how many
+    # warnings one peer may cause a minute (a flood of bad input is a few lines).
+    server_log_level: str = "INFO"  # BOT_SERVER_LOG_LEVEL
+    log_format: str = "text"  # BOT_LOG_FORMAT
+    log_warnings_per_peer: int = 5  # BOT_LOG_WARNINGS_PER_PEER
+
+    # --- what the server accepts (nothing may push it over) ---
+    # Host header names the HTTP server answers to ("*": any). A page on another domain that
+    # resolves to this machine (DNS rebinding) sends its own name and is refused. BOT_HOST
+    # is added to the default.
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")  # BOT_ALLOWED_HOSTS
+    # Origins whose pages may call /api/* and open /ws besides the server's own (a request
+    # without an Origin header is not from a browser page and is let through).
+    allowed_origins: tuple[str, ...] = ()  # BOT_ALLOWED_ORIGINS
+    # Seconds a client may take to send a request's headers, then its body; an idle
+    # kept-alive connection is closed after the third.
+    http_header_timeout_s: float = 10.0  # BOT_HTTP_HEADER_TIMEOUT_S
+    http_body_timeout_s: float = 10.0  # BOT_HTTP_BODY_TIMEOUT_S
+    http_keepalive_s: float = 15.0  # BOT_HTTP_KEEPALIVE_S
+    # Open connections per transport (AudioSocket, the softphone's /ws); one more is refused
+    # at once. Above max_calls on purpose: those calls still hear the operator notice.
+    max_connections: int = DEFAULT_MAX_CONNECTIONS  # BOT_MAX_CONNECTIONS
+    # /api/chat conversations (and the brain's tracker store, which calls share): at most so
+    # many (the least recently used dropped), dropped after so long idle; turns per chat
+    # (each turn re-serialises the conversation's history).
+    max_conversations: int = 1000  # BOT_MAX_CONVERSATIONS
+    conversation_ttl_s: float = 1800.0  # BOT_CONVERSATION_TTL_S
+    chat_max_turns: int = 50  # BOT_CHAT_MAX_TURNS
+    # The softphone page: seconds to send "start" after opening /ws, and the longest silence
+    # on the socket once the call runs (the page streams its microphone; a page without one
+    # has only its keypad, so this is long).
+    ws_start_timeout_s: float = 10.0  # BOT_WS_START_TIMEOUT_S
+    ws_idle_timeout_s: float = 120.0  # BOT_WS_IDLE_TIMEOUT_S
 
     # --- telephony: Asterisk AudioSocket in, AMI Redirect out (bot/transports/) ---
     # Where the AudioSocket server listens; Asterisk's dial plan names it in
@@ -114,6 +161,11 @@ class Settings:
     # Largest frame payload accepted. 20 ms of 8 kHz audio is 320 bytes; a length far beyond
     # that is a corrupt stream, and refusing it early bounds each call's buffer.
     audiosocket_max_payload: int = DEFAULT_MAX_PAYLOAD  # BOT_AUDIOSOCKET_MAX_PAYLOAD
+    # Seconds Asterisk has to send the call's UUID after connecting, and the longest gap
+    # between frames once the call runs (it sends one every 20 ms): past either, the
+    # connection is closed and the call ended with the reason recorded.
+    audiosocket_uuid_timeout_s: float = DEFAULT_UUID_TIMEOUT_S  # BOT_AUDIOSOCKET_UUID_TIMEOUT_S
+    audiosocket_idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S  # BOT_AUDIOSOCKET_IDLE_TIMEOUT_S
     # Asterisk Manager Interface: AudioSocket cannot transfer, so a transfer is an AMI
     # Redirect of the caller's channel. The user needs the "call" write permission.
     ami_host: str = "127.0.0.1"  # BOT_AMI_HOST
@@ -125,6 +177,9 @@ class Settings:
     ami_auth: str = "md5"  # BOT_AMI_AUTH
     # Seconds to wait for connecting, logging in and each action's answer.
     ami_timeout: float = 5.0  # BOT_AMI_TIMEOUT
+    # How often the server checks its AMI login (and logs in again), so /health tells
+    # whether transfers can work before a caller needs one.
+    ami_check_s: float = 30.0  # BOT_AMI_CHECK_S
     # Dial-plan targets of transfers: the default context, and one extension per route. An
     # entry may name its own context as ``exten@context`` (Asterisk's notation).
     transfer_context: str = "hotline-1022"  # BOT_TRANSFER_CONTEXT
@@ -137,8 +192,12 @@ class Settings:
     # (postgresql://user:password@host/db) when several processes share them. A relative
     # SQLite path (sqlite:///var/x.db) is taken from the project root, like the paths above.
     database_url: str = f"sqlite:///{ROOT / 'var' / 'calls.sqlite3'}"  # BOT_DATABASE_URL
+    # At start-up, close the calls a crash left open (outcome error, "server restarted").
+    # Turn off when several servers share one PostgreSQL database: one would close the
+    # others' calls.
+    recover_open_calls: bool = True  # BOT_RECOVER_OPEN_CALLS
 
-    # --- speech models (bot/app/speech_models.py, bot/asr/, bot/tts/) ---
+    # --- speech models (bot/speech_models.py, bot/asr/, bot/tts/) ---
     # Downloaded models (git-ignored); `python -m bot models fetch` puts them here.
     vosk_model: Path = ROOT / "models" / "vosk-model-small-vn-0.4"  # BOT_VOSK_MODEL
     piper_voice: Path = ROOT / "models" / "piper" / "vi_VN-vais1000-medium.onnx"  # BOT_PIPER_VOICE
@@ -159,6 +218,12 @@ class Settings:
     # loop's (nice steps): decoding waits, the real-time audio of every call does not.
     asr_threads: int = os.cpu_count() or 2  # BOT_ASR_THREADS
     asr_nice: int = 10  # BOT_ASR_NICE
+    # Which recogniser hears the calls: "vosk" (the Vosk model above), "vietasr" (the
+    # Vietnamese model embedded in the viet-asr wheel: no download), or "auto": Vosk where its
+    # Vietnamese model is installed, the embedded model otherwise (bot.speech_models.asr_engine).
+    asr_engine: str = "auto"  # BOT_ASR_ENGINE
+    # vietasr's native log threshold: 2 prints its INFO lines on every model load, 3 warnings.
+    vietasr_log_level: int = 3  # BOT_VIETASR_LOG_LEVEL
 
     # --- the call's timing (bot/audio/vad.py, bot/call/machine.py) ---
     # webrtcvad's aggressiveness, the shortest speech, the trailing silence that ends an
@@ -202,6 +267,11 @@ class Settings:
     # Secure cookies need HTTPS: on behind a TLS proxy.
     console_secure_cookies: bool = False  # BOT_CONSOLE_SECURE_COOKIES
 
+    @property
+    def speech_models(self) -> ModelPaths:
+        """The production speech models, where these settings place them."""
+        return ModelPaths(self.vosk_model, self.piper_voice)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """The settings, with every ``BOT_*`` variable of ``env`` (the process's by default)
@@ -221,10 +291,32 @@ class Settings:
             port=e.integer("BOT_PORT", d.port),
             max_utterance_chars=e.integer("BOT_MAX_UTTERANCE_CHARS", d.max_utterance_chars),
             log_level=e.text("BOT_LOG_LEVEL", d.log_level),
+            server_log_level=e.text("BOT_SERVER_LOG_LEVEL", d.server_log_level),
+            log_format=e.text("BOT_LOG_FORMAT", d.log_format),
+            log_warnings_per_peer=e.integer("BOT_LOG_WARNINGS_PER_PEER", d.log_warnings_per_peer),
+            allowed_hosts=e.names(
+                "BOT_ALLOWED_HOSTS", (*d.allowed_hosts, e.text("BOT_HOST", d.host))
+            ),
+            allowed_origins=e.names("BOT_ALLOWED_ORIGINS", d.allowed_origins),
+            http_header_timeout_s=e.number("BOT_HTTP_HEADER_TIMEOUT_S", d.http_header_timeout_s),
+            http_body_timeout_s=e.number("BOT_HTTP_BODY_TIMEOUT_S", d.http_body_timeout_s),
+            http_keepalive_s=e.number("BOT_HTTP_KEEPALIVE_S", d.http_keepalive_s),
+            max_connections=e.integer("BOT_MAX_CONNECTIONS", d.max_connections),
+            max_conversations=e.integer("BOT_MAX_CONVERSATIONS", d.max_conversations),
+            conversation_ttl_s=e.number("BOT_CONVERSATION_TTL_S", d.conversation_ttl_s),
+            chat_max_turns=e.integer("BOT_CHAT_MAX_TURNS", d.chat_max_turns),
+            ws_start_timeout_s=e.number("BOT_WS_START_TIMEOUT_S", d.ws_start_timeout_s),
+            ws_idle_timeout_s=e.number("BOT_WS_IDLE_TIMEOUT_S", d.ws_idle_timeout_s),
             audiosocket_host=e.text("BOT_AUDIOSOCKET_HOST", d.audiosocket_host),
             audiosocket_port=e.integer("BOT_AUDIOSOCKET_PORT", d.audiosocket_port),
             audiosocket_max_payload=e.integer(
                 "BOT_AUDIOSOCKET_MAX_PAYLOAD", d.audiosocket_max_payload
+            ),
+            audiosocket_uuid_timeout_s=e.number(
+                "BOT_AUDIOSOCKET_UUID_TIMEOUT_S", d.audiosocket_uuid_timeout_s
+            ),
+            audiosocket_idle_timeout_s=e.number(
+                "BOT_AUDIOSOCKET_IDLE_TIMEOUT_S", d.audiosocket_idle_timeout_s
             ),
             ami_host=e.text("BOT_AMI_HOST", d.ami_host),
             ami_port=e.integer("BOT_AMI_PORT", d.ami_port),
@@ -232,9 +324,11 @@ class Settings:
             ami_secret=e.text("BOT_AMI_SECRET", d.ami_secret),
             ami_auth=e.text("BOT_AMI_AUTH", d.ami_auth),
             ami_timeout=e.number("BOT_AMI_TIMEOUT", d.ami_timeout),
+            ami_check_s=e.number("BOT_AMI_CHECK_S", d.ami_check_s),
             transfer_context=e.text("BOT_TRANSFER_CONTEXT", d.transfer_context),
             transfer_extensions=e.pairs("BOT_TRANSFER_EXTENSIONS", DEFAULT_TRANSFER_EXTENSIONS),
-            database_url=e.text("BOT_DATABASE_URL", d.database_url),
+            database_url=resolve_url(e.text("BOT_DATABASE_URL", d.database_url), ROOT),
+            recover_open_calls=e.flag("BOT_RECOVER_OPEN_CALLS", d.recover_open_calls),
             # The speech models sit under the models directory unless placed elsewhere.
             vosk_model=e.path("BOT_VOSK_MODEL", models / d.vosk_model.name),
             piper_voice=e.path("BOT_PIPER_VOICE", models / "piper" / d.piper_voice.name),
@@ -245,6 +339,8 @@ class Settings:
             asr_vocabulary=e.flag("BOT_ASR_VOCABULARY", d.asr_vocabulary),
             asr_threads=e.integer("BOT_ASR_THREADS", d.asr_threads),
             asr_nice=e.integer("BOT_ASR_NICE", d.asr_nice),
+            asr_engine=_asr_engine(e.text("BOT_ASR_ENGINE", d.asr_engine)),
+            vietasr_log_level=e.integer("BOT_VIETASR_LOG_LEVEL", d.vietasr_log_level),
             vad=dataclasses.replace(
                 d.vad,
                 aggressiveness=e.integer("BOT_VAD_AGGRESSIVENESS", d.vad.aggressiveness),
@@ -271,6 +367,13 @@ class Settings:
             login_window_s=e.number("BOT_LOGIN_WINDOW_S", d.login_window_s),
             console_secure_cookies=e.flag("BOT_CONSOLE_SECURE_COOKIES", d.console_secure_cookies),
         )
+
+
+def _asr_engine(value: str) -> str:
+    value = value.strip().lower()
+    if value not in ("vosk", "vietasr", "auto"):
+        raise SettingsError(f"BOT_ASR_ENGINE: expected vosk, vietasr or auto, got {value!r}")
+    return value
 
 
 def quiet_libraries(level: str = "WARNING") -> None:

@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 
 import vosk
 
-from bot.app.speech_models import require_vosk, vosk_howto
 from bot.asr.types import Final, Partial, Word
 from bot.audio.formats import RECOGNISER, AudioChunk, AudioFormatError
 from bot.errors import ModelMissing
+from bot.speech_models import require_vosk, vosk_howto
 
 _T = TypeVar("_T")
 

@@ -112,6 +112,15 @@ class StageFailed:
 
 
 @dataclass(frozen=True)
+class TransferFailed:
+    """The transport could not move the call (TransferCall): the caller is still here."""
+
+    at: float
+    route: Route
+    reason: str  # one word (TransferResult.reason)
+
+
+@dataclass(frozen=True)
 class Tick:
     at: float
 
@@ -124,7 +133,7 @@ class CallerHungUp:
 Event = (
     CallStarted | SpeechStarted | SpeechPaused | SpeechResumed | SpeechEnded | PartialTranscript
     | FinalTranscript | PartialRouted | DigitPressed | PlaybackFinished | BrainReplied
-    | StageFailed | Tick | CallerHungUp
+    | StageFailed | TransferFailed | Tick | CallerHungUp
 )  # fmt: skip
 
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,9 @@ from typing import Any
 # TensorFlow configure logging when they are imported.
 from rasa.core.agent import Agent
 from rasa.core.channels.channel import OutputChannel, UserMessage
+from rasa.core.tracker_store import InMemoryTrackerStore
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.utils.endpoints import EndpointConfig
 from rasa_sdk.executor import ActionExecutor
 
@@ -63,6 +69,58 @@ class InProcessActionEndpoint(EndpointConfig):
         return await self.executor.run(kwargs["json"])
 
 
+class BoundedTrackerStore(InMemoryTrackerStore):
+    """Rasa's in-memory tracker store with bounds: at most ``max_conversations`` kept (the
+    least recently used dropped first), each dropped after ``ttl_s`` idle. Rasa's own keeps
+    every conversation for ever, so /api/chat could grow the process without end."""
+
+    def __init__(
+        self,
+        max_conversations: int = 1000,  # BOT_MAX_CONVERSATIONS
+        ttl_s: float = 1800.0,  # BOT_CONVERSATION_TTL_S
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(Domain.empty())  # Agent.load puts the model's domain in
+        self.store: OrderedDict[str, str] = OrderedDict()
+        self.max_conversations = max_conversations
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._used: dict[str, float] = {}
+
+    async def save(self, tracker: DialogueStateTracker) -> None:
+        await super().save(tracker)
+        self._touch(tracker.sender_id)
+        while len(self.store) > self.max_conversations:
+            self.forget(next(iter(self.store)))
+
+    async def retrieve(self, sender_id: str) -> DialogueStateTracker | None:
+        self._expire()
+        if sender_id in self.store:
+            self._touch(sender_id)
+        return await super().retrieve(sender_id)
+
+    async def retrieve_full_tracker(self, sender_id: str) -> DialogueStateTracker | None:
+        self._expire()
+        return await super().retrieve_full_tracker(sender_id)
+
+    def forget(self, sender_id: str) -> None:
+        self.store.pop(sender_id, None)
+        self._used.pop(sender_id, None)
+
+    def _touch(self, sender_id: str) -> None:
+        self.store.move_to_end(sender_id)
+        self._used[sender_id] = self._clock()
+
+    def _expire(self) -> None:
+        # The store is in order of use: the idle ones are at its front.
+        cutoff = self._clock() - self.ttl_s
+        while self.store:
+            oldest = next(iter(self.store))
+            if self._used.get(oldest, cutoff) > cutoff:
+                return
+            self.forget(oldest)
+
+
 class _Collector(OutputChannel):
     """Keeps each bot message whole (text and custom payload together)."""
 
@@ -98,11 +156,18 @@ def _clean(text: str) -> str:
 class Brain:
     """One trained model, shared by every conversation of the process."""
 
-    def __init__(self, model_path: Path) -> None:
+    def __init__(
+        self, model_path: Path, max_conversations: int = 1000, conversation_ttl_s: float = 1800.0
+    ) -> None:
         self.model_path = Path(model_path)
         if not self.model_path.exists():
             raise ModelMissing(f"model file not found: {self.model_path}")
-        self.agent = Agent.load(str(self.model_path), action_endpoint=InProcessActionEndpoint())
+        self.tracker_store = BoundedTrackerStore(max_conversations, conversation_ttl_s)
+        self.agent = Agent.load(
+            str(self.model_path),
+            action_endpoint=InProcessActionEndpoint(),
+            tracker_store=self.tracker_store,
+        )
         if not self.agent.is_ready():
             raise ModelMissing(f"Rasa could not load {self.model_path}")
 
@@ -156,6 +221,10 @@ class Brain:
         return await self._handle(
             conversation_id, f'/choose_branch{{"{BRANCH_ENTITY}": "{digit}"}}'
         )
+
+    async def forget(self, conversation_id: str) -> None:
+        """Drop a conversation's history (a call that ended, a chat that expired)."""
+        self.tracker_store.forget(conversation_id)
 
     async def _handle(self, conversation_id: str, payload: str) -> list[BotAction]:
         collector = _Collector()

@@ -68,6 +68,9 @@ class BrainService:
     async def last_route(self, conversation_id: str) -> RouteResult | None:
         return await self._submit(self.brain.last_route(conversation_id))
 
+    async def forget(self, conversation_id: str) -> None:
+        await self._submit(self.brain.forget(conversation_id))
+
     @property
     def model_path(self) -> Path:
         return self._model_path

@@ -19,6 +19,7 @@ from bot.audio.formats import (
     write_wav,
 )
 from bot.session.engines import Engines
+from bot.session.line import TransferResult
 from bot.session.voice_call import VoiceCall
 from bot.vocabulary import DTMF_KEYS, CallEnd, Outcome, Route
 
@@ -69,9 +70,10 @@ class SimulatedLine:
         self.outcome = self.outcome or CallEnd.HANGUP
         self._log("bot", "(hangs up)")
 
-    async def transfer(self, route: Route) -> None:
+    async def transfer(self, route: Route) -> TransferResult:
         self.outcome = route
         self._log("bot", f"(transfers to {route})")
+        return TransferResult.done()
 
     async def show(self, message: dict[str, Any]) -> None:
         kind, text = message.get("kind"), message.get("text") or ""

@@ -27,9 +27,9 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from bot.app.speech_models import piper_howto, require_piper
 from bot.audio.formats import AudioChunk, AudioFormat, AudioFormatError, Converter
 from bot.errors import ModelMissing
+from bot.speech_models import piper_howto, require_piper
 from bot.tts.normalise import ABBREVIATIONS, PHRASES, normalise_vi
 
 if TYPE_CHECKING:  # the cache renders with a Speaker: a type-only import both ways

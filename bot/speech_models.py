@@ -21,7 +21,6 @@ Run as ``python -m bot models check`` or ``python -m bot models fetch``.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import shutil
 import socket
@@ -34,7 +33,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.app.settings import Settings
 from bot.errors import ModelMissing
 
 VOSK_MODEL_NAME = "vosk-model-small-vn-0.4"
@@ -68,11 +66,6 @@ class ModelPaths:
 def piper_config_for(onnx: Path) -> Path:
     """Piper's own convention: the config sits beside the model as ``<model>.onnx.json``."""
     return onnx.with_name(onnx.name + ".json")
-
-
-def configured(s: Settings) -> ModelPaths:
-    """The production models, as the settings (and so ``BOT_*`` variables) place them."""
-    return ModelPaths(s.vosk_model, s.piper_voice)
 
 
 def under(dest: Path) -> ModelPaths:
@@ -157,6 +150,47 @@ def check(paths: ModelPaths) -> list[str]:
     if not paths.piper_config.is_file():
         missing.append(f"Piper voice config {paths.piper_config}")
     return missing
+
+
+# --- which recogniser ------------------------------------------------------------
+
+ASR_ENGINES = ("vosk", "vietasr", "auto")
+
+
+def asr_engine(choice: str, vosk_path: Path) -> str:
+    """The recogniser a ``BOT_ASR_ENGINE`` choice means here: "vosk" or "vietasr".
+
+    "auto" takes Vosk where the Vietnamese Vosk model at ``vosk_path`` (the design's engine,
+    what ``fetch`` downloads) is installed, and the Vietnamese model embedded in the viet-asr
+    wheel otherwise. An explicit choice is kept even when its model is missing: loading it
+    then says what is missing. Raises ValueError for any other value."""
+    choice = choice.strip().lower()
+    if choice not in ASR_ENGINES:
+        raise ValueError(f"BOT_ASR_ENGINE: {choice!r} is not one of {', '.join(ASR_ENGINES)}")
+    if choice != "auto":
+        return choice
+    from bot.asr.vietasr_engine import installed
+
+    return "vosk" if vosk_model_ok(vosk_path) or not installed() else "vietasr"
+
+
+def asr_engine_note(choice: str, vosk_path: Path) -> str:
+    """One line for people: the recogniser chosen, and why (``models check``)."""
+    engine = asr_engine(choice, vosk_path)
+    if engine == "vosk":
+        what = f"Vosk model {vosk_path}"
+    else:
+        from importlib import metadata
+
+        what = f"the Vietnamese model embedded in viet-asr {metadata.version('viet-asr')}"
+    why = f"BOT_ASR_ENGINE={choice}"
+    if choice == "auto":
+        why += (
+            ": the Vietnamese Vosk model is installed"
+            if engine == "vosk" and vosk_model_ok(vosk_path)
+            else ": no Vietnamese Vosk model installed"
+        )
+    return f"recogniser: {engine} ({what}; {why})"
 
 
 # --- fetching --------------------------------------------------------------------
@@ -278,7 +312,7 @@ def fetch(
     vosk_url: str = VOSK_MODEL_URL,
     piper_url: str = PIPER_VOICE_URL,
 ) -> list[str]:
-    """Get every missing model to ``paths`` (``configured``, or ``under`` a models directory);
+    """Get every missing model to ``paths`` (``Settings.speech_models``, or ``under`` a folder);
     returns what was fetched (empty: all were in place). ``vosk_url`` and ``piper_url`` are
     probed (``timeout`` s) before the downloaders, which use their own official addresses,
     are started: tests pass unreachable ones. Raises ``FetchFailed`` naming each missing
@@ -302,36 +336,3 @@ def fetch(
     if problems:
         raise FetchFailed("could not fetch every speech model:\n" + "\n".join(problems))
     return fetched
-
-
-def main(argv: list[str] | None = None, s: Settings | None = None) -> int:
-    s = s or Settings.from_env()
-    parser = argparse.ArgumentParser(
-        prog="python -m bot models", description=__doc__.split("\n")[0]
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("check", help="list the speech models that are missing")
-    fetch_cmd = commands.add_parser("fetch", help="download the missing speech models")
-    fetch_cmd.add_argument("--dest", type=Path, help="models directory (default: the settings)")
-    fetch_cmd.add_argument("--timeout", type=float, default=s.fetch_timeout)
-    args = parser.parse_args(argv)
-
-    if args.command == "check":
-        missing = check(configured(s))
-        for line in missing:
-            print(f"missing: {line}")
-        if missing:
-            print(f"get them with: {FETCH_COMMAND}")
-        return 1 if missing else 0
-    try:
-        paths = configured(s) if args.dest is None else under(args.dest)
-        fetched = fetch(paths, timeout=args.timeout, download_timeout=s.fetch_download_timeout)
-    except FetchFailed as e:
-        print(e, file=sys.stderr)
-        return 1
-    print("\n".join(f"fetched: {line}" for line in fetched) or "all speech models in place")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
