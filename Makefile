@@ -9,8 +9,10 @@ SYSTEM_STAMP := $(VENV)/.system-packages
 VIENEU_DIR := build/vieneu
 VIENEU_STAMP := $(VIENEU_DIR)/.extracted
 # Debian packages the tests and tools use: espeak-ng and sox make test calls,
-# Chromium runs the softphone page headless; strace proves the recogniser stays offline.
-SYSTEM_PACKAGES := espeak-ng sox chromium chromium-driver strace
+# Chromium runs the softphone page and the console headless (fonts-nanum draws the Korean of
+# the stand-in recogniser on the console's screenshots); strace proves the recogniser stays
+# offline.
+SYSTEM_PACKAGES := espeak-ng sox chromium chromium-driver strace fonts-nanum
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Rasa phones home and TensorFlow is chatty; neither helps here.

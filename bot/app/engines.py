@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from bot.app.settings import Settings
 from bot.asr.types import SpeechModel
@@ -91,6 +92,7 @@ def load_engines(
     brain: BrainService | None = None,
     asr_engine: str | None = None,
     stand_in_voice: bool = False,
+    recordings: Path | None = None,
 ) -> Engines:
     """Load everything a voice call needs, once per process.
 
@@ -101,7 +103,8 @@ def load_engines(
     ``asr_engine`` (default: the settings', ``BOT_ASR_ENGINE``) picks the recogniser
     (``load_speech_model``). Every fixed prompt of domain.yml is rendered into the prompt cache
     here, so none costs synthesis in a call. ``store_url`` overrides the settings' database
-    (a test's own file).
+    (a test's own file), ``recordings`` the folder calls are
+    recorded in (when ``record_calls`` is on).
     """
     from bot.audio.formats import TELEPHONE
     from bot.nlu.brain import Brain, newest_model
@@ -128,7 +131,12 @@ def load_engines(
         brain_timeout_s=s.brain_timeout_s,
         max_calls=s.max_calls,
         decoder=decoder_pool(s),
+        recordings=s.recordings_dir if s.record_calls and recordings is None else recordings,
     )
+    if engines.recordings is not None and engines.store is not None:
+        from bot.session.recorder import recover
+
+        recover(engines.store)  # recordings left open by a server that was killed
     counts = cache.render_all(engines.speaker(TELEPHONE), engines.prompts.texts)
     logger.info("prompt cache: %d rendered, %d already cached", counts.rendered, counts.cached)
     return engines

@@ -326,6 +326,7 @@ def make_app(
             web.post("/api/chat", chat),
         ]
     )
+    _add_console(app, engines, settings)
     if engines is not None:
         transferer = transferer or make_transferer(settings)
         app[AMI_STATUS] = transferer.client.status
@@ -338,6 +339,20 @@ def make_app(
         )
         add_softphone(app, engines, limits)
     return app
+
+
+def _add_console(app: web.Application, engines: Engines | None, s: Settings) -> None:
+    """The supervisors' console under /console/ (bot/console/), with its nightly retention."""
+    from bot.console.app import add_console, live_calls
+    from bot.console.retention import nightly
+    from bot.store.calls import CallStore
+
+    if engines is not None and engines.store is not None:
+        store = engines.store
+    else:
+        store = CallStore(s.database_url)
+    add_console(app, store, s, live_calls(engines))
+    app.cleanup_ctx.append(nightly(store, s))
 
 
 def make_transferer(s: Settings) -> Any:

@@ -249,6 +249,26 @@ class Settings:
     # The brain's deadline for one reply; the caller hears the apology after it.
     brain_timeout_s: float = CallConfig.brain_timeout_s  # BOT_BRAIN_TIMEOUT_S
 
+    # --- recordings and the supervisors' console (bot/session/recorder.py, bot/console/) ---
+    # Every call recorded (caller and bot, two channels of one WAV) under recordings_dir.
+    record_calls: bool = True  # BOT_RECORD_CALLS
+    recordings_dir: Path = ROOT / "var" / "recordings"  # BOT_RECORDINGS_DIR
+    # Days before a call's recording is deleted and its transcripts redacted (0: kept for
+    # ever); the server's nightly job (at retention_hour, Hanoi time) and
+    # `python -m bot retention` apply them.
+    retention_audio_days: int = 90  # BOT_RETENTION_AUDIO_DAYS
+    retention_text_days: int = 365  # BOT_RETENTION_TEXT_DAYS
+    retention_hour: int = 2  # BOT_RETENTION_HOUR
+    # A caller turn below this recogniser or NLU confidence is worth a supervisor's look.
+    review_confidence: float = 0.6  # BOT_REVIEW_CONFIDENCE
+    # Console logins: how long one lasts, and the throttle (failures per window, per user
+    # name and per address).
+    console_session_hours: float = 12.0  # BOT_CONSOLE_SESSION_HOURS
+    login_max_failures: int = 5  # BOT_LOGIN_MAX_FAILURES
+    login_window_s: float = 900.0  # BOT_LOGIN_WINDOW_S
+    # Secure cookies need HTTPS: on behind a TLS proxy.
+    console_secure_cookies: bool = False  # BOT_CONSOLE_SECURE_COOKIES
+
     @property
     def speech_models(self) -> ModelPaths:
         """The production speech models, where these settings place them."""
@@ -339,6 +359,16 @@ class Settings:
             silence_timeout_s=e.number("BOT_SILENCE_TIMEOUT_S", d.silence_timeout_s),
             barge_in_min_s=e.number("BOT_BARGE_IN_MIN_S", d.barge_in_min_s),
             brain_timeout_s=e.number("BOT_BRAIN_TIMEOUT_S", d.brain_timeout_s),
+            record_calls=e.flag("BOT_RECORD_CALLS", d.record_calls),
+            recordings_dir=e.path("BOT_RECORDINGS_DIR", d.recordings_dir),
+            retention_audio_days=e.integer("BOT_RETENTION_AUDIO_DAYS", d.retention_audio_days),
+            retention_text_days=e.integer("BOT_RETENTION_TEXT_DAYS", d.retention_text_days),
+            retention_hour=e.integer("BOT_RETENTION_HOUR", d.retention_hour),
+            review_confidence=e.number("BOT_REVIEW_CONFIDENCE", d.review_confidence),
+            console_session_hours=e.number("BOT_CONSOLE_SESSION_HOURS", d.console_session_hours),
+            login_max_failures=e.integer("BOT_LOGIN_MAX_FAILURES", d.login_max_failures),
+            login_window_s=e.number("BOT_LOGIN_WINDOW_S", d.login_window_s),
+            console_secure_cookies=e.flag("BOT_CONSOLE_SECURE_COOKIES", d.console_secure_cookies),
         )
 
 

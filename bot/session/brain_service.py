@@ -35,6 +35,10 @@ class Brain(Protocol):
     # number said alone is no key yet (the voice line's fast path).
     async def route(self, text: str, partial: bool = False) -> RouteResult: ...
 
+    # How the conversation's last request was understood (None: no request yet), recorded
+    # with the call for review.
+    async def last_route(self, conversation_id: str) -> RouteResult | None: ...
+
     def close(self) -> None: ...
 
 
@@ -62,6 +66,9 @@ class BrainService:
 
     async def digit(self, conversation_id: str, digit: str) -> list[BotAction]:
         return await self._submit(self.brain.digit(conversation_id, digit))
+
+    async def last_route(self, conversation_id: str) -> RouteResult | None:
+        return await self._submit(self.brain.last_route(conversation_id))
 
     async def forget(self, conversation_id: str) -> None:
         await self._submit(self.brain.forget(conversation_id))

@@ -160,6 +160,7 @@ calls = Table(
     # The recogniser that heard the call, as "engine:model" (SpeechModel.name). Added after
     # the first release: _add_missing_columns puts it into older databases.
     Column("asr_engine", Text),
+    Column("audio_seconds", Float),  # the recording's length; added later, as asr_engine
     Index("ix_calls_started_at", "started_at"),  # calls by day, newest first
     Index("ix_calls_outcome_started_at", "outcome", "started_at"),  # calls by outcome
 )
@@ -199,6 +200,7 @@ class CallRecord:
     end_reason: str | None
     audio_path: str | None
     asr_engine: str | None = None  # engine:model that heard the call (None: none, or older)
+    audio_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -519,6 +521,36 @@ class CallStore:
             "call %s already ended; ignoring a second end (%s: %s)", call_id, outcome, reason
         )
 
+    def set_audio(self, call_id: str, path: str | None, seconds: float | None) -> None:
+        """The call's recording: where it is and how long (None, None: deleted)."""
+        engine = self._engine_ready()
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    update(calls)
+                    .where(calls.c.id == call_id)
+                    .values(audio_path=path, audio_seconds=seconds)
+                )
+        except SQLAlchemyError as e:
+            raise self._fail(f"cannot store the recording of call {call_id}", e) from e
+
+    def unsized_recordings(self) -> list[tuple[str, str]]:
+        """(call id, audio path) of recordings whose length was never stored: the server
+        stopped before their call ended."""
+        engine = self._engine_ready()
+        query = select(calls.c.id, calls.c.audio_path).where(
+            calls.c.audio_path.is_not(None), calls.c.audio_seconds.is_(None)
+        )
+        try:
+            with engine.connect() as conn:
+                return [(row.id, row.audio_path) for row in conn.execute(query)]
+        except SQLAlchemyError as e:
+            raise self._fail("cannot list recordings", e) from e
+
+    def engine(self) -> Engine:
+        """The database engine (created on first use), for the console's own tables."""
+        return self._engine_ready()
+
     def close_abandoned(self, reason: str = RESTARTED) -> int:
         """Close every call still open (a crash left it so): outcome ``error``. Call at
         start-up, before any call starts; only when this process is the database's only
@@ -718,6 +750,9 @@ class CallStore:
     ) -> dict[str, int]:
         return await self._read(self.counts, since, until)
 
+    async def async_set_audio(self, call_id: str, path: str | None, seconds: float | None) -> None:
+        await self._write(self.set_audio, call_id, path, seconds)
+
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)
 
@@ -733,12 +768,13 @@ def _call_record(row: Any) -> CallRecord:
         end_reason=row.end_reason,
         audio_path=row.audio_path,
         asr_engine=row.asr_engine,
+        audio_seconds=row.audio_seconds,
     )
 
 
 # Columns added to a table after its first release (additive: nullable, no default), which
 # create_all does not add to an existing table. The hand-written step of the note above.
-_ADDED_COLUMNS = ((calls, "asr_engine"),)
+_ADDED_COLUMNS = ((calls, "asr_engine"), (calls, "audio_seconds"))
 
 
 def _add_missing_columns(conn: Any) -> None:
