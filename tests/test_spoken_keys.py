@@ -80,8 +80,11 @@ def test_cue_words_and_115_work_on_partial_transcripts(text):
         ("bên đó", "refer_offered"),
         ("thế còn hồ sơ nộp ở đâu", "follow_up"),
         ("còn thủ tục thế nào", "follow_up"),
+        ("thôi cảm ơn em nhé", "goodbye"),
+        ("cảm ơn em chào em", "goodbye"),
+        ("thoi cam on em", "goodbye"),
         # Not shapes: left to the classifier.
-        ("thôi cảm ơn em", None),
+        ("thôi không cần đâu", None),
         ("không phải bên đó", None),
         ("thế còn người có công thì sao", None),
         ("tôi muốn hỏi về hồ sơ lao động tự do nộp ở đâu", None),

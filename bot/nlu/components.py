@@ -47,6 +47,7 @@ FILLER_INTENT = "filler"
 AFFIRM_INTENT = "affirm"
 DENY_INTENT = "deny"
 THANK_INTENT = "thank"
+GOODBYE_INTENT = "goodbye"
 REFER_OFFERED_INTENT = "refer_offered"
 FOLLOW_UP_INTENT = "follow_up"
 FALLBACK_INTENT = "nlu_fallback"
@@ -220,6 +221,17 @@ _THANKS_ONLY = _forms(
     rf"(?:(?:dạ|vâng|em|tôi|chị|anh|cháu|bác|ừ|ờ|ok) )*{_THANKS_M}(?: {_ADDRESS_M})*",
     rf"(?:(?:da|vang|em|toi|chi|anh|chau|bac|u|ok) )*{_THANKS_B}(?: {_ADDRESS_B})*",
 )
+# "thôi cảm ơn em nhé", "cảm ơn em chào em": thanks that close the call.
+_CLOSE_M = r"(?:thôi|thế thôi|vậy thôi|thế nhé|vậy nhé|được rồi|thôi được rồi)"
+_CLOSE_B = r"(?:thoi|the thoi|vay thoi|the nhe|vay nhe|duoc roi|thoi duoc roi)"
+_BYE_M = r"(?:chào|tạm biệt|chào tạm biệt)"
+_BYE_B = r"(?:chao|tam biet|chao tam biet)"
+_GOODBYE_ONLY = _forms(
+    rf"(?:(?:dạ|vâng|ừ|ờ|ok) )*(?:{_CLOSE_M}(?: {_ADDRESS_M})* {_THANKS_M}(?: {_ADDRESS_M})*"
+    rf"(?: {_BYE_M}(?: {_ADDRESS_M})*)?|{_THANKS_M}(?: {_ADDRESS_M})* {_BYE_M}(?: {_ADDRESS_M})*)",
+    rf"(?:(?:da|vang|u|ok) )*(?:{_CLOSE_B}(?: {_ADDRESS_B})* {_THANKS_B}(?: {_ADDRESS_B})*"
+    rf"(?: {_BYE_B}(?: {_ADDRESS_B})*)?|{_THANKS_B}(?: {_ADDRESS_B})* {_BYE_B}(?: {_ADDRESS_B})*)",
+)
 # "bên đó", "chuyển cho tôi sang bên đó": the branch the bot just named.
 _THERE_M = (
     r"(?:bên đó|bên đấy|bên ấy|chỗ đó|chỗ đấy|chỗ ấy|nơi đó|nhánh đó|nhánh ấy|nhánh đấy|"
@@ -263,6 +275,8 @@ def utterance_shape(text: str) -> str | None:
         return AFFIRM_INTENT
     if _match(_THANKS_ONLY, text, how="full"):
         return THANK_INTENT
+    if _match(_GOODBYE_ONLY, text, how="full"):
+        return GOODBYE_INTENT
     if _match(_REFER, text) and not _match(_NEGATION, text):
         return REFER_OFFERED_INTENT
     if (
