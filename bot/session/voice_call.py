@@ -30,12 +30,12 @@ from typing import Any
 from bot.asr.types import Final, Partial, Recognition
 from bot.audio.formats import RECOGNISER, AudioChunk, Converter
 from bot.audio.vad import (
-    SpeechEnded,
-    SpeechPaused,
-    SpeechResumed,
-    SpeechStarted,
     VadEvent,
     VoiceActivity,
+    VoiceEnded,
+    VoicePaused,
+    VoiceResumed,
+    VoiceStarted,
 )
 from bot.call import events as ev
 from bot.call.machine import CallMachine
@@ -166,7 +166,7 @@ class VoiceCall:
         started_here = False
         for event in self._vad.feed(pcm):
             # A start's audio runs from the pre-roll to the end of this chunk.
-            started_here = started_here or isinstance(event, SpeechStarted)
+            started_here = started_here or isinstance(event, VoiceStarted)
             self._on_voice(event)
         if self._vad.in_speech and not started_here:
             self._asr.put_nowait(pcm)
@@ -176,15 +176,15 @@ class VoiceCall:
     def _on_voice(self, event: VadEvent) -> None:
         """One VAD event: to the recogniser's queue and the machine, in that order."""
         at = self.now() - self._since(event.at_ms)
-        if isinstance(event, SpeechStarted):
+        if isinstance(event, VoiceStarted):
             self._asr.put_nowait(event.audio)
             self._speech_clock.fed(event.audio.duration_ms, self._vad.fed_ms)
             self._emit(ev.SpeechStarted(self.now(), began_at=at))
-        elif isinstance(event, SpeechPaused):
+        elif isinstance(event, VoicePaused):
             self._emit(ev.SpeechPaused(self.now()))
-        elif isinstance(event, SpeechResumed):
+        elif isinstance(event, VoiceResumed):
             self._emit(ev.SpeechResumed(self.now()))
-        elif isinstance(event, SpeechEnded):
+        elif isinstance(event, VoiceEnded):
             self._speech_ended_at = at
             self._asr.put_nowait(UtteranceEnded())
             self._emit(ev.SpeechEnded(self.now()))
@@ -266,7 +266,7 @@ class VoiceCall:
             self._route_partial(action.text)
         elif isinstance(action, ev.EndUtterance):
             # Only if the caller is still silent: had they spoken again since the pause, the
-            # machine hears of it (SpeechResumed) right after this.
+            # machine hears of it (VoiceResumed) right after this.
             ended = self._vad.end_now() if self._vad.paused else None
             if ended is not None:
                 self._on_voice(ended)
