@@ -27,7 +27,7 @@ from rasa.shared.nlu.constants import (
 from rasa.shared.nlu.training_data.message import Message
 
 from bot.nlu.routes import BRANCH_ENTITY, CHOOSE_BRANCH_INTENT
-from bot.nlu.text import fold, merge_accent, normalise
+from bot.nlu.text import fold, merge_accent, numbers_as_digits
 
 # Patterns are matched on a key with no diacritics and every Hanoi onset merge
 # collapsed to one spelling (l->n, tr->ch, s->x, gi/r->d; bot/nlu/text.py), so
@@ -42,8 +42,9 @@ _DIGITS: dict[str, int] = {
     "xau": 6, "6": 6,
 }  # fmt: skip
 _DIGIT = "|".join(sorted(_DIGITS, key=len, reverse=True))
-# "115", "một một lăm", "một trăm mười lăm": the emergency number is branch 1.
-_EMERGENCY_NUMBER = re.compile(r"\b(115|mot mot nam|mot tram muoi nam)\b")
+# "115", "một một lăm", "một trăm mười lăm" (all "115" once numbers are digits,
+# bot/nlu/text.py numbers_as_digits): the emergency number is branch 1.
+_EMERGENCY_NUMBER = re.compile(r"\b115\b")
 # A keyword naming the keypad, then the digit: "nhánh năm", "phím số ba", "bấm hai";
 # not a count ("bấm hai lần", "nhánh ba mươi").
 _NOT_A_BRANCH_AFTER = r"(?:muoi|tram|nghin|chieu|nan|nguoi|ngay|thang|tuoi|do)"
@@ -59,7 +60,7 @@ _BARE_DIGIT = re.compile(rf"^(?:{_FILLER} )*({_DIGIT})(?: {_FILLER})*$")
 
 
 def _key(text: str) -> str:
-    return fold(merge_accent(normalise(text)))
+    return fold(merge_accent(numbers_as_digits(text)))
 
 
 def spoken_branch(text: str) -> int | None:

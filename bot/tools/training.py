@@ -24,7 +24,12 @@ FINGERPRINT_FILE = "fingerprint.json"
 VARIANTS_FILE = "nlu_variants.yml"
 # The code that shapes the training data is part of the fingerprint too. (The custom
 # NLU component is not: it is not trained, and runs from bot/ at load time.)
-_CODE_INPUTS = ("bot/nlu/text.py", "bot/nlu/components.py", "bot/tools/training.py")
+_CODE_INPUTS = (
+    "bot/nlu/text.py",
+    "bot/nlu/components.py",
+    "bot/nlu/red_flags.py",
+    "bot/tools/training.py",
+)
 
 
 def training_inputs() -> list[Path]:
