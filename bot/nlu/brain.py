@@ -16,7 +16,7 @@ from typing import Any
 
 from bot.app import settings
 from bot.nlu.replies import BotAction, HangUp, Say, Transfer
-from bot.nlu.routes import BRANCH_ENTITY, FALLBACK, Parse, route_for
+from bot.nlu.routes import BRANCH_ENTITY, FALLBACK, RED_FLAG_KEY, Parse, route_for
 
 settings.quiet_libraries()
 
@@ -47,14 +47,20 @@ class RouteResult:
     route: str
     intent: str
     confidence: float
+    # Why the red-flag layer sent this to 115 (bot/nlu/red_flags.py), so a supervisor
+    # sees the rule and the words: {"rule", "matched", "route"}; None when it did not fire.
+    red_flag: dict[str, str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "text": self.text,
             "route": self.route,
             "intent": self.intent,
             "confidence": round(self.confidence, 4),
         }
+        if self.red_flag:
+            record["red_flag"] = self.red_flag
+        return record
 
 
 # --- seams into Rasa -----------------------------------------------------------
@@ -141,6 +147,7 @@ class Brain:
             route=route_for(parse_of(data)),
             intent=data["intent"].get("name") or "",
             confidence=float(data["intent"].get("confidence") or 0.0),
+            red_flag=data.get(RED_FLAG_KEY),
         )
 
     # -- dialogue --------------------------------------------------------------

@@ -42,11 +42,10 @@ from rasa.shared.nlu.constants import (
 )
 from rasa.shared.nlu.training_data.message import Message
 
-from bot.nlu.routes import transfer
+from bot.nlu.routes import RED_FLAG_KEY, transfer
 from bot.nlu.text import merge_accent, numbers_as_digits, strip_diacritics
 
 EMERGENCY_INTENT = "emergency"
-RED_FLAG_KEY = "red_flag"  # the parse-result field
 ROUTE = transfer(1)
 
 
@@ -94,7 +93,7 @@ _VITAL = re.compile("|".join(rf"(?P<{name}>\b(?:{alt})\b)" for name, alt in _VIT
 # A breathing count needs its unit ("thở 32 lần"), so "thở ô xy" or a count of
 # days is never read as a rate.
 _RATE_UNIT = {"nan", "lan", "nhip", "cai"}
-_WINDOW = 8  # words between the name of a vital and its reading
+_WINDOW = 10  # words between the name of a vital and its reading
 
 # --- danger signs said as words ---------------------------------------------------
 
@@ -158,10 +157,10 @@ _GENERIC = _Words(
 # Weaker signs of a general question: they say "not now" only when no relative is
 # named and nothing says it is happening now ("mẹ tôi ô xy 88 thì có sao không" is live).
 _QUESTION = _Words(
-        "có phải", "có nguy hiểm", "nguy hiểm", "có đáng lo", "có sao", "có tính là",
+        "có phải", "có nguy hiểm", "nguy hiểm", "có đáng lo", "đáng ngại", "có sao", "có tính là",
         "được coi là", "gọi là", "có nhanh", "có cần", "thì có", "thì phải", "là thấp",
         "bình thường", "đúng không", "phải không", "người lớn", "trẻ", "bệnh nhân",
-        "người bệnh", "người bị",
+        "người bệnh", "người bị", "người già", "người cao tuổi",
     suffix="",
 )  # fmt: skip
 _QUESTION_END = re.compile(r"\b(?:a|chua|à|chưa)$")

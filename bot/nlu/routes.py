@@ -60,6 +60,8 @@ FAQ_INTENTS: dict[str, tuple[int, tuple[str, ...]]] = {
 OPERATOR_INTENT = "operator"
 CHOOSE_BRANCH_INTENT = "choose_branch"
 BRANCH_ENTITY = "branch"
+# The parse-result field in which the red-flag layer (bot/nlu/red_flags.py) says why.
+RED_FLAG_KEY = "red_flag"
 
 OPERATOR = "operator"
 FALLBACK = "fallback"

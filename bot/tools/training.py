@@ -157,6 +157,36 @@ def _prune_models(keep: int) -> None:
         old.unlink()
 
 
+# Evaluation sentences may not share a run of this many syllables with a training
+# example: a shorter rule would forbid everyday pairs ("cho tôi", "hỗ trợ"), a longer
+# one lets near-copies through (docs/product.md, "Targets").
+SHARED_RUN = 4
+
+
+def syllable_runs(text: str, n: int = SHARED_RUN) -> set[tuple[str, ...]]:
+    """The runs of ``n`` syllables of ``text``, folded (lowercase, no diacritics)."""
+    syllables = fold(text).split()
+    return {tuple(syllables[i : i + n]) for i in range(len(syllables) - n + 1)}
+
+
+def shared_runs(
+    texts: list[str], examples: list[str] | None = None, n: int = SHARED_RUN
+) -> list[tuple[str, str]]:
+    """(text, run) for each text that shares an ``n``-syllable run with a training example
+    (all of nlu_data/ unless ``examples`` is given); the first shared run is shown."""
+    if examples is None:
+        examples = [t for texts_ in load_examples().values() for t in texts_]
+    training: set[tuple[str, ...]] = set()
+    for example in examples:
+        training |= syllable_runs(example, n)
+    found = []
+    for text in texts:
+        common = sorted(syllable_runs(text, n) & training)
+        if common:
+            found.append((text, " ".join(common[0])))
+    return found
+
+
 def heldout_overlap(heldout_texts: list[str]) -> list[str]:
     """Held-out sentences that also appear (folded) among the training examples."""
     training = {fold(t) for texts in load_examples().values() for t in texts}
