@@ -16,13 +16,17 @@ export RASA_TELEMETRY_ENABLED := false
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test setup model eval bench lint clean
+.PHONY: run test test-fast setup model eval bench lint clean
 
 run: model
 	$(PY) server.py
 
 test: model $(SYSTEM_STAMP)
 	$(PY) -m pytest
+
+# The edit loop: the tests that load no model (the `unit` tier), in seconds.
+test-fast: $(STAMP) $(SYSTEM_STAMP)
+	$(PY) -m pytest -m unit
 
 setup: $(STAMP)
 

@@ -37,19 +37,19 @@ sys.path.insert(0, str(ROOT / "bench"))
 from voice_bench import SENTENCES, make_speech  # noqa: E402
 
 from bot.app.speech_models import stand_in_models  # noqa: E402
-from bot.asr.vosk_engine import Recognition, SpeechModel  # noqa: E402
+from bot.asr.vosk_engine import VoskModel, VoskRecognition  # noqa: E402
 from bot.audio.formats import RECOGNISER, AudioChunk, AudioFormat, Converter  # noqa: E402
 
 CHUNK = RECOGNISER.bytes_for_ms(20)
 
 
 def decode(
-    model: SpeechModel, clips: Sequence[bytes], phrases: list[str] | None
+    model: VoskModel, clips: Sequence[bytes], phrases: list[str] | None
 ) -> tuple[float, list[str]]:
     """CPU-seconds spent, and the transcripts."""
     spent, texts = 0.0, []
     for pcm in clips:
-        recognition = Recognition(model, phrases)
+        recognition = VoskRecognition(model, phrases)
         started = time.process_time()
         for i in range(0, len(pcm) - CHUNK + 1, CHUNK):
             recognition.accept(AudioChunk(pcm[i : i + CHUNK], RECOGNISER))
@@ -91,15 +91,15 @@ def main() -> None:
         to_recogniser = Converter(AudioFormat(8000), RECOGNISER)
         pcm = [to_recogniser.convert(AudioChunk(c.pcm, AudioFormat(8000))).data for c in clips]
         seconds = sum(c.seconds for c in clips)
-        model = SpeechModel(model_dir)
+        model = VoskModel(model_dir)
         grammar = [" ".join(w for w in s.split() if model.knows(w)) for s in SENTENCES]
-        runs: list[tuple[str, SpeechModel, list[str] | None]] = [
+        runs: list[tuple[str, VoskModel, list[str] | None]] = [
             ("free", model, None),
             (f"grammar ({len({w for p in grammar for w in p.split()})} words)", model, grammar),
         ]
         if args.conf:
             tuned = with_conf(model_dir, args.conf, Path(work) / "tuned")
-            runs.append((f"conf {args.conf}", SpeechModel(tuned), None))
+            runs.append((f"conf {args.conf}", VoskModel(tuned), None))
 
         print(f"model: {model_dir}; {len(clips)} clips, {seconds:.1f} s of speech")
         for name, m, phrases in runs:

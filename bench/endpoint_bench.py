@@ -44,7 +44,8 @@ settings.quiet_libraries()
 
 from bot.call.machine import CallConfig, understood  # noqa: E402
 from bot.call.turn_end import EndWords  # noqa: E402
-from bot.nlu.brain import Brain, RouteResult, run  # noqa: E402
+from bot.nlu.brain import Brain, run  # noqa: E402
+from bot.nlu.routes import RouteResult  # noqa: E402
 from bot.tools.evaluation import load_heldout  # noqa: E402
 
 

@@ -17,6 +17,26 @@ os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+TIERS = ("unit", "engines", "e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each test belongs to exactly one tier (pyproject.toml), so `make test-fast` can run
+    the quick ones; a module that forgot its ``pytestmark`` is an error, not a silent skip."""
+    untiered = sorted(
+        {
+            item.nodeid.split("::")[0]
+            for item in items
+            if sum(1 for t in TIERS if item.get_closest_marker(t)) != 1
+        }
+    )
+    if untiered:
+        raise pytest.UsageError(
+            f"give each test module exactly one tier ({', '.join(TIERS)}) with pytestmark: "
+            + ", ".join(untiered)
+        )
+
+
 @pytest.fixture(scope="session")
 def brain():  # type: ignore[no-untyped-def]
     from bot.nlu.brain import Brain, ModelNotFound

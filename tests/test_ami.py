@@ -24,6 +24,8 @@ from bot.transports.ami import (
     encode_action,
 )
 
+pytestmark = pytest.mark.unit
+
 USER, SECRET = "bot1022", "s3cret"
 KNOWN = "PJSIP/trunk-0000002a"
 EVENT = (

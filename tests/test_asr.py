@@ -19,7 +19,7 @@ import pytest
 
 from bot.app.speech_models import ModelMissing, stand_in_models
 from bot.asr.types import Final, Partial
-from bot.asr.vosk_engine import Recognition, SpeechModel
+from bot.asr.vosk_engine import VoskModel, VoskRecognition
 from bot.audio.formats import (
     RECOGNISER,
     TELEPHONE,
@@ -30,12 +30,14 @@ from bot.audio.formats import (
     read_wav,
 )
 
+pytestmark = pytest.mark.engines
+
 CHUNK_BYTES = RECOGNISER.bytes_for_ms(20)  # what the call layer feeds: 20 ms frames
 
 
 @pytest.fixture(scope="module")
-def model() -> SpeechModel:
-    return SpeechModel(stand_in_models().vosk)  # ~250 MB: loaded once for the module
+def model() -> VoskModel:
+    return VoskModel(stand_in_models().vosk)  # ~250 MB: loaded once for the module
 
 
 @pytest.fixture(scope="module")
@@ -63,15 +65,15 @@ def frames(audio: bytes) -> list[AudioChunk]:
     ]
 
 
-def feed(recognition: Recognition, audio: bytes) -> tuple[list[Partial | Final], Final]:
+def feed(recognition: VoskRecognition, audio: bytes) -> tuple[list[Partial | Final], Final]:
     events = [e for e in map(recognition.accept, frames(audio)) if e is not None]
     return events, recognition.finish()
 
 
 @pytest.fixture(scope="module")
-def decoded(model: SpeechModel, hello: bytes) -> tuple[list[Partial | Final], Final]:
+def decoded(model: VoskModel, hello: bytes) -> tuple[list[Partial | Final], Final]:
     """One plain decode of the test speech, shared by the tests that only read it."""
-    return feed(Recognition(model), hello)
+    return feed(VoskRecognition(model), hello)
 
 
 def is_hangul(text: str) -> bool:
@@ -105,9 +107,9 @@ def test_partials_appear_while_feeding_20ms_chunks(
 
 
 def test_finish_resets_for_the_next_utterance_on_the_call_timeline(
-    model: SpeechModel, hello: bytes
+    model: VoskModel, hello: bytes
 ) -> None:
-    recognition = Recognition(model)
+    recognition = VoskRecognition(model)
     _, first = feed(recognition, hello)
     _, second = feed(recognition, hello)
     assert second.text == first.text
@@ -121,19 +123,19 @@ def test_finish_resets_for_the_next_utterance_on_the_call_timeline(
     [TELEPHONE, AudioFormat(16000, "ulaw"), AudioFormat(16000, "pcm16", 2), AudioFormat(48000)],
     ids=str,
 )
-def test_audio_in_another_format_is_refused(model: SpeechModel, fmt: AudioFormat) -> None:
+def test_audio_in_another_format_is_refused(model: VoskModel, fmt: AudioFormat) -> None:
     chunk = AudioChunk(bytes(fmt.bytes_for_ms(20)), fmt)
     with pytest.raises(AudioFormatError) as error:
-        Recognition(model).accept(chunk)
+        VoskRecognition(model).accept(chunk)
     assert str(RECOGNISER) in str(error.value) and str(fmt) in str(error.value)
 
 
 def test_calls_share_the_model_but_not_their_decoders(
-    model: SpeechModel, hello: bytes, decoded: tuple[list[Partial | Final], Final]
+    model: VoskModel, hello: bytes, decoded: tuple[list[Partial | Final], Final]
 ) -> None:
     """Two calls fed interleaved frames decode as if each were alone."""
     _, alone = decoded
-    a, b = Recognition(model), Recognition(model, phrases=["안녕하세요", "감사합니다"])
+    a, b = VoskRecognition(model), VoskRecognition(model, phrases=["안녕하세요", "감사합니다"])
     for chunk in frames(hello):
         a.accept(chunk)
         b.accept(chunk)
@@ -141,9 +143,9 @@ def test_calls_share_the_model_but_not_their_decoders(
     assert b.finish().text == "안녕하세요"  # b's grammar did not leak into a
 
 
-def test_phrase_grammar_constrains_the_decoder(model: SpeechModel, hello: bytes) -> None:
+def test_phrase_grammar_constrains_the_decoder(model: VoskModel, hello: bytes) -> None:
     assert model.supports_grammar  # the small models have HCLr.fst + Gr.fst
-    recognition = Recognition(model, phrases=["안녕하세요", "감사합니다"])
+    recognition = VoskRecognition(model, phrases=["안녕하세요", "감사합니다"])
     assert recognition.uses_grammar
     _, final = feed(recognition, hello)
     assert final.text == "안녕하세요"
@@ -151,7 +153,7 @@ def test_phrase_grammar_constrains_the_decoder(model: SpeechModel, hello: bytes)
 
 
 def test_async_versions_decode_off_the_event_loop(
-    model: SpeechModel, hello: bytes, decoded: tuple[list[Partial | Final], Final]
+    model: VoskModel, hello: bytes, decoded: tuple[list[Partial | Final], Final]
 ) -> None:
     _, expected = decoded
     submitted: list[Callable[..., Any]] = []
@@ -161,7 +163,7 @@ def test_async_versions_decode_off_the_event_loop(
             submitted.append(fn)
             return super().submit(fn, *args, **kwargs)
 
-    async def run(recognition: Recognition) -> tuple[list[Partial | Final], Final]:
+    async def run(recognition: VoskRecognition) -> tuple[list[Partial | Final], Final]:
         events = []
         for chunk in frames(hello):
             event = await recognition.accept_async(chunk)
@@ -172,15 +174,15 @@ def test_async_versions_decode_off_the_event_loop(
     def same(a: Final, b: Final) -> bool:  # confidences differ a little between runs
         return a.text == b.text and [w.word for w in a.words] == [w.word for w in b.words]
 
-    events, final = asyncio.run(run(Recognition(model)))  # asyncio.to_thread
+    events, final = asyncio.run(run(VoskRecognition(model)))  # asyncio.to_thread
     assert same(final, expected) and any(isinstance(e, Partial) for e in events)
     with Pool(max_workers=1) as pool:
-        _, final = asyncio.run(run(Recognition(model, executor=pool)))
+        _, final = asyncio.run(run(VoskRecognition(model, executor=pool)))
     assert same(final, expected)
     assert len(submitted) == len(frames(hello)) + 1  # every accept and the finish
 
 
-def test_vocabulary_phrases_keep_only_known_words(model: SpeechModel, tmp_path: Path) -> None:
+def test_vocabulary_phrases_keep_only_known_words(model: VoskModel, tmp_path: Path) -> None:
     nlu = tmp_path / "nlu"
     nlu.mkdir()
     (nlu / "greet.yml").write_text(
@@ -203,7 +205,7 @@ def test_vocabulary_phrases_keep_only_known_words(model: SpeechModel, tmp_path: 
     assert phrases == ["안녕하세요", "안녕하세요 감사합니다", "감사합니다"]
 
 
-def test_vocabulary_phrases_read_the_projects_training_data(model: SpeechModel) -> None:
+def test_vocabulary_phrases_read_the_projects_training_data(model: VoskModel) -> None:
     # The Korean stand-in knows no Vietnamese: every word is filtered out, without errors.
     assert model.vocabulary_phrases() == []
 
@@ -211,7 +213,7 @@ def test_vocabulary_phrases_read_the_projects_training_data(model: SpeechModel) 
 def test_missing_model_names_the_path_and_how_to_get_it(tmp_path: Path) -> None:
     missing = tmp_path / "vosk-model-small-vn-0.4"
     with pytest.raises(ModelMissing) as error:
-        SpeechModel(missing)
+        VoskModel(missing)
     message = str(error.value)
     assert str(missing) in message
     assert "python -m bot models fetch" in message and "alphacephei.com/vosk/models" in message
@@ -223,11 +225,11 @@ def test_folder_that_vosk_cannot_load_is_a_missing_model(tmp_path: Path) -> None
     (broken / "conf").mkdir()
     (broken / "am" / "final.mdl").write_bytes(b"")  # looks like a model, is not one
     with pytest.raises(ModelMissing) as error:
-        SpeechModel(broken)
+        VoskModel(broken)
     assert str(broken) in str(error.value) and "could not be loaded" in str(error.value)
 
 
-def test_partials_grow_through_a_longer_phrase(model: SpeechModel, tmp_path: Path) -> None:
+def test_partials_grow_through_a_longer_phrase(model: VoskModel, tmp_path: Path) -> None:
     # Regression: with SetPartialWords(True), vosk 0.3.45 left every partial of this phrase
     # empty, so the emergency fast path and the early end of turn never saw any words.
     wav = tmp_path / "help.wav"
@@ -235,7 +237,7 @@ def test_partials_grow_through_a_longer_phrase(model: SpeechModel, tmp_path: Pat
     voice = read_wav(wav)
     to_recogniser = Converter(voice.format, RECOGNISER)
     audio = to_recogniser.convert(voice).data + to_recogniser.flush().data
-    events, final = feed(Recognition(model), audio)
+    events, final = feed(VoskRecognition(model), audio)
     partials = [e.text for e in events if isinstance(e, Partial)]
     assert len(partials) >= 3, partials
     assert len(partials[-1].split()) >= 3 and final.text

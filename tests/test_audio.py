@@ -33,6 +33,8 @@ from bot.audio.formats import (
     write_wav,
 )
 
+pytestmark = pytest.mark.unit
+
 RATES = (8000, 16000, 22050, 24000, 48000)
 ALL_SAMPLES = np.arange(-32768, 32768, dtype=np.int32).astype(np.int16)
 ALL_CODES = np.arange(256, dtype=np.uint8)

@@ -22,7 +22,6 @@ import soundfile
 import yaml
 
 from bot.call.machine import is_backchannel
-from bot.nlu.routes import ALL_ROUTES, BRANCHES, FALLBACK, branch_route
 from bot.nlu.text import fold
 from bot.store.calls import TurnRecord
 from bot.tools.audio_tests import (
@@ -39,8 +38,13 @@ from bot.tools.audio_tests import (
     word_error_rate,
 )
 from bot.transports.simulated import parse_digits
+from bot.vocabulary import BRANCHES, Route, branch_route
+
+pytestmark = pytest.mark.engines
 
 ROOT = Path(__file__).resolve().parent.parent
+ALL_ROUTES = tuple(Route)
+FALLBACK = Route.FALLBACK
 AUDIO_TESTS = ROOT / "audio_tests"
 MAKE = AUDIO_TESTS / "make.py"
 
@@ -309,9 +313,9 @@ def test_a_call_record_gives_its_decisions_and_transcript() -> None:
 @pytest.fixture(scope="module")
 def korean_model() -> Any:
     from bot.app.speech_models import stand_in_models
-    from bot.asr.vosk_engine import SpeechModel
+    from bot.asr.vosk_engine import VoskModel
 
-    return SpeechModel(stand_in_models().vosk)
+    return VoskModel(stand_in_models().vosk)
 
 
 def test_korean_calls_are_transcribed_by_the_stand_in_recogniser(

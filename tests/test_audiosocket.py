@@ -40,6 +40,8 @@ from bot.transports.audiosocket import (
     serve,
 )
 
+pytestmark = pytest.mark.unit
+
 CORPUS_DIR = Path(__file__).parent / "data" / "audiosocket_corpus"
 LOGGER = "bot.transports.audiosocket"
 TIMEOUT_S = 30  # a hung test fails instead of stalling the suite

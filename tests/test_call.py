@@ -39,6 +39,9 @@ from bot.call.events import (
 from bot.call.machine import CallConfig, CallMachine, State
 from bot.call.prompts import Prompts
 from bot.nlu.replies import HangUp, Say, Transfer
+from bot.vocabulary import CallEnd, Route
+
+pytestmark = pytest.mark.unit
 
 PROMPTS = Prompts.from_domain(DOMAIN_FILE)
 FRAME = 0.02  # the transport ticks once per 20 ms audio frame
@@ -104,7 +107,7 @@ def of(actions, kind):
 def test_call_opens_with_the_greeting_then_listens():
     line = Line()
     actions = line.send(CallStarted(0.0))
-    assert [p.text for p in of(actions, Play)] == [PROMPTS.greeting]
+    assert [p.text for p in of(actions, Play)] == [PROMPTS.greeting.text]
     assert line.m.state is State.GREETING
     line.finish_playback()
     assert line.m.state is State.LISTENING
@@ -139,7 +142,34 @@ def test_goodbye_hangs_up_after_speaking():
     line.greet()
     line.ask("thôi cảm ơn", [Say("Cảm ơn anh chị.", "utter_goodbye"), HangUp()])
     ended = of(line.finish_playback(), EndCall)
-    assert ended == [EndCall("goodbye", hang_up=True)] and line.m.state is State.ENDED
+    assert ended == [EndCall("goodbye", hang_up=True, outcome=CallEnd.GOODBYE)]
+    assert line.m.state is State.ENDED
+
+
+def test_a_call_ends_on_the_faq_it_was_answered_with():
+    # The caller heard an answer, then hung up: the bot settled the call (it was recorded as
+    # a plain hang-up, and so never counted as answered).
+    line = Line()
+    line.greet()
+    answer = Say("Dạ, người bệnh cần đo SpO2 ngày hai lần ạ.", "utter_faq_f0/f0_spo2")
+    line.ask(
+        "đo spo hai thế nào", [answer, Say("Anh chị cần gì nữa không ạ?", "utter_anything_else")]
+    )
+    line.finish_playback()
+    ended = of(line.send(CallerHungUp(30.0)), EndCall)
+    assert ended == [EndCall("caller hung up", hang_up=False, outcome=Route.FAQ_F0_SPO2)]
+
+
+def test_a_goodbye_after_an_answer_keeps_the_answer_as_the_outcome():
+    line = Line()
+    line.greet()
+    line.ask(
+        "hộ nghèo được hỗ trợ gì", [Say("Dạ, hộ nghèo được hỗ trợ ạ.", "utter_faq_social/ho_ngheo")]
+    )
+    line.finish_playback()
+    line.ask("thôi cảm ơn", [Say("Cảm ơn anh chị.", "utter_goodbye"), HangUp()])
+    [ended] = of(line.finish_playback(), EndCall)
+    assert ended.outcome is Route.FAQ_HO_NGHEO and ended.hang_up
 
 
 # --- barge-in -------------------------------------------------------------------
@@ -241,7 +271,7 @@ def test_an_emergency_in_the_partial_transcript_transfers_without_waiting():
     asked = line.send(PartialTranscript(2.6, "bố tôi khó thở"))
     assert of(asked, RoutePartial) == [RoutePartial("bố tôi khó thở")]
     actions = line.send(PartialRouted(2.65, "bố tôi khó thở", "transfer:1", 0.97))
-    assert [p.text for p in of(actions, Play)] == [PROMPTS.transfers["transfer:1"]]
+    assert [p.text for p in of(actions, Play)] == [PROMPTS.transfers["transfer:1"].text]
     assert of(actions, ResetRecognizer)
     assert of(line.finish_playback(), TransferCall) == [TransferCall("transfer:1")]
     # The rest of the utterance changes nothing.
@@ -256,7 +286,8 @@ def test_an_emergency_partial_during_bot_speech_stops_it():
     line.send(PartialTranscript(10.3, "mẹ tôi ngất rồi"))
     actions = line.send(PartialRouted(10.31, "mẹ tôi ngất rồi", "transfer:1", 0.9))
     assert (
-        of(actions, StopPlayback) and of(actions, Play)[0].text == PROMPTS.transfers["transfer:1"]
+        of(actions, StopPlayback)
+        and of(actions, Play)[0].text == PROMPTS.transfers["transfer:1"].text
     )
 
 
@@ -412,7 +443,7 @@ def test_keypad_digits_transfer_at_any_moment(digit, route):
     line = speaking_line()  # even while the bot is speaking
     actions = line.send(DigitPressed(10.0, digit))
     assert of(actions, StopPlayback)
-    assert of(actions, Play)[0].text == PROMPTS.transfers[route]
+    assert of(actions, Play)[0].text == PROMPTS.transfers[route].text
     assert of(line.finish_playback(), TransferCall) == [TransferCall(route)]
 
 
@@ -449,15 +480,15 @@ def test_silence_reprompts_then_reads_the_menu_then_hands_to_an_operator():
     line.run_until(4.9)
     assert not line.playing()
     line.run_until(5.0)
-    assert [p.text for p in line.playing()] == [PROMPTS.silence]
+    assert [p.text for p in line.playing()] == [PROMPTS.silence.text]
     line.at(6.0)
     line.finish_playback()  # listening again from t=6
     line.run_until(11.0)
-    assert [p.text for p in line.playing()] == [PROMPTS.menu]
+    assert [p.text for p in line.playing()] == [PROMPTS.menu.text]
     line.at(20.0)
     line.finish_playback()
     line.run_until(25.0)
-    assert [p.text for p in line.playing()] == [PROMPTS.transfers["operator"]]
+    assert [p.text for p in line.playing()] == [PROMPTS.transfers["operator"].text]
     assert of(line.finish_playback(), TransferCall) == [TransferCall("operator")]
 
 
@@ -470,7 +501,9 @@ def test_speech_resets_the_silence_count():
     line.finish_playback()
     start = line.now
     line.run_until(start + 5.0)
-    assert [p.text for p in line.playing()] == [PROMPTS.silence]  # a reprompt again, not the menu
+    assert [p.text for p in line.playing()] == [
+        PROMPTS.silence.text
+    ]  # a reprompt again, not the menu
 
 
 def test_no_silence_reprompt_while_the_caller_speaks_or_the_bot_thinks():
@@ -495,7 +528,7 @@ def test_the_brain_missing_its_deadline_gives_the_apology_and_the_keypad_still_w
     line.run_until(3.9)
     assert not line.playing()
     line.run_until(4.0)
-    assert [p.text for p in line.playing()] == [PROMPTS.technical_problem]
+    assert [p.text for p in line.playing()] == [PROMPTS.technical_problem.text]
     assert line.m.degraded
     line.finish_playback()
     # Speech is no longer routed, but digits are.
@@ -509,11 +542,11 @@ def test_a_failed_stage_is_never_silence(stage):
     line = Line(CallConfig(silence_timeout_s=5.0))
     line.greet()
     actions = line.send(StageFailed(1.0, stage, "boom"))
-    assert [p.text for p in of(actions, Play)] == [PROMPTS.technical_problem]
+    assert [p.text for p in of(actions, Play)] == [PROMPTS.technical_problem.text]
     line.finish_playback()
     # Then silence: the menu, then an operator.
     line.run_until(6.0)
-    assert [p.text for p in line.playing()] == [PROMPTS.menu]
+    assert [p.text for p in line.playing()] == [PROMPTS.menu.text]
     line.finish_playback()
     line.run_until(line.now + 5.0)
     assert of(line.finish_playback(), TransferCall) == [TransferCall("operator")]
@@ -535,7 +568,7 @@ def test_caller_hanging_up_mid_sentence_ends_the_call_and_nothing_follows():
     line = speaking_line()
     line.send(SpeechStarted(10.2, began_at=10.0))
     ended = line.send(CallerHungUp(10.5))
-    assert of(ended, EndCall) == [EndCall("caller hung up", hang_up=False)]
+    assert of(ended, EndCall) == [EndCall("caller hung up", hang_up=False, outcome=CallEnd.HANGUP)]
     assert line.m.state is State.ENDED
     assert line.send(FinalTranscript(10.6, "alo")) == []
     assert line.send(Tick(99.0)) == []
@@ -584,7 +617,7 @@ def test_a_call_over_capacity_goes_straight_to_an_operator():
     line = Line()
     actions = line.send(CallStarted(0.0, overflow=True))
     assert [n.kind for n in of(actions, Note)][:2] == ["call_started", "overflow"]
-    assert [p.text for p in of(actions, Play)] == [PROMPTS.transfers["operator"]]
+    assert [p.text for p in of(actions, Play)] == [PROMPTS.transfers["operator"].text]
     assert of(line.finish_playback(), TransferCall) == [TransferCall("operator")]
 
 

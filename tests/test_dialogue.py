@@ -12,6 +12,8 @@ import yaml
 from bot.app.settings import DOMAIN_FILE
 from bot.nlu.replies import HangUp, Say, Transfer
 
+pytestmark = pytest.mark.engines
+
 RESPONSES = yaml.safe_load(DOMAIN_FILE.read_text(encoding="utf-8"))["responses"]
 
 

@@ -12,6 +12,8 @@ ROWS = load_hard(settings.EMERGENCY_HARD_FILE)
 MIN_RECALL = 1.0
 MAX_FALSE_RATE = 0.02
 
+pytestmark = pytest.mark.engines
+
 
 def test_hard_set_is_big_enough():
     assert sum(r.kind == "emergency" for r in ROWS) >= 80

@@ -17,6 +17,8 @@ from bot.tools.evaluation import (
     score_hard,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def _score() -> Score:
     s = Score("clean")

@@ -30,6 +30,8 @@ from bot.app.speech_models import (
 )
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.unit
+
 UNREACHABLE = {
     "vosk_url": "http://192.0.2.1/vosk/models/vosk-model-small-vn-0.4.zip",  # TEST-NET-1
     "piper_url": "http://models.invalid/vi_VN-vais1000-medium.onnx",  # .invalid never resolves

@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
+
 from bot.app import settings
 from bot.nlu.brain import newest_model
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.engines
 
 
 def test_rasa_data_validate_reports_no_errors(rasa_bin):

@@ -8,6 +8,8 @@ from bot.app import settings
 from bot.nlu.red_flags import red_flag
 from bot.tools.evaluation import load_hard
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     "text, rule",

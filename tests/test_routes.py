@@ -1,13 +1,62 @@
 import pytest
 
 from bot.nlu.components import spoken_branch
-from bot.nlu.routes import ALL_ROUTES, FAQ_KEYS, Parse, branch_route, responsible_branch, route_for
+from bot.nlu.routes import Parse, responsible_branch, route_for, route_of_response
+from bot.vocabulary import (
+    FAQ_ROUTES,
+    CallEnd,
+    NoteKind,
+    Route,
+    Speaker,
+    branch_route,
+    parse_outcome,
+    settled_by_bot,
+)
+
+pytestmark = pytest.mark.unit
 
 
 def test_route_table_matches_the_product_brief():
-    assert len(FAQ_KEYS) == 13
-    assert len(ALL_ROUTES) == 21
-    assert ALL_ROUTES[:6] == tuple(f"transfer:{n}" for n in range(1, 7))
+    assert len(FAQ_ROUTES) == 13
+    assert len(Route) == 21
+    assert [r.value for r in Route][:6] == [f"transfer:{n}" for n in range(1, 7)]
+    assert [r.branch for r in Route][:6] == [1, 2, 3, 4, 5, 6]
+    assert Route.FAQ_F0_THUOC.faq_key == "f0_thuoc" and Route.OPERATOR.branch is None
+    assert str(Route.TRANSFER_4) == "transfer:4" and f"{Route.FALLBACK}" == "fallback"
+
+
+def test_a_route_that_does_not_exist_is_refused_with_the_list():
+    with pytest.raises(
+        ValueError, match="'transfer:7' is not a Route; expected one of: transfer:1"
+    ):
+        Route("transfer:7")
+    with pytest.raises(ValueError):
+        Route.faq("no_such_key")
+
+
+def test_outcomes_are_routes_or_call_ends():
+    assert parse_outcome("faq:chi_tra") is Route.FAQ_CHI_TRA
+    assert parse_outcome("goodbye") is CallEnd.GOODBYE
+    with pytest.raises(ValueError, match="not an outcome"):
+        parse_outcome("hang-up")
+    assert settled_by_bot(Route.FAQ_F0_SPO2) and settled_by_bot(CallEnd.GOODBYE)
+    assert not settled_by_bot(Route.TRANSFER_2) and not settled_by_bot(CallEnd.HANGUP)
+    assert not settled_by_bot(Route.FALLBACK) and not settled_by_bot(None)
+
+
+def test_every_note_kind_has_its_speaker():
+    assert NoteKind.UTTERANCE.speaker is Speaker.CALLER
+    assert NoteKind.SAY.speaker is Speaker.BOT
+    # The call's own events were once stored as the caller's words.
+    for kind in ("silence", "error", "early_end", "call_started", "call_ended"):
+        assert NoteKind(kind).speaker is Speaker.SYSTEM
+
+
+def test_faq_answers_are_known_by_their_response():
+    assert route_of_response("utter_faq_f0/f0_thuoc") is Route.FAQ_F0_THUOC
+    assert route_of_response("utter_faq_social/f0_thuoc") is None  # the other family's key
+    assert route_of_response("utter_offer_5") is None
+    assert route_of_response(None) is None
 
 
 @pytest.mark.parametrize(
@@ -37,9 +86,9 @@ def test_branch_route_rejects_what_is_not_a_branch():
 
 
 def test_responsible_branch_of_faq_families():
-    assert responsible_branch("faq:chi_tra") == 5
-    assert responsible_branch("faq:f0_spo2") == 3
-    assert responsible_branch("operator") is None
+    assert responsible_branch(Route.FAQ_CHI_TRA) == 5
+    assert responsible_branch(Route.FAQ_F0_SPO2) == 3
+    assert responsible_branch(Route.OPERATOR) is None
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,6 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.audio.formats import RECOGNISER, TELEPHONE, AudioChunk, AudioFormatError
-from bot.nlu.routes import BRANCHES
 from bot.session.engines import Engines
 from bot.transports.softphone import (
     FRAME_BYTES,
@@ -45,7 +44,10 @@ from bot.transports.softphone import (
     parse_binary,
     parse_text,
 )
+from bot.vocabulary import BRANCHES, Route
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.e2e
 
 LOGGER = "bot.transports.softphone"
 CALL_TIMEOUT_S = 120  # a whole call, on busy engines
@@ -185,8 +187,8 @@ def test_bot_audio_is_cut_into_20ms_frames_and_the_last_is_padded() -> None:
 
 
 def test_transfer_messages_name_the_branch() -> None:
-    assert branch_name("transfer:4") == BRANCHES[4] == "Sở Thông tin và Truyền thông"
-    assert branch_name("operator") == "Tổng đài viên"
+    assert branch_name(Route.TRANSFER_4) == BRANCHES[4] == "Sở Thông tin và Truyền thông"
+    assert branch_name(Route.OPERATOR) == "Tổng đài viên"
 
 
 class FakeSocket:
@@ -241,7 +243,7 @@ def test_a_call_over_the_socket_transfers_on_a_digit(engines: Engines) -> None:
             page = await Page.open(client)
             call_id = await page.start()
             greeting = await page.until(lambda m: m.get("kind") == "say")
-            assert greeting["text"] == engines.prompts.greeting
+            assert greeting["text"] == engines.prompts.greeting.text
             # Caller audio: any even length, in any pieces.
             for size in (640, 1000, 2, 3200, 640 * 20):
                 await page.ws.send_bytes(silence(1000)[:size])
@@ -465,7 +467,7 @@ def test_the_page_in_chromium_talks_to_the_bot(
                     # The greeting, in the transcript and in the speaker.
                     bot = page.locator(".row.bot .text").first
                     await bot.wait_for(timeout=ms)
-                    assert await bot.inner_text() == engines.prompts.greeting
+                    assert await bot.inner_text() == engines.prompts.greeting.text
                     await page.wait_for_function(
                         "window.softphoneStats.framesReceived >= 25", timeout=ms
                     )

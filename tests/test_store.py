@@ -28,6 +28,8 @@ from bot.app import settings
 from bot.store.calls import CallRecord, CallStore, StoreError, TurnRecord, resolve_url
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.unit
+
 HANOI = timezone(timedelta(hours=7))
 # The seed article's reporting window: 19/8/2021 to 12:00 on 3/9/2021, Hanoi time.
 SEED_START = datetime(2021, 8, 19, tzinfo=HANOI)
@@ -67,8 +69,8 @@ def check_round_trip(store: CallStore) -> None:
         {"word": "một", "start": 0.8, "end": 1.02, "conf": 1.0},
     ]
     written: list[dict[str, Any]] = [
-        dict(speaker="bot", kind="say", text="Tổng đài 1022 xin nghe. Anh chị cần hỗ trợ gì ạ?"),
-        dict(speaker="caller", kind="partial_dropped", text="nối máy", started_ms=400),
+        dict(kind="say", text="Tổng đài 1022 xin nghe. Anh chị cần hỗ trợ gì ạ?"),
+        dict(speaker="system", kind="final_dropped", text="nối máy", started_ms=400),
         dict(
             speaker="caller",
             kind="utterance",
@@ -81,13 +83,15 @@ def check_round_trip(store: CallStore) -> None:
             latency_ms=412,
             words=words,
         ),
-        dict(speaker="caller", kind="digit", text="1", route="transfer:1"),
-        dict(speaker="bot", kind="transfer", route="transfer:1"),
+        dict(kind="digit", text="1", route="transfer:1"),
+        dict(kind="transfer", route="transfer:1"),
     ]
     ids = []
     for i, fields in enumerate(written):
         at = started + timedelta(seconds=i)
-        ids.append(store.add_turn(call_id, at=at, **fields))
+        # The store writes the speaker of each kind itself; the caller never chooses it.
+        write = {k: v for k, v in fields.items() if k != "speaker"}
+        ids.append(store.add_turn(call_id, at=at, **write))
     store.end_call(
         call_id,
         "transfer:1",
@@ -205,7 +209,6 @@ def check_concurrent_writers(store: CallStore, threads: int = 8, per_call: int =
             for i in range(per_call):
                 store.add_turn(
                     call_id,
-                    speaker="caller" if i % 2 == 0 else "bot",
                     kind="utterance" if i % 2 == 0 else "say",
                     text=f"{call_id} {i}",
                     words=[{"word": "alo", "start": 0.0, "end": 0.2, "conf": 0.5}],
@@ -278,7 +281,6 @@ CHILD = textwrap.dedent(
         n += 1
         store.add_turn(
             "crash-call",
-            speaker="caller" if n % 2 else "bot",
             kind="utterance" if n % 2 else "say",
             text=f"turn {n}",
             words=[{"word": "alo", "start": 0.0, "end": 0.2, "conf": 0.9}],
@@ -326,7 +328,7 @@ def test_a_call_survives_sigkill_mid_call(db_file: Path) -> None:
         assert call is not None and call.caller == "0987654321" and call.ended_at is None
         assert store.counts()["unfinished"] == 1
         # The file is usable after the crash: the call can be closed with a reason.
-        store.add_turn("crash-call", speaker="bot", kind="error", text="server restarted")
+        store.add_turn("crash-call", kind="error", text="server restarted")
         store.end_call("crash-call", "error", "server stopped before the call ended")
         assert store.counts()["error"] == 1
 
@@ -339,9 +341,7 @@ def test_async_writes_keep_order_and_survive_cancellation(store: CallStore) -> N
             await store.async_start_call(call_id, "websocket")
         # Fire-and-forget, interleaved across calls: the writer keeps submission order.
         tasks = [
-            asyncio.create_task(
-                store.async_add_turn(call_id, speaker="caller", kind="utterance", text=str(i))
-            )
+            asyncio.create_task(store.async_add_turn(call_id, kind="utterance", text=str(i)))
             for i in range(25)
             for call_id in call_ids
         ]
@@ -351,7 +351,7 @@ def test_async_writes_keep_order_and_survive_cancellation(store: CallStore) -> N
         gate = threading.Event()
         store._writer.submit(gate.wait, 30)
         last = asyncio.create_task(
-            store.async_add_turn(call_ids[0], speaker="bot", kind="hangup", text="late")
+            store.async_add_turn(call_ids[0], kind="call_ended", text="late")
         )
         await asyncio.sleep(0.05)
         last.cancel()
@@ -376,14 +376,14 @@ def test_a_failed_write_raises_store_error_and_other_calls_go_on(
     good = new_id()
     store.start_call(good, "simulated")
     with pytest.raises(StoreError, match="never started"):
-        store.add_turn("no-such-call", speaker="caller", kind="utterance", text="alo")
+        store.add_turn("no-such-call", kind="utterance", text="alo")
     with pytest.raises(StoreError, match="already recorded"):
         store.start_call(good, "simulated")
     with pytest.raises(StoreError, match="never started"):
         store.end_call("no-such-call", "hangup", "caller hung up")
     assert any("no-such-call" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
     # The good call is untouched by its neighbours' failures.
-    store.add_turn(good, speaker="caller", kind="utterance", text="alo")
+    store.add_turn(good, kind="utterance", text="alo")
     store.end_call(good, "hangup", "caller hung up")
     # A second end keeps the first reason (the real one).
     store.end_call(good, "error", "protocol error: unknown frame type 0x42")
@@ -402,11 +402,11 @@ def test_an_unusable_location_is_a_clear_store_error(tmp_path: Path) -> None:
 
 def test_bad_arguments_are_value_errors(store: CallStore) -> None:
     call_id = new_id()
-    with pytest.raises(ValueError, match="transport"):
+    with pytest.raises(ValueError, match="Transport"):
         store.start_call(call_id, "carrier-pigeon")
     store.start_call(call_id, "simulated")
-    with pytest.raises(ValueError, match="speaker"):
-        store.add_turn(call_id, speaker="operator", kind="say")
+    with pytest.raises(ValueError, match="NoteKind"):
+        store.add_turn(call_id, kind="partial_dropped")  # documented once, never written
     with pytest.raises(ValueError, match="outcome"):
         store.end_call(call_id, "transfer:9", "no such branch")
     with pytest.raises(ValueError, match="limit"):
@@ -526,5 +526,5 @@ def test_postgresql(postgres_url: str) -> None:
         check_counts(store)
         check_concurrent_writers(store)
         with pytest.raises(StoreError, match="never started"):
-            store.add_turn("no-such-call", speaker="caller", kind="utterance")
+            store.add_turn("no-such-call", kind="utterance")
         assert "postgres@" in repr(store)

@@ -4,6 +4,8 @@ import pytest
 
 from bot.nlu.text import fold, merge_accent, normalise, numbers_as_digits, strip_diacritics
 
+pytestmark = pytest.mark.unit
+
 
 def test_strip_diacritics_keeps_letters_and_maps_d_bar():
     assert strip_diacritics("Hỗ trợ đồng bào Đống Đa") == "Ho tro dong bao Dong Da"

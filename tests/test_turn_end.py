@@ -10,6 +10,8 @@ import pytest
 from bot.call.machine import CallConfig, understood
 from bot.call.turn_end import EndWords, example_texts
 
+pytestmark = pytest.mark.unit
+
 NLU = """version: "3.1"
 nlu:
 - intent: faq_social

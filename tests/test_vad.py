@@ -30,6 +30,8 @@ from bot.audio.vad import (
     VoiceActivity,
 )
 
+pytestmark = pytest.mark.unit
+
 Samples = NDArray[np.int16]
 PHRASES = {
     "greeting": "xin chào tổng đài",

@@ -25,7 +25,7 @@ import pytest
 from bot.app.engines import load_engines
 from bot.audio.formats import TELEPHONE, AudioChunk, Converter, read_wav
 from bot.audio.vad import VadConfig
-from bot.nlu.brain import RouteResult
+from bot.nlu.routes import RouteResult
 from bot.session.engines import Engines
 from bot.session.metrics import Metrics
 from bot.transports.ami import AmiClient, TransferPlan
@@ -35,7 +35,7 @@ from tests.test_ami import KNOWN, SECRET, USER, FakeAsterisk
 FRAME = 320  # 20 ms of 8 kHz PCM16
 SILENCE = b"\0" * FRAME
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 
 @pytest.fixture(scope="module")
@@ -281,7 +281,7 @@ async def test_when_the_brain_fails_the_caller_hears_the_apology_and_the_keypad_
     assert any(t.kind == "error" and "Rasa is down" in (t.text or "") for t in turns), [
         (t.kind, t.text) for t in turns
     ]
-    apology = engines.prompts.technical_problem
+    apology = engines.prompts.technical_problem.text
     assert any(t.kind == "say" and t.text == apology for t in turns)
     assert call.outcome == "transfer:5"
     assert [r["exten"] for r in pbx.actions if r["action"] == "Redirect"] == ["5"]
@@ -289,7 +289,11 @@ async def test_when_the_brain_fails_the_caller_hears_the_apology_and_the_keypad_
 
 async def test_prompt_cache_holds_every_fixed_prompt_in_the_line_format(engines):
     assert engines.cache is not None
-    for text in (engines.prompts.greeting, engines.prompts.technical_problem, engines.prompts.menu):
+    for text in (
+        engines.prompts.greeting.text,
+        engines.prompts.technical_problem.text,
+        engines.prompts.menu.text,
+    ):
         chunk = engines.cache.get(text, engines.voice, TELEPHONE)
         assert isinstance(chunk, AudioChunk) and chunk.duration_ms > 500
 

@@ -40,7 +40,7 @@ def read_lines(stream: BinaryIO, limit: int) -> Iterator[tuple[bytes | None, int
 
 def cmd_route(args: argparse.Namespace) -> int:
     from bot.nlu.brain import run
-    from bot.nlu.routes import FALLBACK
+    from bot.vocabulary import Route
 
     brain = _load_brain(args.model)
     # Bytes: a UTF-8 character is at most 4 bytes.
@@ -66,10 +66,10 @@ def cmd_route(args: argparse.Namespace) -> int:
                     text = None
         if error:
             errors += 1
-            print(f"route: {error}; routed as {FALLBACK}", file=sys.stderr)
+            print(f"route: {error}; routed as {Route.FALLBACK}", file=sys.stderr)
             record = {
                 "text": None,
-                "route": FALLBACK,
+                "route": Route.FALLBACK,
                 "intent": "",
                 "confidence": 0.0,
                 "error": error,
@@ -86,7 +86,6 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     from bot.nlu.brain import run
     from bot.nlu.replies import HangUp, Say, Transfer
-    from bot.nlu.routes import BRANCHES, responsible_branch
 
     brain = _load_brain(args.model)
     conversation = f"chat-{uuid.uuid4().hex[:8]}"
@@ -97,8 +96,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
             if isinstance(action, Say):
                 print(f"bot: {action.text}")
             elif isinstance(action, Transfer):
-                branch = responsible_branch(action.route)
-                where = BRANCHES[branch] if branch else "tổng đài viên"
+                where = action.route.destination
                 print(f"  -> transfer to {action.route} ({where})")
                 ended = True
             elif isinstance(action, HangUp):

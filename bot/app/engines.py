@@ -8,7 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from bot.app import settings
-from bot.asr.vosk_engine import SpeechModel
+from bot.asr.vosk_engine import VoskModel
 from bot.audio.vad import (
     VadConfig,
 )
@@ -80,7 +80,7 @@ def load_engines(
     from bot.tts.piper_voice import Voice
 
     paths = stand_in_models() if stand_in else configured()
-    speech = SpeechModel(require_vosk(paths.vosk))
+    speech = VoskModel(require_vosk(paths.vosk))
     onnx, config = require_piper(paths.piper)
     voice = Voice(onnx, config)
     cache = PromptCache(settings.PROMPT_CACHE_DIR)
@@ -98,6 +98,6 @@ def load_engines(
         max_calls=settings.MAX_CALLS,
         decoder=_decoder_pool(),
     )
-    counts = cache.render_all(engines.speaker(TELEPHONE))
+    counts = cache.render_all(engines.speaker(TELEPHONE), engines.prompts.texts)
     logger.info("prompt cache: %d rendered, %d already cached", counts.rendered, counts.cached)
     return engines

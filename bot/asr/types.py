@@ -1,16 +1,40 @@
-"""What a recogniser hands over, and the interface every engine implements."""
+"""What a recogniser hands over, and the interface every engine implements.
+
+The rules every engine keeps (the call, the session, the runner and the benches rely on
+them, not on any one engine's classes):
+
+- Audio in is 16 kHz PCM16 mono (``bot.audio.formats.RECOGNISER``), converted at the line's
+  edge; any other format is refused with ``AudioFormatError``.
+- ``accept`` returns a ``Partial`` when the running guess changed, a ``Final`` when the engine
+  ended a piece of the utterance by itself (a pause), else None.
+- ``finish`` ends the utterance now and returns exactly one ``Final`` (its text may be empty),
+  then the recognition is ready for the next utterance.
+- Word times count from the call's first audio fed to this recognition, where the engine
+  gives word times at all; confidences are in 0..1, or None where the engine gives none:
+  never invented.
+- One ``SpeechModel`` is loaded per process and shared; each call gets its own
+  ``Recognition``. A recognition is used by one task at a time; decoding blocks, so the
+  ``*_async`` twins run it on the given executor.
+
+Importing this module needs no engine installed.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import Protocol
+
+from bot.audio.formats import AudioChunk
 
 
 @dataclass(frozen=True)
 class Word:
     word: str
-    start: float  # seconds from the start of this Recognition's audio
+    start: float  # seconds from the call's first audio fed to the recognition
     end: float
-    conf: float  # Vosk's posterior, 0..1
+    conf: float | None = None  # the engine's posterior, 0..1, where it gives one
 
 
 @dataclass(frozen=True)
@@ -22,8 +46,34 @@ class Partial:
 
 @dataclass(frozen=True)
 class Final:
-    """A finished utterance. ``confidence`` is the mean word confidence (0 when empty)."""
+    """A finished utterance. ``confidence``: the mean word confidence, None when the engine
+    gives none (or nothing was heard)."""
 
     text: str
     words: tuple[Word, ...] = ()
-    confidence: float = 0.0
+    confidence: float | None = None
+
+
+class Recognition(Protocol):
+    """One call's decoder."""
+
+    def accept(self, chunk: AudioChunk) -> Partial | Final | None: ...
+
+    def finish(self) -> Final: ...
+
+    async def accept_async(self, chunk: AudioChunk) -> Partial | Final | None: ...
+
+    async def finish_async(self) -> Final: ...
+
+
+class SpeechModel(Protocol):
+    """A loaded recogniser model, shared by every call of the process."""
+
+    @property
+    def name(self) -> str: ...  # engine and model, for logs, /health and call records
+
+    def vocabulary_phrases(self) -> list[str]: ...  # a decoding grammar's phrases (or none)
+
+    def recognition(
+        self, phrases: Sequence[str] | None = None, executor: Executor | None = None
+    ) -> Recognition: ...

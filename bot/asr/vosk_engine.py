@@ -1,13 +1,14 @@
 """Speech recognition with Vosk: one shared model, one recogniser per call.
 
-``SpeechModel`` loads the Vosk model once (hundreds of MB, seconds to load) and is
-shared by every call; ``Recognition`` is one call's decoder with its own
+``VoskModel`` loads the Vosk model once (hundreds of MB, seconds to load) and is
+shared by every call; ``VoskRecognition`` is one call's decoder with its own
 ``KaldiRecognizer``, so no call's settings (grammar, word output) leak into another's,
 the anti-pattern of vosk-server's global recogniser config.
 
 Audio must already be in the recogniser's format (16 kHz PCM16 mono, ``RECOGNISER``):
 conversion from the line happens once, in ``bot.audio.formats``; anything else is refused.
-Decoding blocks, so the ``*_async`` methods run it in a thread pool.
+Decoding blocks, so the ``*_async`` methods run it in a thread pool. Both keep the rules of
+``bot.asr.types``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ UNKNOWN_WORD = "[unk]"  # Vosk's garbage word: lets a grammar decoder say "none 
 
 
 
-class SpeechModel:
+class VoskModel:
     """One loaded Vosk model, shared by all calls (read-only after loading)."""
 
     def __init__(self, path: Path | str | None = None) -> None:
@@ -50,6 +51,10 @@ class SpeechModel:
         # models); models with a static HCLG.fst ignore them with a warning.
         graph = self.path / "graph"
         self.supports_grammar = (graph / "HCLr.fst").is_file() and (graph / "Gr.fst").is_file()
+
+    @property
+    def name(self) -> str:
+        return f"vosk:{self.path.name}"
 
     def knows(self, word: str) -> bool:
         # vosk 0.3.45 names it vosk_model_find_word; later bindings call it find_word.
@@ -71,11 +76,11 @@ class SpeechModel:
 
     def recognition(
         self, phrases: Sequence[str] | None = None, executor: Executor | None = None
-    ) -> Recognition:
-        return Recognition(self, phrases, executor)
+    ) -> VoskRecognition:
+        return VoskRecognition(self, phrases, executor)
 
 
-class Recognition:
+class VoskRecognition:
     """One call's decoder. Feed it RECOGNISER-format chunks in order.
 
     Word times count from the first audio fed to this Recognition, across utterances,
@@ -85,7 +90,7 @@ class Recognition:
 
     def __init__(
         self,
-        model: SpeechModel,
+        model: VoskModel,
         phrases: Sequence[str] | None = None,
         executor: Executor | None = None,
     ) -> None:
@@ -152,8 +157,13 @@ class Recognition:
 def _final(result_json: str) -> Final:
     result = json.loads(result_json)
     words = tuple(
-        Word(str(w["word"]), float(w["start"]), float(w["end"]), float(w.get("conf", 1.0)))
+        Word(str(w["word"]), float(w["start"]), float(w["end"]), _conf(w.get("conf")))
         for w in result.get("result", [])
     )
-    confidence = sum(w.conf for w in words) / len(words) if words else 0.0
+    confs = [w.conf for w in words if w.conf is not None]
+    confidence = sum(confs) / len(confs) if confs else None
     return Final(str(result.get("text", "")).strip(), words, confidence)
+
+
+def _conf(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) else None  # absent: not invented

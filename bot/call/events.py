@@ -12,6 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.nlu.replies import BotAction
+from bot.vocabulary import NoteKind, Outcome, Route, StrEnum
+
+
+class Stage(StrEnum):
+    """The engines a call depends on; any of them may fail."""
+
+    BRAIN = "brain"  # Rasa
+    ASR = "asr"  # the recogniser
+    TTS = "tts"  # Piper
 
 # --- events -------------------------------------------------------------------
 # `at` is seconds on the call's monotonic clock.
@@ -59,7 +68,7 @@ class PartialTranscript:
 class FinalTranscript:
     at: float
     text: str
-    confidence: float = 1.0
+    confidence: float | None = None  # None where the recogniser gives none
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,7 @@ class PartialRouted:
 
     at: float
     text: str
-    route: str
+    route: Route
     confidence: float
     intent: str = ""
 
@@ -97,7 +106,7 @@ class StageFailed:
     """Rasa, Vosk or Piper failed for this call."""
 
     at: float
-    stage: str  # "brain" | "asr" | "tts"
+    stage: Stage
     reason: str
 
 
@@ -158,20 +167,22 @@ class ResetRecognizer:
 
 @dataclass(frozen=True)
 class TransferCall:
-    route: str  # "transfer:N" or "operator"
+    route: Route  # a branch or the operator
 
 
 @dataclass(frozen=True)
 class EndCall:
     reason: str
     hang_up: bool  # False when the caller already hung up
+    # What the call came to: the FAQ it was answered with, a goodbye, a hang-up, an error.
+    outcome: Outcome
 
 
 @dataclass(frozen=True)
 class Note:
     """A line for the call record: what happened and why."""
 
-    kind: str
+    kind: NoteKind
     text: str = ""
     data: Mapping[str, Any] = field(default_factory=dict)
 

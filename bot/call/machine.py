@@ -42,6 +42,7 @@ from bot.call.events import (
     SpeechPaused,
     SpeechResumed,
     SpeechStarted,
+    Stage,
     StageFailed,
     StopPlayback,
     Tick,
@@ -50,7 +51,7 @@ from bot.call.events import (
 from bot.call.prompts import Prompts
 from bot.call.turn_end import EndWords
 from bot.nlu.replies import BotAction, HangUp, Say, Transfer
-from bot.nlu.routes import FALLBACK, branch_route
+from bot.vocabulary import EMERGENCY, CallEnd, NoteKind, Outcome, Route, branch_route
 
 
 class State(enum.Enum):
@@ -61,7 +62,6 @@ class State(enum.Enum):
     CONFIRMING = "confirming"  # listening for the answer to a yes/no question
     TRANSFERRING = "transferring"
     ENDED = "ended"
-
 
 
 # --- configuration ------------------------------------------------------------
@@ -119,7 +119,7 @@ def understood(text: str, route: str, intent: str, confidence: float, config: Ca
     pause may end the caller's turn (bench/endpoint_bench.py measures this rule)."""
     if confidence < config.early_end_confidence:
         return False
-    if route == FALLBACK and intent not in config.early_end_intents:
+    if route == Route.FALLBACK and intent not in config.early_end_intents:
         return False
     words = config.end_words
     return words is None or words.may_end(text, config.early_end_min_end_rate)
@@ -136,6 +136,9 @@ class CallMachine:
         self.config = config or CallConfig()
         self.state = State.GREETING
         self.degraded = False  # after a stage failed: keypad and operator only
+        # A FAQ answer heard to its end settles the call, whatever the caller does after it.
+        self._faq_playing: dict[int, Route] = {}  # playback id -> the FAQ it answers
+        self._answered: Route | None = None  # the last FAQ the caller heard whole
         self._next_id = 0
         self._playing: set[int] = set()
         self._after_playback: BotAction | None = None  # a transfer or hang-up to do next
@@ -169,7 +172,9 @@ class CallMachine:
         if self.state is State.ENDED:
             return []
         if isinstance(event, CallerHungUp):
-            return self._end("caller hung up", hang_up=False)
+            return self._end(
+                "caller hung up", hang_up=False, outcome=self._answered or CallEnd.HANGUP
+            )
         return _HANDLERS[type(event)](self, event)
 
     # -- events ------------------------------------------------------------------
@@ -178,8 +183,9 @@ class CallMachine:
         if e.overflow:
             # No recogniser is spared for this call: the keypad and speech are not heard.
             self.degraded = True
-            return [Note("call_started"), Note("overflow"), *self._transfer_now("operator", e.at)]
-        return [Note("call_started"), *self._say([Say(self.prompts.greeting, "utter_greet")], e.at)]
+            notes = [Note(NoteKind.CALL_STARTED), Note(NoteKind.OVERFLOW)]
+            return [*notes, *self._transfer_now(Route.OPERATOR, e.at)]
+        return [Note(NoteKind.CALL_STARTED), *self._say([self.prompts.greeting], e.at)]
 
     def _on_speech_started(self, e: SpeechStarted) -> list[Action]:
         self._speech_began = e.began_at
@@ -212,7 +218,7 @@ class CallMachine:
             return self._check_barge_in(e.at)
         if self.state is State.THINKING and e.at - self._asked_at >= self.config.brain_timeout_s:
             self._waiting_for = None
-            return self._fail("brain", "no answer within the deadline", e.at)
+            return self._fail(Stage.BRAIN, "no answer within the deadline", e.at)
         if (
             self.state in (State.LISTENING, State.CONFIRMING)
             and not self._playing
@@ -242,7 +248,7 @@ class CallMachine:
             self._routed = e
         emergency = (
             self.state not in (State.TRANSFERRING, State.THINKING)
-            and e.route == "transfer:1"
+            and e.route == EMERGENCY
             and e.confidence >= self.config.emergency_confidence
             and len(e.text.split()) >= self.config.emergency_min_words
         )
@@ -251,10 +257,10 @@ class CallMachine:
             return self._end_early(e.at) if self._paused and self._routed is e else []
         # Emergency heard in the partial transcript: act now, ignore the rest of it.
         self._utterance_consumed = True
-        actions: list[Action] = [Note("emergency_from_partial", e.text, {"route": e.route})]
+        actions: list[Action] = [Note(NoteKind.EMERGENCY_FROM_PARTIAL, e.text, {"route": e.route})]
         actions += self._stop_playback()
         actions.append(ResetRecognizer())
-        return actions + self._transfer_now("transfer:1", e.at)
+        return actions + self._transfer_now(EMERGENCY, e.at)
 
     def _on_speech_ended(self, e: SpeechEnded) -> list[Action]:
         began, self._speech_began = self._speech_began, None
@@ -282,22 +288,22 @@ class CallMachine:
         self._listening_since = e.at
         if self._utterance_consumed:
             self._utterance_consumed = False
-            return [Note("final_dropped", e.text)] if e.text.strip() else []
+            return [Note(NoteKind.FINAL_DROPPED, e.text)] if e.text.strip() else []
         text = e.text.strip()
         if not text:
             return []  # noise the recogniser made nothing of
         if self._playing and is_backchannel(text):
-            return [Note("backchannel_ignored", text)]
+            return [Note(NoteKind.BACKCHANNEL_IGNORED, text)]
         if self.state is State.TRANSFERRING or isinstance(self._after_playback, Transfer):
-            return [Note("final_dropped", text, {"why": "transferring"})]
+            return [Note(NoteKind.FINAL_DROPPED, text, {"why": "transferring"})]
         self._silences = 0
         if self.degraded:
-            return [Note("final_dropped", text, {"why": "degraded: keypad only"})]
+            return [Note(NoteKind.FINAL_DROPPED, text, {"why": "degraded: keypad only"})]
         if continuing and self._waiting_for is None:
             # The caller had only paused where the bot ended the utterance early: the
             # question is all of it. (While the brain is still busy, the queue below joins.)
             return [
-                Note("rejoined", text),
+                Note(NoteKind.REJOINED, text),
                 *self._stop_playback(),
                 *self._ask(f"{self._asked_text} {text}", e.at),
             ]
@@ -305,18 +311,18 @@ class CallMachine:
             # The caller went on after a pause the VAD took for the end: ask again,
             # after the current reply, with everything said since that question.
             self._queued_text = f"{self._queued_text or self._asked_text} {text}"
-            return [Note("queued", text)]
+            return [Note(NoteKind.QUEUED, text)]
         # A short request said over the bot (no barge-in yet): stop and answer it.
         return [*self._stop_playback(), *self._ask(text, e.at)]
 
     def _on_brain_replied(self, e: BrainReplied) -> list[Action]:
         if e.request_id != self._waiting_for:
-            return [Note("stale_reply", data={"request_id": e.request_id})]
+            return [Note(NoteKind.STALE_REPLY, data={"request_id": e.request_id})]
         self._waiting_for = None
         if self._queued_text is not None:
             # The caller spoke again before the answer came: answer all they said.
             text, self._queued_text = self._queued_text, None
-            return [Note("reply_superseded"), *self._ask(text, e.at)]
+            return [Note(NoteKind.REPLY_SUPERSEDED), *self._ask(text, e.at)]
         if not e.actions:  # the dialogue chose to listen
             self._listen(e.at)
             return []
@@ -324,26 +330,27 @@ class CallMachine:
 
     def _on_playback_finished(self, e: PlaybackFinished) -> list[Action]:
         self._playing.discard(e.playback_id)
+        self._answered = self._faq_playing.pop(e.playback_id, self._answered)
         if self._playing:
             return []
         after, self._after_playback = self._after_playback, None
         if isinstance(after, Transfer):
             self.state = State.TRANSFERRING
-            return [Note("transfer", data={"route": after.route}), TransferCall(after.route)]
+            return [Note(NoteKind.TRANSFER, data={"route": after.route}), TransferCall(after.route)]
         if isinstance(after, HangUp):
-            return self._end("goodbye", hang_up=True)
+            return self._end("goodbye", hang_up=True, outcome=self._answered or CallEnd.GOODBYE)
         if self.state in (State.SPEAKING, State.GREETING):
             self._listen(e.at)
         return []
 
     def _on_digit_pressed(self, e: DigitPressed) -> list[Action]:
-        note = Note("digit", e.digit)
+        note = Note(NoteKind.DIGIT, e.digit)
         if self.state is State.TRANSFERRING:
             return [note]
         if e.digit == "*":
             return [note, *self._stop_playback(), *self._replay(e.at)]
         route = branch_route(e.digit)
-        if route == "fallback":
+        if route == Route.FALLBACK:
             return [note]  # '#', 7-9: not a branch of this switchboard
         # The keypad works without the brain: it must, when the brain is down.
         self._utterance_consumed = self._speech_began is not None
@@ -372,7 +379,7 @@ class CallMachine:
         self._early_final = self._finals_due + 1  # its SpeechEnded follows this action
         self._early_asked = False
         data = {"route": routed.route, "intent": routed.intent, "confidence": routed.confidence}
-        return [Note("early_end", routed.text, data), EndUtterance()]
+        return [Note(NoteKind.EARLY_END, routed.text, data), EndUtterance()]
 
     def _new_id(self) -> int:
         self._next_id += 1
@@ -388,7 +395,7 @@ class CallMachine:
         self._asked_at = now
         self._asked_text = text
         self.state = State.THINKING
-        return [Note("heard", text), AskBrain(request, text)]
+        return [Note(NoteKind.HEARD, text), AskBrain(request, text)]
 
     def _say(
         self, actions: list[BotAction], now: float, answers: int | None = None
@@ -398,9 +405,11 @@ class CallMachine:
         for action in actions:
             if isinstance(action, Say):
                 play = Play(self._new_id(), action.text, action.response, answers)
+                if action.route is not None:
+                    self._faq_playing[play.playback_id] = action.route
                 plays.append(play)
                 self._playing.add(play.playback_id)
-                out += [Note("say", action.text, {"response": action.response}), play]
+                out += [Note(NoteKind.SAY, action.text, {"response": action.response}), play]
             else:
                 self._after_playback = action
         if plays:
@@ -423,16 +432,13 @@ class CallMachine:
         if not self._playing:
             return []
         self._playing.clear()
+        self._faq_playing.clear()  # an answer cut short settles nothing
         return [StopPlayback()]
 
-    def _transfer_now(self, route: str, now: float) -> list[Action]:
+    def _transfer_now(self, route: Route, now: float) -> list[Action]:
         self._waiting_for = None
         self._queued_text = None
-        notice = self.prompts.transfers[route]
-        response = (
-            f"utter_transfer_{route.split(':')[1]}" if ":" in route else "utter_transfer_operator"
-        )
-        return self._say([Say(notice, response), Transfer(route)], now)
+        return self._say([self.prompts.transfers[route], Transfer(route)], now)
 
     def _check_barge_in(self, now: float) -> list[Action]:
         began = self._speech_began
@@ -448,40 +454,43 @@ class CallMachine:
         # Barge-in: stop talking at once and listen to the caller.
         self._after_playback = None
         self._listen(now)
-        return [Note("barge_in", self._partial), *self._stop_playback()]
+        return [Note(NoteKind.BARGE_IN, self._partial), *self._stop_playback()]
 
     def _on_silence(self, now: float) -> list[Action]:
         self._silences += 1
         if self._silences == 1:
             return [
-                Note("silence", data={"count": 1}),
-                *self._say([Say(self.prompts.silence, "utter_silence_reprompt")], now),
+                Note(NoteKind.SILENCE, data={"count": 1}),
+                *self._say([self.prompts.silence], now),
             ]
         if self._silences == 2:
             return [
-                Note("silence", data={"count": 2}),
-                *self._say([Say(self.prompts.menu, "utter_menu")], now),
+                Note(NoteKind.SILENCE, data={"count": 2}),
+                *self._say([self.prompts.menu], now),
             ]
         return [
-            Note("silence", data={"count": self._silences}),
-            *self._transfer_now("operator", now),
+            Note(NoteKind.SILENCE, data={"count": self._silences}),
+            *self._transfer_now(Route.OPERATOR, now),
         ]
 
-    def _fail(self, stage: str, reason: str, now: float) -> list[Action]:
-        note = Note("error", f"{stage}: {reason}", {"stage": stage})
+    def _fail(self, stage: Stage, reason: str, now: float) -> list[Action]:
+        note = Note(NoteKind.ERROR, f"{stage}: {reason}", {"stage": stage})
         if self.degraded:
             # A second failure: a person takes over at once, with no notice that
             # might itself fail to play (the call must never go silent).
             self.state = State.TRANSFERRING
-            return [note, *self._stop_playback(), TransferCall("operator")]
+            return [note, *self._stop_playback(), TransferCall(Route.OPERATOR)]
         self.degraded = True
         self._silences = 1  # the next silence reads the menu, the one after: operator
-        apology = Say(self.prompts.technical_problem, "utter_technical_problem")
+        apology = self.prompts.technical_problem
         return [note, *self._stop_playback(), *self._say([apology], now)]
 
-    def _end(self, reason: str, hang_up: bool) -> list[Action]:
+    def _end(self, reason: str, hang_up: bool, outcome: Outcome) -> list[Action]:
         self.state = State.ENDED
-        return [Note("call_ended", reason), EndCall(reason, hang_up)]
+        return [
+            Note(NoteKind.CALL_ENDED, reason, {"outcome": outcome}),
+            EndCall(reason, hang_up, outcome),
+        ]
 
 
 def _countdown(place: int | None) -> int | None:

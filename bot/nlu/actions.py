@@ -13,7 +13,8 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, UserUtteranceReverted
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.nlu.routes import BRANCH_ENTITY, BRANCHES
+from bot.nlu.routes import BRANCH_ENTITY
+from bot.vocabulary import BRANCHES
 
 # Fields of a bot event that rasa_sdk's dispatcher accepts back unchanged.
 _MESSAGE_FIELDS = ("buttons", "image", "attachment", "custom", "elements", "quick_replies")

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bot.app import settings
 from bot.nlu.replies import BotAction, HangUp, Say, Transfer
-from bot.nlu.routes import BRANCH_ENTITY, FALLBACK, RED_FLAG_KEY, Parse, route_for
+from bot.nlu.routes import BRANCH_ENTITY, RED_FLAG_KEY, Parse, RouteResult, route_for
+from bot.vocabulary import Route
 
 settings.quiet_libraries()
 
@@ -39,28 +39,6 @@ def newest_model(models_dir: Path = settings.MODELS_DIR) -> Path:
             f"no trained model in {models_dir}: run `make model` (or `python -m bot train`)"
         )
     return models[-1]
-
-
-@dataclass(frozen=True)
-class RouteResult:
-    text: str
-    route: str
-    intent: str
-    confidence: float
-    # Why the red-flag layer sent this to 115 (bot/nlu/red_flags.py), so a supervisor
-    # sees the rule and the words: {"rule", "matched", "route"}; None when it did not fire.
-    red_flag: dict[str, str] | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        record: dict[str, Any] = {
-            "text": self.text,
-            "route": self.route,
-            "intent": self.intent,
-            "confidence": round(self.confidence, 4),
-        }
-        if self.red_flag:
-            record["red_flag"] = self.red_flag
-        return record
 
 
 # --- seams into Rasa -----------------------------------------------------------
@@ -140,7 +118,7 @@ class Brain:
 
     async def route(self, text: str) -> RouteResult:
         if not _clean(text):
-            return RouteResult(text=text, route=FALLBACK, intent="", confidence=0.0)
+            return RouteResult(text=text, route=Route.FALLBACK, intent="", confidence=0.0)
         data = await self.parse(text)
         return RouteResult(
             text=text,

@@ -42,11 +42,12 @@ from rasa.shared.nlu.constants import (
 )
 from rasa.shared.nlu.training_data.message import Message
 
-from bot.nlu.routes import RED_FLAG_KEY, transfer
+from bot.nlu.routes import RED_FLAG_KEY
 from bot.nlu.text import merge_accent, numbers_as_digits, strip_diacritics
+from bot.vocabulary import Route
 
 EMERGENCY_INTENT = "emergency"
-ROUTE = transfer(1)
+ROUTE = Route.TRANSFER_1
 
 
 def _key_tokens(text: str, marks: bool = False) -> tuple[list[str], list[str]]:

@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from bot.nlu.routes import route_of_response
+from bot.vocabulary import Route
+
 
 @dataclass(frozen=True)
 class Say:
@@ -16,10 +19,15 @@ class Say:
     response: str | None = None  # the domain response it came from, e.g. "utter_confirm_2"
     kind: str = "say"
 
+    @property
+    def route(self) -> Route | None:
+        """The FAQ route this answers, if it is a FAQ answer."""
+        return route_of_response(self.response)
+
 
 @dataclass(frozen=True)
 class Transfer:
-    route: str  # "transfer:N" or "operator"
+    route: Route  # a branch or the operator
     kind: str = "transfer"
 
 

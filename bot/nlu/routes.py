@@ -1,58 +1,50 @@
-"""The route vocabulary every part of the system shares (see docs/product.md).
+"""Rasa's intents -> the route vocabulary (``bot.vocabulary.Route``; see docs/product.md).
 
-A route is what the bot decides to do with one caller request: ``transfer:1`` ..
-``transfer:6``, ``faq:<key>``, ``operator`` or ``fallback``. This module is the
-only place that maps Rasa intents to routes.
+This module is the only place that maps Rasa intents, retrieval responses and the
+``branch`` entity to routes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-# Keypad branches of the 1022 switchboard, as the seed article lists them.
-BRANCHES: dict[int, str] = {
-    1: "Trung tâm Cấp cứu 115",
-    2: "Trung tâm Kiểm soát bệnh tật (CDC) Hà Nội",
-    3: "Mạng lưới thầy thuốc đồng hành",
-    4: "Sở Thông tin và Truyền thông",
-    5: "Sở Lao động - Thương binh và Xã hội",
-    6: "Ủy ban MTTQ Việt Nam TP. Hà Nội",
-}
+from bot.vocabulary import Route, branch_route
 
 # Intents whose meaning is "put me through to branch N".
-TRANSFER_INTENTS: dict[str, int] = {
-    "emergency": 1,
-    "cdc": 2,
-    "doctor_advice": 3,
-    "report_violation": 4,
-    "social_officer": 5,
-    "essential_supplies": 6,
+TRANSFER_INTENTS: dict[str, Route] = {
+    "emergency": Route.TRANSFER_1,
+    "cdc": Route.TRANSFER_2,
+    "doctor_advice": Route.TRANSFER_3,
+    "report_violation": Route.TRANSFER_4,
+    "social_officer": Route.TRANSFER_5,
+    "essential_supplies": Route.TRANSFER_6,
 }
 
 # Retrieval intents answered by the FAQ, each with the branch responsible for it
-# (offered after the answer) and its keys.
-FAQ_INTENTS: dict[str, tuple[int, tuple[str, ...]]] = {
+# (offered after the answer) and its routes.
+FAQ_INTENTS: dict[str, tuple[int, tuple[Route, ...]]] = {
     "faq_social": (
         5,
         (
-            "lao_dong_tu_do",
-            "cham_dut_hdld",
-            "giao_duc_tu_thuc",
-            "tam_hoan_hdld",
-            "ho_ngheo",
-            "nguoi_co_cong",
-            "chi_tra",
+            Route.FAQ_LAO_DONG_TU_DO,
+            Route.FAQ_CHAM_DUT_HDLD,
+            Route.FAQ_GIAO_DUC_TU_THUC,
+            Route.FAQ_TAM_HOAN_HDLD,
+            Route.FAQ_HO_NGHEO,
+            Route.FAQ_NGUOI_CO_CONG,
+            Route.FAQ_CHI_TRA,
         ),
     ),
     "faq_f0": (
         3,
         (
-            "f0_cach_ly_tai_nha",
-            "f0_dau_hieu_nguy_hiem",
-            "f0_spo2",
-            "f0_thuoc",
-            "f0_ket_thuc_cach_ly",
-            "f0_dinh_duong",
+            Route.FAQ_F0_CACH_LY_TAI_NHA,
+            Route.FAQ_F0_DAU_HIEU_NGUY_HIEM,
+            Route.FAQ_F0_SPO2,
+            Route.FAQ_F0_THUOC,
+            Route.FAQ_F0_KET_THUC_CACH_LY,
+            Route.FAQ_F0_DINH_DUONG,
         ),
     ),
 }
@@ -62,32 +54,8 @@ CHOOSE_BRANCH_INTENT = "choose_branch"
 BRANCH_ENTITY = "branch"
 # The parse-result field in which the red-flag layer (bot/nlu/red_flags.py) says why.
 RED_FLAG_KEY = "red_flag"
-
-OPERATOR = "operator"
-FALLBACK = "fallback"
-
-FAQ_KEYS: tuple[str, ...] = tuple(k for _, keys in FAQ_INTENTS.values() for k in keys)
-ALL_ROUTES: tuple[str, ...] = (
-    *(f"transfer:{n}" for n in BRANCHES),
-    *(f"faq:{k}" for k in FAQ_KEYS),
-    OPERATOR,
-    FALLBACK,
-)
-
-
-def transfer(branch: int) -> str:
-    return f"transfer:{branch}"
-
-
-def branch_route(value: str | int | None) -> str:
-    """A keypad digit or spoken branch number -> route (0 is the operator)."""
-    try:
-        number = int(str(value))
-    except (TypeError, ValueError):
-        return FALLBACK
-    if number == 0:
-        return OPERATOR
-    return transfer(number) if number in BRANCHES else FALLBACK
+# Rasa names a retrieval intent's responses utter_<intent>/<key>.
+_RESPONSE_PREFIX = "utter_"
 
 
 @dataclass(frozen=True)
@@ -100,27 +68,65 @@ class Parse:
     branch: str | None = None  # value of the `branch` entity, "0".."6"
 
 
-def route_for(parse: Parse) -> str:
+@dataclass(frozen=True)
+class RouteResult:
+    """What the brain decides for one sentence (``python -m bot route``, /api/route)."""
+
+    text: str
+    route: Route
+    intent: str
+    confidence: float
+    # Why the red-flag layer sent this to 115 (bot/nlu/red_flags.py), so a supervisor
+    # sees the rule and the words: {"rule", "matched", "route"}; None when it did not fire.
+    red_flag: dict[str, str] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "text": self.text,
+            "route": self.route,
+            "intent": self.intent,
+            "confidence": round(self.confidence, 4),
+        }
+        if self.red_flag:
+            record["red_flag"] = self.red_flag
+        return record
+
+
+def _faq_route(intent: str, key: str | None) -> Route | None:
+    """The FAQ route of a retrieval intent's key; None if the key is not of that family
+    (a selector key from the other family is not trusted)."""
+    if intent not in FAQ_INTENTS or key is None:
+        return None
+    _, routes = FAQ_INTENTS[intent]
+    return next((r for r in routes if r.faq_key == key), None)
+
+
+def route_for(parse: Parse) -> Route:
     if parse.intent in TRANSFER_INTENTS:
-        return transfer(TRANSFER_INTENTS[parse.intent])
+        return TRANSFER_INTENTS[parse.intent]
     if parse.intent in FAQ_INTENTS:
-        _, keys = FAQ_INTENTS[parse.intent]
-        return f"faq:{parse.faq_key}" if parse.faq_key in keys else FALLBACK
+        return _faq_route(parse.intent, parse.faq_key) or Route.FALLBACK
     if parse.intent == OPERATOR_INTENT:
-        return OPERATOR
+        return Route.OPERATOR
     if parse.intent == CHOOSE_BRANCH_INTENT:
         return branch_route(parse.branch)
     # Greetings, yes/no, "alo", repeat, menu, out of scope, nlu_fallback: not a request.
-    return FALLBACK
+    return Route.FALLBACK
 
 
-def responsible_branch(route: str) -> int | None:
+def route_of_response(response: str | None) -> Route | None:
+    """The FAQ route a domain response answers (``utter_faq_f0/f0_thuoc`` -> faq:f0_thuoc)."""
+    if not response or not response.startswith(_RESPONSE_PREFIX) or "/" not in response:
+        return None
+    intent, key = response[len(_RESPONSE_PREFIX) :].split("/", 1)
+    return _faq_route(intent, key)
+
+
+def responsible_branch(route: Route) -> int | None:
     """The branch to offer after a FAQ answer, or the branch a transfer goes to."""
-    if route.startswith("transfer:"):
-        return int(route.split(":", 1)[1])
-    if route.startswith("faq:"):
-        key = route.split(":", 1)[1]
-        for branch, keys in FAQ_INTENTS.values():
-            if key in keys:
-                return branch
+    if route.branch is not None:
+        return route.branch
+    for branch, routes in FAQ_INTENTS.values():
+        if route in routes:
+            return branch
     return None

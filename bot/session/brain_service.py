@@ -5,11 +5,35 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Coroutine
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 from bot.nlu.replies import BotAction
+from bot.nlu.routes import RouteResult
 
 T = TypeVar("T")
+
+
+class Brain(Protocol):
+    """What a call and the text endpoints need from the brain.
+
+    Rules: one brain serves every conversation of the process, each known by its id; the
+    coroutines are awaited from the server's event loop and must not block it (Rasa runs
+    elsewhere: ``BrainService``); an empty reply means "keep listening"; a failure raises,
+    and the call turns it into the apology (``Stage.BRAIN``)."""
+
+    @property
+    def model_path(self) -> Path: ...
+
+    async def start(self, conversation_id: str) -> list[BotAction]: ...  # the greeting
+
+    async def turn(self, conversation_id: str, text: str) -> list[BotAction]: ...
+
+    async def digit(self, conversation_id: str, digit: str) -> list[BotAction]: ...
+
+    async def route(self, text: str) -> RouteResult: ...  # one sentence, no conversation
+
+    def close(self) -> None: ...
 
 
 class BrainService:
@@ -19,8 +43,8 @@ class BrainService:
     would stall the real-time pacing of every call's audio."""
 
     def __init__(self, brain: Any) -> None:
-        self.brain = brain
-        self.model_path = brain.model_path
+        self.brain = brain  # bot.nlu.brain.Brain: Rasa's agent, used on this thread only
+        self._model_path: Path = brain.model_path
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="brain", daemon=True)
         self._thread.start()
@@ -37,7 +61,11 @@ class BrainService:
     async def digit(self, conversation_id: str, digit: str) -> list[BotAction]:
         return await self._submit(self.brain.digit(conversation_id, digit))
 
-    async def route(self, text: str) -> Any:
+    @property
+    def model_path(self) -> Path:
+        return self._model_path
+
+    async def route(self, text: str) -> RouteResult:
         return await self._submit(self.brain.route(text))
 
     def close(self) -> None:

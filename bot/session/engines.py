@@ -6,12 +6,12 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from bot.asr.vosk_engine import SpeechModel
+from bot.asr.types import SpeechModel
 from bot.audio.formats import AudioFormat
 from bot.audio.vad import VadConfig
 from bot.call.machine import CallConfig
 from bot.call.prompts import Prompts
-from bot.session.brain_service import BrainService
+from bot.session.brain_service import Brain
 from bot.session.metrics import Metrics
 from bot.store.calls import CallStore
 from bot.tts.piper_voice import Speaker, SpeechVoice
@@ -22,7 +22,7 @@ from bot.tts.prompt_cache import PromptCache
 class Engines:
     """Everything shared by all calls of the process, loaded once."""
 
-    brain: BrainService
+    brain: Brain
     speech: SpeechModel
     voice: SpeechVoice
     prompts: Prompts

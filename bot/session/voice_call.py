@@ -22,8 +22,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.asr.types import Final, Partial
-from bot.asr.vosk_engine import Recognition
+from bot.asr.types import Final, Partial, Recognition
 from bot.audio.formats import RECOGNISER, AudioChunk, Converter
 from bot.audio.vad import (
     SpeechEnded,
@@ -38,8 +37,22 @@ from bot.call.machine import CallMachine
 from bot.session.engines import Engines
 from bot.session.line import Line
 from bot.store.calls import StoreError
+from bot.vocabulary import CallEnd, NoteKind, Outcome, Route
 
 logger = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class UtteranceEnded:
+    """The VAD heard the end of the utterance: the recogniser hands over its final."""
+
+
+@dataclass(frozen=True)
+class DropUtterance:
+    """The utterance was acted on already (an emergency from a partial): forget it."""
+
+
+# What the recogniser's worker is given, in order: caller audio, and where utterances end.
+AsrWork = AudioChunk | UtteranceEnded | DropUtterance
 
 # Without audio (a paused microphone), the machine still needs the clock to move.
 TICK_S = 0.1
@@ -81,7 +94,7 @@ class VoiceCall:
         self._recognition: Recognition | None = None  # built in start(), off the loop
         self._speaker = engines.speaker(line.format)
         self._events: asyncio.Queue[ev.Event | None] = asyncio.Queue()
-        self._asr: asyncio.Queue[AudioChunk | str] = asyncio.Queue()
+        self._asr: asyncio.Queue[AsrWork] = asyncio.Queue()
         self._plays: deque[ev.Play] = deque()
         self._play_wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -91,7 +104,8 @@ class VoiceCall:
         self._asked_at_speech_end: dict[int, float] = {}  # AskBrain id -> that speech's end
         self._routing = False
         self._pending_partial: str | None = None
-        self._ended = asyncio.Event()
+        self._ended = asyncio.Event()  # no more audio or events are taken
+        self._finished = asyncio.Event()  # ...and the end is carried out and recorded
         self._overflow = False  # over Engines.max_calls: nothing is recognised
 
     # -- from the transport ------------------------------------------------------
@@ -112,12 +126,9 @@ class VoiceCall:
             logger.warning("call %s: over %d calls: to an operator", self.call_id, limit)
         else:
             # Building a recogniser takes 75-160 ms: off the loop, or every other call stutters.
+            speech, decoder = self.engines.speech, self.engines.decoder
             self._recognition = await self._loop.run_in_executor(
-                self.engines.decoder,
-                Recognition,
-                self.engines.speech,
-                self.engines.phrases,
-                self.engines.decoder,
+                decoder, speech.recognition, self.engines.phrases, decoder
             )
             work.append(self._run_asr())
         self._tasks += [asyncio.create_task(w) for w in work]
@@ -149,7 +160,7 @@ class VoiceCall:
             self._emit(ev.SpeechResumed(self.now()))
         elif isinstance(event, SpeechEnded):
             self._speech_ended_at = at
-            self._asr.put_nowait("end")
+            self._asr.put_nowait(UtteranceEnded())
             self._emit(ev.SpeechEnded(self.now()))
 
     async def digit(self, digit: str) -> None:
@@ -163,12 +174,14 @@ class VoiceCall:
         if not self._ended.is_set():
             self._emit(ev.CallerHungUp(self.now()))
             if reason:
-                await self._note_turn(ev.Note("error", reason))
+                await self._note_turn(ev.Note(NoteKind.ERROR, reason))
         await self.wait(timeout=5)
 
     async def wait(self, timeout: float | None = None) -> None:
+        """Until the call has ended and its end is recorded (or ``timeout``), then stop its
+        tasks. Cancelling them earlier could cut the transfer or the record's last write."""
         try:
-            await asyncio.wait_for(self._ended.wait(), timeout)
+            await asyncio.wait_for(self._finished.wait(), timeout)
         except asyncio.TimeoutError:
             pass
         for task in self._tasks:
@@ -199,7 +212,7 @@ class VoiceCall:
                 actions = self.machine.handle(event)
             except Exception:  # a bug must end this call, not the process
                 logger.exception("call %s: state machine failed on %r", self.call_id, event)
-                actions = [ev.EndCall("internal error", hang_up=True)]
+                actions = [ev.EndCall("internal error", hang_up=True, outcome=CallEnd.ERROR)]
             for action in actions:
                 await self._act(action)
 
@@ -224,11 +237,11 @@ class VoiceCall:
             if ended is not None:
                 self._on_voice(ended)
         elif isinstance(action, ev.ResetRecognizer):
-            self._asr.put_nowait("reset")
+            self._asr.put_nowait(DropUtterance())
         elif isinstance(action, ev.TransferCall):
             await self._end(action.route, f"transferred to {action.route}", transfer=action.route)
         elif isinstance(action, ev.EndCall):
-            await self._end("hangup", action.reason, hang_up=action.hang_up)
+            await self._end(action.outcome, action.reason, hang_up=action.hang_up)
         elif isinstance(action, ev.Note):
             await self._note_turn(action)
 
@@ -242,7 +255,7 @@ class VoiceCall:
             )
         except Exception as e:  # Rasa down, a bug, or the deadline: the caller hears why
             logger.warning("call %s: brain failed: %r", self.call_id, e)
-            self._emit(ev.StageFailed(self.now(), "brain", repr(e)))
+            self._emit(ev.StageFailed(self.now(), ev.Stage.BRAIN, repr(e)))
             return
         self._emit(ev.BrainReplied(self.now(), ask.request_id, tuple(actions)))
 
@@ -271,7 +284,7 @@ class VoiceCall:
         recognition = self._recognition
         assert recognition is not None  # start() builds it before this task runs
         heard: list[Final] = []  # pieces of the current utterance
-        later: AudioChunk | str | None = None  # taken from the queue, not yet handled
+        later: AsrWork | None = None  # taken from the queue, not yet handled
         while True:
             item, later = (later, None) if later is not None else (await self._asr.get(), None)
             if isinstance(item, AudioChunk):
@@ -289,20 +302,20 @@ class VoiceCall:
                         # Vosk ended a piece by itself (a pause inside the utterance);
                         # the VAD decides where the caller's turn ends.
                         heard.append(result)
-                elif item == "end":
+                elif isinstance(item, UtteranceEnded):
                     heard.append(await recognition.finish_async())
                     final = _joined(heard)
                     heard = []
                     await self._note_words(final)
                     self._emit(ev.FinalTranscript(self.now(), final.text, final.confidence))
-                elif item == "reset":
+                elif isinstance(item, DropUtterance):
                     await recognition.finish_async()
                     heard = []
             except Exception as e:
                 logger.warning("call %s: recogniser failed: %r", self.call_id, e)
-                self._emit(ev.StageFailed(self.now(), "asr", repr(e)))
+                self._emit(ev.StageFailed(self.now(), ev.Stage.ASR, repr(e)))
 
-    def _batch(self, first: AudioChunk) -> tuple[AudioChunk, AudioChunk | str | None]:
+    def _batch(self, first: AudioChunk) -> tuple[AudioChunk, AsrWork | None]:
         """`first` joined with the audio queued behind it (up to ASR_BATCH_MS); and the item
         after that audio, if one was taken from the queue."""
         parts, ms = [first.data], first.duration_ms
@@ -325,7 +338,7 @@ class VoiceCall:
                 except Exception as e:
                     logger.warning("call %s: speech failed: %r", self.call_id, e)
                     self._plays.clear()
-                    self._emit(ev.StageFailed(self.now(), "tts", repr(e)))
+                    self._emit(ev.StageFailed(self.now(), ev.Stage.TTS, repr(e)))
                     break
                 if not completed:
                     break  # stopped by a barge-in: the queue was cleared
@@ -345,13 +358,14 @@ class VoiceCall:
                 speech_end = None
                 self.stats.latencies_ms.append(latency)
                 self.engines.metrics.latencies_ms.append(latency)
-                await self._note_turn(ev.Note("response_latency", data={"latency_ms": latency}))
+                note = ev.Note(NoteKind.RESPONSE_LATENCY, data={"latency_ms": latency})
+                await self._note_turn(note)
             await self.line.send_audio(chunk)
         await self.line.wait_played()
         return bool(self._plays) and self._plays[0] is play
 
     async def _end(
-        self, outcome: str, reason: str, *, transfer: str | None = None, hang_up: bool = False
+        self, outcome: Outcome, reason: str, *, transfer: Route | None = None, hang_up: bool = False
     ) -> None:
         if self._ended.is_set():
             return
@@ -359,7 +373,7 @@ class VoiceCall:
         metrics = self.engines.metrics
         metrics.calls_active -= 1
         metrics.outcomes[outcome] = metrics.outcomes.get(outcome, 0) + 1
-        metrics.late_frames += int(getattr(self.line, "late_frames", 0))
+        metrics.late_frames += self.line.late_frames
         metrics.asr_seconds += self.stats.asr_seconds
         metrics.asr_audio_seconds += self.stats.asr_audio_seconds
         try:
@@ -376,6 +390,7 @@ class VoiceCall:
             except StoreError as e:
                 logger.error("call %s: %s", self.call_id, e)
         self._events.put_nowait(None)
+        self._finished.set()
 
     # -- the call record -------------------------------------------------------------
 
@@ -394,8 +409,7 @@ class VoiceCall:
             {"word": w.word, "start": w.start, "end": w.end, "conf": w.conf} for w in final.words
         ]
         await self._store_turn(
-            speaker="caller",
-            kind="utterance",
+            kind=NoteKind.UTTERANCE,
             text=final.text,
             confidence=final.confidence,
             words=words,
@@ -404,10 +418,8 @@ class VoiceCall:
         )
 
     async def _note_turn(self, note: ev.Note) -> None:
-        speaker = "bot" if note.kind in ("say", "transfer", "response_latency") else "caller"
         latency = note.data.get("latency_ms")
         await self._store_turn(
-            speaker=speaker,
             kind=note.kind,
             text=note.text or None,
             route=note.data.get("route"),
@@ -433,9 +445,10 @@ class VoiceCall:
 def _joined(pieces: list[Final]) -> Final:
     pieces = [p for p in pieces if p.text]
     if not pieces:
-        return Final("", (), 0.0)
+        return Final("")
     words = tuple(w for p in pieces for w in p.words)
-    confidence = min(p.confidence for p in pieces)
+    confs = [p.confidence for p in pieces if p.confidence is not None]
+    confidence = min(confs) if confs else None  # the weakest piece speaks for the whole
     return Final(" ".join(p.text for p in pieces), words, confidence)
 
 

@@ -9,22 +9,22 @@ SQLite (a file under ``var/``, created on first use) by default; PostgreSQL when
 ``BOT_DATABASE_URL`` names one. The supervisor's questions decide the indexes: calls by
 day (``started_at``), calls by outcome, a call's turns in order (``call_id, seq``).
 
-Vocabulary (shared with ``bot.nlu.routes`` and docs/product.md):
+Vocabulary: the types of ``bot.vocabulary``, checked on every write and parsed on every read.
 
-- ``calls.transport``: ``audiosocket`` | ``websocket`` | ``simulated``.
-- ``calls.outcome``: the call's final route (``transfer:1``..``transfer:6``, ``faq:<key>``,
-  ``operator``, ``fallback``), ``goodbye`` (the bot closed the call after a goodbye),
-  ``hangup`` (the caller hung up before anything was settled) or ``error``.
-  ``NULL`` while the call runs, and for ever if the process died mid-call.
-- ``turns.speaker``: ``caller`` | ``bot``; ``turns.kind``: ``utterance``, ``partial_dropped``,
-  ``digit``, ``say``, ``transfer``, ``hangup``, ``barge_in``, ``error``, ...
+- ``calls.transport``: a ``Transport``.
+- ``calls.outcome``: an ``Outcome``: the route the call was settled on (a transfer, or the
+  FAQ the caller was answered with), ``goodbye`` (the bot closed the call after a goodbye
+  with no FAQ answered), ``hangup`` (the caller hung up before anything was settled) or
+  ``error``. ``NULL`` while the call runs, and for ever if the process died mid-call.
+- ``turns.kind``: a ``NoteKind``; ``turns.speaker``: that kind's ``Speaker`` (caller, bot,
+  or the call's own events: system), written by the store, never chosen by the writer.
 
 Errors: a failed write is logged here and raised as :class:`StoreError`. The store never
 swallows it and never kills anything: the caller decides. The call loop should catch
 ``StoreError``, log it against the call and carry on talking to the caller (a lost record
 is bad, a dropped call is worse); other calls are unaffected, since each write is an
 independent transaction on its own pooled connection. Bad arguments (an unknown
-transport, speaker or outcome) are programming errors and raise ``ValueError``.
+transport, note kind or outcome) are programming errors and raise ``ValueError``.
 
 Asyncio: the sync methods block on disk. From the event loop use the ``async_*`` twins:
 writes go to one writer thread in submission order (so a call's turns keep their order
@@ -74,16 +74,20 @@ from sqlalchemy.pool import QueuePool, StaticPool
 from sqlalchemy.types import TypeDecorator
 
 from bot.app import settings
-from bot.nlu.routes import ALL_ROUTES, BRANCHES, OPERATOR, transfer
+from bot.vocabulary import (
+    TRANSFER_ROUTES,
+    CallEnd,
+    NoteKind,
+    Outcome,
+    Route,
+    Speaker,
+    Transport,
+    parse_outcome,
+    settled_by_bot,
+)
 
 logger = logging.getLogger(__name__)
 
-TRANSPORTS: tuple[str, ...] = ("audiosocket", "websocket", "simulated")
-SPEAKERS: tuple[str, ...] = ("caller", "bot")
-GOODBYE = "goodbye"
-HANGUP = "hangup"
-ERROR = "error"
-OUTCOMES: frozenset[str] = frozenset((*ALL_ROUTES, GOODBYE, HANGUP, ERROR))
 # How long a write waits for a busy SQLite database before it fails.
 WAIT_SECONDS = 30.0
 # PostgreSQL advisory lock held while creating the schema (any constant unique to us).
@@ -129,7 +133,7 @@ class UTCDateTime(TypeDecorator):
 # nullable columns, tables, indexes) with a small hand-written step; the first one that is
 # not should bring in Alembic with a baseline revision equal to this metadata and
 # `alembic stamp` the existing databases (batch mode covers SQLite's ALTER limits).
-# Value sets (transport, speaker, outcome) are checked in Python, not by CHECK constraints,
+# Value sets (transport, kind, outcome) are checked in Python, not by CHECK constraints,
 # so a new transport or route needs no migration.
 metadata = MetaData()
 
@@ -175,11 +179,11 @@ turns = Table(
 @dataclass(frozen=True)
 class CallRecord:
     id: str
-    transport: str
+    transport: Transport
     caller: str | None
     started_at: datetime
     ended_at: datetime | None
-    outcome: str | None
+    outcome: Outcome | None
     end_reason: str | None
     audio_path: str | None
 
@@ -190,8 +194,8 @@ class TurnRecord:
     call_id: str
     seq: int
     at: datetime
-    speaker: str
-    kind: str
+    speaker: Speaker
+    kind: NoteKind
     text: str | None
     route: str | None
     intent: str | None
@@ -357,17 +361,16 @@ class CallStore:
     def start_call(
         self,
         call_id: str,
-        transport: str,
+        transport: Transport | str,
         caller: str | None = None,
         at: datetime | None = None,
         audio_path: str | None = None,
     ) -> None:
-        if transport not in TRANSPORTS:
-            raise ValueError(f"unknown transport {transport!r}; expected one of {TRANSPORTS}")
+        transport = Transport(transport)  # ValueError for one that does not exist
         engine = self._engine_ready()
         row = {
             "id": call_id,
-            "transport": transport,
+            "transport": transport.value,
             "caller": caller,
             "started_at": utc(at),
             "audio_path": audio_path,
@@ -384,8 +387,7 @@ class CallStore:
         self,
         call_id: str,
         *,
-        speaker: str,
-        kind: str,
+        kind: NoteKind | str,
         text: str | None = None,
         route: str | None = None,
         intent: str | None = None,
@@ -400,8 +402,7 @@ class CallStore:
 
         The store numbers turns (``seq``) in the order their writes commit, so write one
         call's turns from one task (the call's ordered queue), not from several at once."""
-        if speaker not in SPEAKERS:
-            raise ValueError(f"unknown speaker {speaker!r}; expected one of {SPEAKERS}")
+        kind = NoteKind(kind)  # ValueError for one that does not exist
         engine = self._engine_ready()
         # The next seq is computed inside the INSERT itself: one statement, one write lock.
         next_seq = (
@@ -413,10 +414,11 @@ class CallStore:
             "call_id": call_id,
             "seq": next_seq,
             "at": utc(at),
-            "speaker": speaker,
-            "kind": kind,
+            # Plain strings: every database driver binds them (not all bind str subclasses).
+            "speaker": kind.speaker.value,
+            "kind": kind.value,
             "text": text,
-            "route": route,
+            "route": None if route is None else str(route),
             "intent": intent,
             "confidence": confidence,
             "started_ms": started_ms,
@@ -441,20 +443,20 @@ class CallStore:
     def end_call(
         self,
         call_id: str,
-        outcome: str,
+        outcome: Outcome | str,
         reason: str,
         at: datetime | None = None,
         audio_path: str | None = None,
     ) -> None:
         """Close the call. The first end wins: a later one (say, an error while hanging up
         an already finished call) is logged and ignored, so the real reason stays."""
-        if outcome not in OUTCOMES:
-            raise ValueError(
-                f"unknown outcome {outcome!r}; expected a route, {GOODBYE!r}, {HANGUP!r} "
-                f"or {ERROR!r}"
-            )
+        outcome = parse_outcome(outcome)  # ValueError for one that does not exist
         engine = self._engine_ready()
-        values: dict[str, Any] = {"ended_at": utc(at), "outcome": outcome, "end_reason": reason}
+        values: dict[str, Any] = {
+            "ended_at": utc(at),
+            "outcome": outcome.value,
+            "end_reason": reason,
+        }
         if audio_path is not None:
             values["audio_path"] = audio_path
         try:
@@ -509,7 +511,7 @@ class CallStore:
     def calls(
         self,
         since: datetime | None = None,
-        outcome: str | None = None,
+        outcome: Outcome | str | None = None,
         limit: int = 100,
         until: datetime | None = None,
     ) -> list[CallRecord]:
@@ -523,7 +525,7 @@ class CallStore:
         if until is not None:
             query = query.where(calls.c.started_at < utc(until))
         if outcome is not None:
-            query = query.where(calls.c.outcome == outcome)
+            query = query.where(calls.c.outcome == parse_outcome(outcome).value)
         query = query.order_by(calls.c.started_at.desc(), calls.c.id).limit(limit)
         try:
             with engine.connect() as conn:
@@ -537,8 +539,8 @@ class CallStore:
     ) -> dict[str, int]:
         """The seed article's figures for calls started in [since, until).
 
-        ``received``: every call. ``answered``: settled by the bot (ended on a ``faq:``
-        route or a goodbye). ``transferred``: put through to a branch or an operator, with
+        ``received``: every call. ``answered``: settled by the bot (a FAQ answered, or a
+        goodbye: ``settled_by_bot``). ``transferred``: put through to a branch or an operator, with
         ``transfer:1``..``transfer:6`` and ``operator`` per destination. The rest, so the
         figures add up: ``fallback`` (ended not understood), ``hangup``, ``error`` and
         ``unfinished`` (still running, or cut off by a crash)."""
@@ -555,18 +557,16 @@ class CallStore:
                 }
         except SQLAlchemyError as e:
             raise self._fail("cannot count calls", e) from e
-        destinations = [transfer(n) for n in sorted(BRANCHES)] + [OPERATOR]
-        figures = {
-            "received": sum(by_outcome.values()),
-            "answered": sum(
-                n
-                for outcome, n in by_outcome.items()
-                if outcome is not None and (outcome.startswith("faq:") or outcome == GOODBYE)
-            ),
-            "transferred": sum(by_outcome.get(d, 0) for d in destinations),
+        outcomes = {parse_outcome(o) if o is not None else None: n for o, n in by_outcome.items()}
+        figures: dict[str, int] = {
+            "received": sum(outcomes.values()),
+            "answered": sum(n for o, n in outcomes.items() if settled_by_bot(o)),
+            "transferred": sum(outcomes.get(d, 0) for d in TRANSFER_ROUTES),
         }
-        figures.update({d: by_outcome.get(d, 0) for d in destinations})
-        figures.update({k: by_outcome.get(k, 0) for k in ("fallback", HANGUP, ERROR)})
+        figures.update({str(d): outcomes.get(d, 0) for d in TRANSFER_ROUTES})
+        figures.update(
+            {str(k): outcomes.get(k, 0) for k in (Route.FALLBACK, CallEnd.HANGUP, CallEnd.ERROR)}
+        )
         figures["unfinished"] = by_outcome.get(None, 0)
         return figures
 
@@ -587,7 +587,7 @@ class CallStore:
     async def async_start_call(
         self,
         call_id: str,
-        transport: str,
+        transport: Transport | str,
         caller: str | None = None,
         at: datetime | None = None,
         audio_path: str | None = None,
@@ -598,8 +598,7 @@ class CallStore:
         self,
         call_id: str,
         *,
-        speaker: str,
-        kind: str,
+        kind: NoteKind | str,
         text: str | None = None,
         route: str | None = None,
         intent: str | None = None,
@@ -614,7 +613,6 @@ class CallStore:
         return await self._write(
             self.add_turn,
             call_id,
-            speaker=speaker,
             kind=kind,
             text=text,
             route=route,
@@ -630,7 +628,7 @@ class CallStore:
     async def async_end_call(
         self,
         call_id: str,
-        outcome: str,
+        outcome: Outcome | str,
         reason: str,
         at: datetime | None = None,
         audio_path: str | None = None,
@@ -646,7 +644,7 @@ class CallStore:
     async def async_calls(
         self,
         since: datetime | None = None,
-        outcome: str | None = None,
+        outcome: Outcome | str | None = None,
         limit: int = 100,
         until: datetime | None = None,
     ) -> list[CallRecord]:
@@ -664,11 +662,11 @@ class CallStore:
 def _call_record(row: Any) -> CallRecord:
     return CallRecord(
         id=row.id,
-        transport=row.transport,
+        transport=Transport(row.transport),
         caller=row.caller,
         started_at=row.started_at,
         ended_at=row.ended_at,
-        outcome=row.outcome,
+        outcome=parse_outcome(row.outcome) if row.outcome is not None else None,
         end_reason=row.end_reason,
         audio_path=row.audio_path,
     )
@@ -680,8 +678,8 @@ def _turn_record(row: Any) -> TurnRecord:
         call_id=row.call_id,
         seq=int(row.seq),
         at=row.at,
-        speaker=row.speaker,
-        kind=row.kind,
+        speaker=Speaker(row.speaker),
+        kind=NoteKind(row.kind),
         text=row.text,
         route=row.route,
         intent=row.intent,

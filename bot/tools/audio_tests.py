@@ -11,7 +11,7 @@ Per call it prints the expected and the got route, the transcript and its word e
 against the manifest's text; then the totals per language: route accuracy and mean WER.
 
 The route a call got is the first request the bot understood in it, in the order they
-happened: a keypad digit 0-6 (``bot.nlu.routes.branch_route``), an emergency caught in a
+happened: a keypad digit 0-6 (``bot.vocabulary.branch_route``), an emergency caught in a
 partial transcript, or a caller's utterance routed as ``python -m bot route`` routes it.
 Utterances that route to ``fallback`` (a backchannel, an out-of-scope question, noise) do
 not decide; a call in which nothing decided got ``fallback``.
@@ -44,11 +44,11 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.app import settings
 from bot.audio.formats import RECOGNISER, AudioChunk, Converter, read_wav
-from bot.nlu.routes import ALL_ROUTES, FALLBACK, branch_route
 from bot.nlu.text import normalise
+from bot.vocabulary import Route, branch_route
 
 if TYPE_CHECKING:
-    from bot.asr.vosk_engine import SpeechModel
+    from bot.asr.vosk_engine import VoskModel
     from bot.session.engines import Engines
     from bot.store.calls import TurnRecord
 
@@ -107,8 +107,8 @@ def read_manifest(path: Path = MANIFEST) -> list[AudioTestCall]:
             raise ManifestError(f"{where}: file, text and made_with must not be empty")
         if not language:
             raise ManifestError(f"{where}: no language")
-        if expected not in ALL_ROUTES:
-            raise ManifestError(f"{where}: {expected!r} is not a route (bot.nlu.routes.ALL_ROUTES)")
+        if expected not in set(Route):
+            raise ManifestError(f"{where}: {expected!r} is not a route (bot.vocabulary.Route)")
         try:
             parse_digits(digits)
         except ValueError as e:
@@ -187,9 +187,9 @@ class CallResult:
 def first_decision(events: Iterable[tuple[float, str]]) -> str:
     """The first route other than fallback, in time order; fallback if there is none."""
     for _, route in sorted(events, key=lambda e: e[0]):
-        if route != FALLBACK:
+        if route != Route.FALLBACK:
             return route
-    return FALLBACK
+    return Route.FALLBACK
 
 
 def digit_events(digits: str) -> list[tuple[float, str]]:
@@ -203,18 +203,18 @@ def digit_events(digits: str) -> list[tuple[float, str]]:
 
 
 def transcribe(
-    model: SpeechModel, path: Path, phrases: Sequence[str] | None = None
+    model: VoskModel, path: Path, phrases: Sequence[str] | None = None
 ) -> tuple[str, float]:
     """The recogniser's transcript of a recording (decoded with a grammar of `phrases` if
     given), and when its last word ends (s)."""
     from bot.asr.types import Final
-    from bot.asr.vosk_engine import Recognition
+    from bot.asr.vosk_engine import VoskRecognition
 
     audio = read_wav(path)
     converter = Converter(audio.format, RECOGNISER)
     pcm = converter.convert(audio).data + converter.flush().data
     step = RECOGNISER.bytes_for_ms(20)  # the frames a call feeds
-    recognition = Recognition(model, phrases)
+    recognition = VoskRecognition(model, phrases)
     pieces: list[Final] = []
     for start in range(0, len(pcm), step):
         frame = pcm[start : start + step]
@@ -229,7 +229,7 @@ def transcribe(
 
 
 def transcribe_call(
-    call: AudioTestCall, model: SpeechModel, router: Router, phrases: Sequence[str] | None = None
+    call: AudioTestCall, model: VoskModel, router: Router, phrases: Sequence[str] | None = None
 ) -> CallResult:
     """One call through the recogniser and the router; the digits decide by their time."""
     result = CallResult(call)
@@ -560,7 +560,7 @@ def _load_router() -> Router:
     return route
 
 
-def _grammar_note(model: SpeechModel, phrases: Sequence[str]) -> str:
+def _grammar_note(model: VoskModel, phrases: Sequence[str]) -> str:
     """What --vocabulary does with this model, in one line."""
     note = f"{len(phrases)} phrases from nlu_data/ with words the model knows; "
     if not phrases:
@@ -579,10 +579,10 @@ def _run_transcripts(
     out: TextIO | None = None,
 ) -> list[CallResult]:
     from bot.app.speech_models import ModelMissing
-    from bot.asr.vosk_engine import SpeechModel
+    from bot.asr.vosk_engine import VoskModel
 
     try:
-        model = SpeechModel(vosk_path)
+        model = VoskModel(vosk_path)
     except ModelMissing as e:
         raise SetupError(str(e)) from e
     phrases = model.vocabulary_phrases() if vocabulary else None

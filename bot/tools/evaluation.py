@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.nlu.routes import ALL_ROUTES, transfer
 from bot.nlu.text import merge_accent, strip_diacritics
+from bot.vocabulary import Route
 
 # The seed of the evaluation's accent merges (training uses per-sentence seeds).
 MERGE_SEED = 20211019
-EMERGENCY = transfer(1)
+EMERGENCY = Route.TRANSFER_1
 TOP_CONFUSIONS = 12
 EXAMPLES_PER_CONFUSION = 2
 RELIABILITY_BINS = 10
@@ -50,7 +50,7 @@ def _read_tsv(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
         if missing:
             raise ValueError(f"{path}: missing columns {sorted(missing)}")
         rows = list(reader)
-    unknown = {r[columns[1]] for r in rows if r[columns[1]] not in ALL_ROUTES}
+    unknown = {r[columns[1]] for r in rows if r[columns[1]] not in set(Route)}
     if unknown:
         raise ValueError(f"{path}: routes not in the route table: {sorted(unknown)}")
     return rows
@@ -181,7 +181,7 @@ class Score:
                 r: dict(
                     zip(("precision", "recall", "support"), self.precision_recall(r), strict=True)
                 )
-                for r in ALL_ROUTES
+                for r in Route
             },
             "confusions": [{"expected": e, "got": g, "text": t} for e, g, t in self.confusions],
             "reliability": [b.__dict__ for b in table],
@@ -252,7 +252,7 @@ def score_hard(rows: list[HardRow], route: Router) -> HardScore:
 def report(s: Score) -> str:
     lines = [f"## {s.name}: accuracy {s.accuracy:.1%} ({s.correct}/{s.total})", ""]
     lines.append(f"{'route':28} {'precision':>9} {'recall':>7} {'n':>4}")
-    for r in ALL_ROUTES:
+    for r in Route:
         p, rec, n = s.precision_recall(r)
         if n or s.per_route[r]["fp"]:
             lines.append(f"{r:28} {p:9.2f} {rec:7.2f} {n:4d}")

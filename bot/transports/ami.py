@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from bot.app import settings
-from bot.nlu.routes import BRANCHES, OPERATOR, transfer
+from bot.vocabulary import TRANSFER_ROUTES, Route
 
 log = logging.getLogger(__name__)
 
@@ -301,15 +301,15 @@ class TransferTarget(NamedTuple):
     exten: str
 
 
-def _required_routes() -> tuple[str, ...]:
-    return (*(transfer(n) for n in BRANCHES), OPERATOR)
+def _required_routes() -> tuple[Route, ...]:
+    return TRANSFER_ROUTES
 
 
 @dataclass(frozen=True)
 class TransferPlan:
     """Where each transfer route goes in the dial plan (configured by the operator)."""
 
-    targets: Mapping[str, TransferTarget]
+    targets: Mapping[Route, TransferTarget]
 
     @classmethod
     def from_settings(
@@ -321,24 +321,25 @@ class TransferPlan:
 
         Every transfer route must have a target: a branch with nowhere to go is found
         at start-up, not in the middle of an emergency call."""
-        targets: dict[str, TransferTarget] = {}
-        for route, value in extensions.items():
+        targets: dict[Route, TransferTarget] = {}
+        for name, value in extensions.items():
+            route = Route(name)  # a misspelt route is an error at start-up
             exten, _, own_context = value.partition("@")
             if not exten:
-                raise ValueError(f"transfer target of {route!r} has no extension: {value!r}")
+                raise ValueError(f"transfer target of {name!r} has no extension: {value!r}")
             targets[route] = TransferTarget(own_context or context, exten)
         missing = [route for route in _required_routes() if route not in targets]
         if missing:
             raise ValueError(f"no transfer target for {', '.join(missing)}")
         return cls(targets)
 
-    def target(self, route: str) -> TransferTarget:
+    def target(self, route: Route) -> TransferTarget:
         try:
             return self.targets[route]
         except KeyError:
             raise KeyError(f"no transfer target for route {route!r}") from None
 
-    async def transfer(self, client: AmiClient, channel: str, route: str) -> TransferTarget:
+    async def transfer(self, client: AmiClient, channel: str, route: Route) -> TransferTarget:
         """Redirect the channel to the route's target; AmiError if Asterisk refuses."""
         target = self.target(route)
         await client.redirect(channel, target.context, target.exten)

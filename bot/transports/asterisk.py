@@ -19,6 +19,7 @@ from bot.session.engines import Engines
 from bot.session.voice_call import VoiceCall
 from bot.transports import audiosocket as asock
 from bot.transports.ami import AmiClient, AmiError, TransferPlan
+from bot.vocabulary import Route
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class Transferer:
         self.client = client or AmiClient()
         self.plan = plan or TransferPlan.from_settings()
 
-    async def transfer(self, call_id: str, route: str) -> None:
+    async def transfer(self, call_id: str, route: Route) -> None:
         channel = await self.client.getvar(f"DB({ASTDB_FAMILY}/{call_id})")
         if not channel:
             raise AmiError(
@@ -66,7 +67,7 @@ class AudioSocketLine:
     async def hangup(self) -> None:
         await self.connection.hangup()
 
-    async def transfer(self, route: str) -> None:
+    async def transfer(self, route: Route) -> None:
         try:
             await self.transferer.transfer(str(self.connection.call_id), route)
         finally:

@@ -33,6 +33,7 @@ from typing import Protocol
 from bot.app import settings
 from bot.audio.formats import TELEPHONE, AudioChunk, AudioFormatError
 from bot.transports.pacing import PacedSender
+from bot.vocabulary import DTMF_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ FRAME_MS = 20
 FRAME_BYTES = TELEPHONE.bytes_for_ms(FRAME_MS)  # 320: what Asterisk sends and expects
 _FRAME_S = FRAME_MS / 1000
 DEFAULT_MAX_PAYLOAD = 4096
-DTMF_DIGITS = frozenset("0123456789*#ABCD")
+# The wire also carries A-D, the fourth column of a full DTMF pad (no phone keypad has it).
+DTMF_DIGITS = DTMF_KEYS | frozenset("ABCD")
 READ_BYTES = 4096
 _CLOSE_TIMEOUT_S = 2.0  # a peer that stops reading must not hold a call's task forever
 

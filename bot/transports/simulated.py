@@ -12,6 +12,7 @@ from typing import Any
 from bot.audio.formats import TELEPHONE, AudioChunk, AudioFormat, Converter, read_wav, write_wav
 from bot.session.engines import Engines
 from bot.session.voice_call import VoiceCall
+from bot.vocabulary import DTMF_KEYS, CallEnd, Outcome, Route
 
 # --- a recording played as a call ------------------------------------------------
 
@@ -31,7 +32,8 @@ class SimulatedLine:
     format: AudioFormat = TELEPHONE
     frame_ms: int = 20
     timeline: list[TimelineEntry] = field(default_factory=list)
-    outcome: str | None = None
+    outcome: Outcome | None = None
+    late_frames: int = 0  # the simulation paces nothing: no frame is ever late
     clock: Any = None  # () -> seconds since the call started; set by run_simulated_call
     _pending: bytearray = field(default_factory=bytearray)
     _track: bytearray = field(default_factory=bytearray)
@@ -56,10 +58,10 @@ class SimulatedLine:
 
     async def hangup(self) -> None:
         self._hung_up = True
-        self.outcome = self.outcome or "hangup"
+        self.outcome = self.outcome or CallEnd.HANGUP
         self._log("bot", "(hangs up)")
 
-    async def transfer(self, route: str) -> None:
+    async def transfer(self, route: Route) -> None:
         self.outcome = route
         self._log("bot", f"(transfers to {route})")
 
@@ -98,7 +100,7 @@ def parse_digits(spec: str) -> list[tuple[float, str]]:
     presses = []
     for i, item in enumerate(filter(None, (p.strip() for p in spec.split(",")))):
         digit, _, at = item.partition("@")
-        if len(digit) != 1 or digit not in "0123456789*#":
+        if len(digit) != 1 or digit not in DTMF_KEYS:
             raise ValueError(f"not a keypad digit: {digit!r}")
         presses.append((float(at) if at else 2.0 + i, digit))
     return sorted(presses)

@@ -47,11 +47,10 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from bot.audio.formats import RECOGNISER, AudioChunk, AudioFormatError
-from bot.nlu.routes import BRANCHES
 from bot.session.engines import Engines
 from bot.session.voice_call import VoiceCall
 from bot.transports.pacing import PacedSender
-from bot.tts.prompt_cache import domain_texts
+from bot.vocabulary import DTMF_KEYS, Route
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +66,6 @@ MAX_FRAME_BYTES = 64 * 1024  # 2 s of audio: far more than any page sends at onc
 _WS_MAX_MESSAGE = 4 * MAX_FRAME_BYTES
 HEARTBEAT_S = 20.0  # finds a page that vanished without closing (a laptop lid shut)
 _END_GRACE_S = 5.0
-DTMF_DIGITS = frozenset("0123456789*#")
-OPERATOR_NAME = "Tổng đài viên"
 
 
 # --- the page's messages, as typed events (sans-IO) ------------------------------
@@ -131,20 +128,15 @@ def parse_text(text: str) -> PageEvent:
         return HangUp()
     if kind == "dtmf":
         digit = data.get("digit")
-        if not isinstance(digit, str) or digit not in DTMF_DIGITS:
+        if not isinstance(digit, str) or digit not in DTMF_KEYS:
             raise ProtocolError(f"dtmf digit {_shown(digit)}: not one of 0-9 * #")
         return Digit(digit)
     raise ProtocolError(f"unknown message type {_shown(kind)}; expected start, dtmf or hangup")
 
 
-def branch_name(route: str) -> str:
+def branch_name(route: Route) -> str:
     """What the page shows for a transfer: the branch's name, or the human operator."""
-    if route == "operator":
-        return OPERATOR_NAME
-    kind, _, number = route.partition(":")
-    if kind == "transfer" and number.isdigit() and int(number) in BRANCHES:
-        return BRANCHES[int(number)]
-    return route
+    return route.destination
 
 
 def audio_frames(chunk: AudioChunk) -> list[bytes]:
@@ -222,7 +214,7 @@ class WebSocketLine:
     async def hangup(self) -> None:
         await self._end({"type": "hangup"})
 
-    async def transfer(self, route: str) -> None:
+    async def transfer(self, route: Route) -> None:
         await self._end({"type": "transfer", "route": route, "branch": branch_name(route)})
 
     async def show(self, message: dict[str, Any]) -> None:
@@ -400,20 +392,12 @@ def _prompts_rendered(engines: Engines) -> Callable[[web.Application], AsyncIter
         def work() -> None:
             assert cache is not None
             try:
-                texts = list(dict.fromkeys(domain_texts()))
-            except Exception as e:  # a bad domain.yml fails loudly elsewhere; not here
-                logger.warning("softphone: no prompts to pre-render: %r", e)
+                counts = cache.render_all(speaker, engines.prompts.texts, stop=stop)
+            except Exception as e:  # calls still synthesise them live; say why it is slow
+                logger.warning("softphone: could not pre-render the prompts: %r", e)
                 return
-            rendered = 0
-            for text in texts:
-                if stop.is_set():  # the server is stopping: do not hold it up
-                    return
-                try:
-                    rendered += cache.render_all(speaker, [text]).rendered
-                except Exception as e:  # calls still synthesise it live; say why it is slow
-                    logger.warning("softphone: could not pre-render %r: %r", text[:40], e)
-            if rendered:
-                logger.info("softphone: %d prompts rendered at %s", rendered, RECOGNISER)
+            if counts.rendered:
+                logger.info("softphone: %d prompts rendered at %s", counts.rendered, RECOGNISER)
 
         task = asyncio.create_task(asyncio.to_thread(work)) if cache is not None else None
         yield

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,24 +21,6 @@ from bot.tts.piper_voice import Speaker, SpeechVoice
 class RenderCount(NamedTuple):
     rendered: int
     cached: int
-
-
-def domain_texts(domain_file: Path = settings.DOMAIN_FILE, extra: Iterable[str] = ()) -> list[str]:
-    """Every response text of the Rasa domain, then ``extra``; no repeats, order kept.
-
-    Texts with {slot} templates are left out: they change per call."""
-    import yaml
-
-    domain = yaml.safe_load(domain_file.read_text(encoding="utf-8")) or {}
-    texts: dict[str, None] = {}
-    for variants in (domain.get("responses") or {}).values():
-        for variant in variants or []:
-            text = variant.get("text") if isinstance(variant, dict) else None
-            if isinstance(text, str) and text.strip() and not re.search(r"\{\w+\}", text):
-                texts.setdefault(text.strip())
-    for text in extra:
-        texts.setdefault(text.strip())
-    return list(texts)
 
 
 class PromptCache:
@@ -76,12 +57,19 @@ class PromptCache:
         return path
 
     def render_all(
-        self, speaker: Speaker, texts: Iterable[str] | None = None, fmt: AudioFormat | None = None
+        self,
+        speaker: Speaker,
+        texts: Iterable[str],
+        fmt: AudioFormat | None = None,
+        stop: threading.Event | None = None,
     ) -> RenderCount:
-        """Render every text not yet cached (by default all of domain.yml's responses)."""
+        """Render every text not yet cached; ``stop`` ends the work between two texts (a
+        server that is stopping is not held up by a background render)."""
         fmt = fmt or speaker.format
         rendered = cached = 0
-        for text in dict.fromkeys(domain_texts() if texts is None else texts):
+        for text in dict.fromkeys(texts):
+            if stop is not None and stop.is_set():
+                break
             if self.get(text, speaker.voice, fmt) is not None:
                 cached += 1
                 continue
