@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, TEXT
+from rasa.shared.nlu.training_data.message import Message
+
 from bot.app import settings
-from bot.nlu.red_flags import red_flag
+from bot.nlu.red_flags import RedFlagClassifier, not_an_emergency, red_flag
 from bot.tools.evaluation import load_hard
 
 pytestmark = pytest.mark.unit
@@ -138,3 +141,60 @@ def test_on_the_hard_set_alone_it_never_flags_a_near_miss():
     rows = load_hard(settings.EMERGENCY_HARD_FILE)
     flagged = [r.text for r in rows if r.kind == "near_miss" and red_flag(r.text)]
     assert flagged == []
+
+
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("hôm qua mẹ tôi khó thở nhưng giờ đỡ rồi thì có cần đi khám không",
+         ("danger_sign_not_now", "khó thở")),
+        ("mẹ tôi không khó thở gì chỉ hơi ho thôi", ("danger_sign_not_now", "khó thở")),
+        ("tím môi có phải là dấu hiệu nặng không", ("danger_sign_not_now", "tím môi")),
+        ("ngất ngây con gà tây là bài gì", ("not_a_sign", "ngất ngây")),
+        ("spo2 cua toi 98% co binh thuong khong", ("reading_normal", "spo2 cua toi 98")),
+        ("o xy 97 mach 76 nhiet do 37", ("reading_normal", "o xy 97 mach 76")),
+        # Happening now, another kind of emergency, or nothing named: nothing to take back.
+        ("môi mẹ tôi tím tái hết rồi", None),
+        ("ông tôi đang lên cơn hen không thở được thuốc xịt hết rồi", None),
+        ("ô xy của bà tôi chín tám nhưng bà bị ngã chảy máu đầu", None),
+        ("có tai nạn giao thông ở ngã tư sở", None),
+        ("nhà tôi hết gạo rồi", None),
+    ],
+)  # fmt: skip
+def test_not_an_emergency(text, why):
+    assert not_an_emergency(text) == why
+
+
+def _message(text: str, ranking: list[tuple[str, float]]) -> Message:
+    intents = [{"name": n, "confidence": c} for n, c in ranking]
+    return Message(data={TEXT: text, INTENT: intents[0], INTENT_RANKING_KEY: intents})
+
+
+def test_component_sets_emergency_and_says_why():
+    message = _message("ô xy của bố tôi chỉ còn tám mươi tám", [("faq_f0", 0.93), ("cdc", 0.02)])
+    RedFlagClassifier().process([message])
+    assert message.get(INTENT) == {"name": "emergency", "confidence": 1.0}
+    assert [i["name"] for i in message.get(INTENT_RANKING_KEY)] == ["emergency", "faq_f0", "cdc"]
+    assert message.as_dict(only_output_properties=True)["red_flag"]["rule"] == "spo2"
+
+
+def test_component_takes_back_an_emergency_that_is_over():
+    text = "hôm qua mẹ tôi khó thở nhưng giờ đỡ rồi thì có cần đi khám không"
+    message = _message(text, [("emergency", 0.7), ("doctor_advice", 0.2)])
+    RedFlagClassifier().process([message])
+    assert message.get(INTENT)["name"] == "doctor_advice"
+    assert message.get("red_flag_cleared") == {
+        "rule": "danger_sign_not_now",
+        "matched": "khó thở",
+    }
+    assert message.get("red_flag") is None
+
+
+def test_component_leaves_other_intents_alone():
+    message = _message("nhà tôi hết gạo rồi", [("essential_supplies", 0.99)])
+    RedFlagClassifier().process([message])
+    assert message.get(INTENT)["name"] == "essential_supplies"
+    # An emergency the classifier found without any danger sign (an accident) stays.
+    accident = _message("có tai nạn ở ngã tư sở", [("emergency", 0.9), ("cdc", 0.05)])
+    RedFlagClassifier().process([accident])
+    assert accident.get(INTENT)["name"] == "emergency"

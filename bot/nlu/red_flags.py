@@ -48,6 +48,7 @@ from bot.vocabulary import Route
 
 EMERGENCY_INTENT = "emergency"
 ROUTE = Route.TRANSFER_1
+CLEARED_KEY = "red_flag_cleared"  # parse-result field: an emergency the rules took back
 
 
 def _key_tokens(text: str, marks: bool = False) -> tuple[list[str], list[str]]:
@@ -141,7 +142,8 @@ _NEGATED_BEFORE = re.compile(
 )
 # The sign or reading is over, said after it: "... giờ đỡ rồi", "đã hết", "tỉnh táo rồi".
 _IMPROVED_AFTER = _Words(
-        "đỡ rồi", "đã đỡ", "đỡ hơn", "đỡ nhiều", "hết rồi", "khỏi rồi", "ổn rồi",
+        "đỡ rồi", "đã đỡ", "đỡ hơn", "đỡ nhiều", "đã hết", "giờ hết", "nay hết", "khỏi rồi",
+        "ổn rồi",
         "đã ổn", "bình thường rồi", "bình thường lại", "tỉnh táo", "tỉnh lại rồi",
         "dễ thở hơn", "đã được đưa", "đã nhập viện", "đã đi viện", "đã được đi viện",
     )  # fmt: skip
@@ -285,19 +287,20 @@ def _not_now(t: _Text, start: int, end: int) -> bool:
     return weak and not live and not _RELATIVE.search(t)
 
 
-# A later figure replaces the first only after a word of change ("94, nay lên 98"),
-# not when it is another figure on the screen ("98 với một số nữa là 72").
 def _key_words(*words: str) -> set[str]:
     return {k for w in words for k in _key_tokens(w)[0]}
 
 
-_CHANGE = _key_words("lên", "xuống", "tụt", "còn", "nay", "giờ", "tăng", "giảm", "lại", "ra")
+_CHANGE = _key_words(
+    "lên", "xuống", "tụt", "còn", "nay", "tăng", "giảm", "lại", "ra"
+)  # not "giờ": it folds to "độ"
 _NOT_A_READING_AFTER = _key_words("phút", "tuổi", "ngày", "giờ", "tiếng", "tháng")
 _OVER = _key_tokens("trên")[0][0]  # "90 trên 60"
 
 
-def _vital_reading(t: _Text) -> RedFlag | None:
-    readings: dict[str, tuple[int, int, int, int | None]] = {}  # vital -> name at, number at
+def _readings(t: _Text) -> dict[str, tuple[int, int, int, int | None]]:
+    """The current reading of each vital named: vital -> (name at, number at, value, lower)."""
+    readings: dict[str, tuple[int, int, int, int | None]] = {}
     names = [(t.token_at(m.start()), m.lastgroup or "") for m in _VITAL.finditer(t.key)]
     for i, key in enumerate(t.keys):
         number = _number(key)
@@ -314,17 +317,27 @@ def _vital_reading(t: _Text) -> RedFlag | None:
         if i >= 2 and t.keys[i - 1] == _OVER and _number(t.keys[i - 2]):
             continue  # the lower figure of "90 trên 60", read with the upper one
         seen = readings.get(vital)
+        # A later figure replaces the first only after a word of change ("94, nay lên 98"),
+        # not when it is another figure on the screen ("98 với một số nữa là 72").
         if seen and seen[0] == at and not _CHANGE & set(t.keys[seen[1] + 1 : i]):
             continue
         readings[vital] = (at, i, number[0], number[1])
-    for vital, (at, i, value, second) in readings.items():
+    return readings
+
+
+def _quote_reading(t: _Text, at: int, i: int) -> str:
+    last = i + 2 if t.keys[i + 1 : i + 2] == [_OVER] else i
+    return t.quote(at, min(last, len(t.words) - 1))
+
+
+def _vital_reading(t: _Text) -> RedFlag | None:
+    for vital, (at, i, value, second) in _readings(t).items():
         if not _danger(vital, value, second, t, i):
             continue
         start, end = t.starts[i], t.starts[i] + len(t.keys[i])
         if _not_now(t, start, end):
             continue
-        last = i + 2 if t.keys[i + 1 : i + 2] == [_OVER] else i
-        return RedFlag(vital, t.quote(at, min(last, len(t.words) - 1)))
+        return RedFlag(vital, _quote_reading(t, at, i))
     return None
 
 
@@ -335,6 +348,35 @@ def _danger_sign(t: _Text) -> RedFlag | None:
         if _not_now(t, m.start(), m.end()):
             continue
         return RedFlag("danger_sign", t.quote(t.token_at(m.start()), t.token_at(m.end() - 1)))
+    return None
+
+
+# Emergencies the rules do not read (an accident, a birth, a poisoning): a classifier's
+# "emergency" with one of these words is never taken back.
+_OTHER_EMERGENCY = _Words(
+    "cấp cứu", "cứu", "tai nạn", "chảy máu", "ra máu", "ngã", "đột quỵ", "tai biến", "bất tỉnh",
+    "xe cứu thương", "đâm", "bỏng", "điện giật", "đuối nước", "ngộ độc", "uống nhầm", "hóc",
+    "chuyển dạ", "vỡ ối", "méo", "liệt", "cháy", "115",
+)  # fmt: skip
+
+
+def not_an_emergency(text: str) -> tuple[str, str] | None:
+    """(rule, words) when the rules can tell ``text`` is not an emergency although it names
+    one: a danger sign only asked about, negated or over ("danger_sign_not_now"), a
+    look-alike such as "ngạt mũi" ("not_a_sign"), or readings all in the normal range
+    ("reading_normal"); None when they cannot tell."""
+    t = _Text(text)
+    if not t.keys or _OTHER_EMERGENCY.search(t) or _vital_reading(t) or _danger_sign(t):
+        return None
+    for m in _SIGN.finditer(t.key):
+        words = t.quote(t.token_at(m.start()), t.token_at(m.end() - 1))
+        if _NOT_A_SIGN_AFTER.match(t.key[m.end() :]):
+            return "not_a_sign", t.quote(t.token_at(m.start()), t.token_at(m.end() + 1))
+        return "danger_sign_not_now", words
+    readings = _readings(t)
+    if readings:
+        at, i = min((at, i) for at, i, _, _ in readings.values())
+        return "reading_normal", _quote_reading(t, at, max(i for _, i, _, _ in readings.values()))
     return None
 
 
@@ -362,8 +404,10 @@ class RedFlagClassifier(GraphComponent):
 
     def process(self, messages: list[Message]) -> list[Message]:
         for message in messages:
-            flag = red_flag(message.get(TEXT) or "")
+            text = message.get(TEXT) or ""
+            flag = red_flag(text)
             if flag is None:
+                self._clear(message, text)
                 continue
             message.set(RED_FLAG_KEY, flag.as_dict(), add_to_output=True)
             intent = {"name": EMERGENCY_INTENT, PREDICTED_CONFIDENCE_KEY: 1.0}
@@ -373,3 +417,21 @@ class RedFlagClassifier(GraphComponent):
             message.set(INTENT, intent, add_to_output=True)
             message.set(INTENT_RANKING_KEY, ranking, add_to_output=True)
         return messages
+
+    @staticmethod
+    def _clear(message: Message, text: str) -> None:
+        """The other way round: the classifier said emergency because a danger sign or a
+        reading is named, and the rules say it is not one (a question about the signs, "không
+        khó thở", "hôm qua khó thở giờ đỡ rồi", "ô xy chín tám"). The next intent of the
+        ranking is kept, and the parse result says why (``red_flag_cleared``)."""
+        if (message.get(INTENT) or {}).get("name") != EMERGENCY_INTENT:
+            return
+        why = not_an_emergency(text)
+        ranking = [
+            i for i in message.get(INTENT_RANKING_KEY, []) if i.get("name") != EMERGENCY_INTENT
+        ]
+        if why is None or not ranking:
+            return
+        message.set(CLEARED_KEY, {"rule": why[0], "matched": why[1]}, add_to_output=True)
+        message.set(INTENT, ranking[0], add_to_output=True)
+        message.set(INTENT_RANKING_KEY, ranking, add_to_output=True)
