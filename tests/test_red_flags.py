@@ -62,6 +62,8 @@ pytestmark = pytest.mark.unit
         ("me toi kho tho qua", "danger_sign"),
         ("dạ mẹ cháu khó thở nắm ạ", "danger_sign"),  # l/n merge
         ("bà nội cháu mê man từ trưa ạ", "danger_sign"),
+        ("em gái tôi ngất xỉu ngay ở cổng bệnh viện", "danger_sign"),  # "ngay", not "ngây"
+        ("em gai toi ngat xiu o cong vien", "danger_sign"),
         ("chị ơi chị nghe không em khó thở quá", "danger_sign"),
         ("bố tôi ép không khó thở lắm", "danger_sign"),  # the "không" of F0 is no negation
         ("hôm qua bố tôi đỡ rồi nhưng giờ lại khó thở", "danger_sign"),

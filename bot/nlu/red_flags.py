@@ -117,6 +117,18 @@ _SIGN = re.compile(rf"\b(?:{_SIGNS})\b")
 # Words that look like a sign and are not: "ngạt mũi" (ngạt = ngất once folded),
 # "ngất ngây".
 _NOT_A_SIGN_AFTER = re.compile(r"^ (?:mui|ngay)\b")
+_NOT_A_SIGN_AFTER_MARKED = re.compile(r"^ (?:mũi|ngây)\b")
+
+
+def _look_alike(t: _Text, m: re.Match[str]) -> bool:
+    """A bare "ngất"/"ngạt" followed by "mũi" or "ngây" (with marks when the caller typed
+    them, so "ngất xỉu ngay" stays a sign)."""
+    if m.group(0) != "ngat":
+        return False
+    if t.has_marks:
+        return _NOT_A_SIGN_AFTER_MARKED.match(t.marked[m.end() :]) is not None
+    return _NOT_A_SIGN_AFTER.match(t.key[m.end() :]) is not None
+
 
 # --- what makes a mention not a live report ------------------------------------------
 
@@ -343,7 +355,7 @@ def _vital_reading(t: _Text) -> RedFlag | None:
 
 def _danger_sign(t: _Text) -> RedFlag | None:
     for m in _SIGN.finditer(t.key):
-        if _NOT_A_SIGN_AFTER.match(t.key[m.end() :]):
+        if _look_alike(t, m):
             continue
         if _not_now(t, m.start(), m.end()):
             continue
@@ -370,7 +382,7 @@ def not_an_emergency(text: str) -> tuple[str, str] | None:
         return None
     for m in _SIGN.finditer(t.key):
         words = t.quote(t.token_at(m.start()), t.token_at(m.end() - 1))
-        if _NOT_A_SIGN_AFTER.match(t.key[m.end() :]):
+        if _look_alike(t, m):
             return "not_a_sign", t.quote(t.token_at(m.start()), t.token_at(m.end() + 1))
         return "danger_sign_not_now", words
     readings = _readings(t)
