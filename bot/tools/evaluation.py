@@ -300,7 +300,15 @@ def plot_reliability(scores: Sequence[Score], path: Path) -> Path:
             marker="o",
             label=f"{s.name} (ECE {calibration_error(table):.3f})",
         )
-        bottom.step([b.low for b in table], [b.count for b in table], where="post", label=s.name)
+        width = 1 / RELIABILITY_BINS / (len(scores) + 1)
+        offset = width * scores.index(s)
+        bottom.bar(
+            [b.low + offset for b in table],
+            [b.count for b in table],
+            width=width,
+            align="edge",
+            label=s.name,
+        )
     for axis in (top, bottom):
         axis.axvline(0.55, color="red", linewidth=0.8, linestyle="--")
     top.text(0.56, 0.05, "fallback 0.55", color="red")
