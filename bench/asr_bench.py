@@ -36,9 +36,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from voice_bench import SENTENCES, make_speech  # noqa: E402
 
-from bot.app.speech_models import stand_in_models  # noqa: E402
 from bot.asr.vosk_engine import VoskModel, VoskRecognition  # noqa: E402
 from bot.audio.formats import RECOGNISER, AudioChunk, AudioFormat, Converter  # noqa: E402
+from bot.speech_models import stand_in_models  # noqa: E402
 
 CHUNK = RECOGNISER.bytes_for_ms(20)
 

@@ -24,9 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.app import settings  # noqa: E402
+from bot.app.settings import Settings, quiet_libraries  # noqa: E402
 
-settings.quiet_libraries()
+SETTINGS = Settings.from_env()
+quiet_libraries(SETTINGS.log_level)
 
 from bot.nlu.brain import Brain, newest_model, run  # noqa: E402
 from bot.tools.evaluation import load_heldout  # noqa: E402
@@ -43,7 +44,7 @@ def main() -> None:
     parser.add_argument("--train", action="store_true")
     args = parser.parse_args()
 
-    model = newest_model()
+    model = newest_model(SETTINGS.models_dir)
     print(f"model: {model.name}  size: {model.stat().st_size / 1e6:.1f} MB")
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
 
@@ -60,7 +61,7 @@ def main() -> None:
             )
             print(f"training (fresh, incl. variant generation): {time.monotonic() - started:.0f} s")
     else:
-        recorded = json.loads((settings.MODELS_DIR / "fingerprint.json").read_text())
+        recorded = json.loads((SETTINGS.models_dir / "fingerprint.json").read_text())
         print(f"training (recorded by the last `bot train`): {recorded.get('seconds', '?')} s")
 
     loads = []
@@ -70,7 +71,7 @@ def main() -> None:
         loads.append(time.monotonic() - started)
     print(f"model load: median {statistics.median(loads):.2f} s over {args.loads} loads")
 
-    texts = [t for t, _ in load_heldout(settings.HELDOUT_FILE)]
+    texts = [t for t, _ in load_heldout(SETTINGS.heldout)]
     run(brain.route(texts[0]))  # warm-up: the first prediction builds TensorFlow graphs
     per_utterance = []
     for _ in range(args.repeats):

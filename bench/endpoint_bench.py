@@ -38,13 +38,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.app import settings  # noqa: E402
+from bot.app.settings import Settings, quiet_libraries  # noqa: E402
 
-settings.quiet_libraries()
+SETTINGS = Settings.from_env()
+quiet_libraries(SETTINGS.log_level)
 
 from bot.call.machine import CallConfig, understood  # noqa: E402
 from bot.call.turn_end import EndWords  # noqa: E402
-from bot.nlu.brain import Brain, run  # noqa: E402
+from bot.nlu.brain import Brain, newest_model, run  # noqa: E402
 from bot.nlu.routes import RouteResult  # noqa: E402
 from bot.tools.evaluation import load_heldout  # noqa: E402
 
@@ -57,10 +58,10 @@ def main() -> None:
     args = parser.parse_args()
     thresholds = [float(t) for t in args.thresholds.split(",")]
     end_rates = [float(r) for r in args.end_rates.split(",")]
-    end_words = EndWords.from_training_data(settings.NLU_DATA_DIR)
+    end_words = EndWords.from_training_data(SETTINGS.nlu_data)
 
-    rows = load_heldout(settings.HELDOUT_FILE)
-    brain = Brain(args.model)
+    rows = load_heldout(SETTINGS.heldout)
+    brain = Brain(args.model or newest_model(SETTINGS.models_dir))
     run(brain.route("xin chào"))  # warm-up: the first parse builds TensorFlow's graphs
     started = time.perf_counter()
     # Every sentence and every proper prefix of it, parsed once.
@@ -107,8 +108,8 @@ def main() -> None:
             f"{pct(cut_sentences, len(parsed)):>13}"
         )
     print(
-        f"\nthe call's settings: BOT_EARLY_END_CONFIDENCE = {settings.EARLY_END_CONFIDENCE}, "
-        f"BOT_EARLY_END_MIN_END_RATE = {settings.EARLY_END_MIN_END_RATE}; "
+        f"\nthe call's settings: BOT_EARLY_END_CONFIDENCE = {SETTINGS.early_end_confidence}, "
+        f"BOT_EARLY_END_MIN_END_RATE = {SETTINGS.early_end_min_end_rate}; "
         f"complete dialogue acts: {sorted(CallConfig().early_end_intents)}"
     )
 

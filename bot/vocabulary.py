@@ -141,6 +141,8 @@ class CallEnd(StrEnum):
     GOODBYE = "goodbye"  # the bot closed the call after the caller's goodbye
     HANGUP = "hangup"  # the caller hung up before anything was settled
     ERROR = "error"  # the bot failed, or the server stopped mid-call
+    # A transfer did not go through, and the call ended before anyone was reached.
+    TRANSFER_FAILED = "transfer_failed"
 
 
 # A call's outcome: the route it was settled on (a transfer, or the FAQ it was answered with),
@@ -200,6 +202,8 @@ class NoteKind(StrEnum):
     REPLY_SUPERSEDED = "reply_superseded"
     STALE_REPLY = "stale_reply"
     ERROR = "error"
+    TRANSFER_FAILED = "transfer_failed"  # the line could not move the call (with the reason)
+    TRANSFER_RETRY = "transfer_retry"
     CALL_ENDED = "call_ended"
 
     @property

@@ -39,11 +39,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def brain():  # type: ignore[no-untyped-def]
-    from bot.nlu.brain import Brain, ModelNotFound
+    from bot.app.settings import quiet_libraries
+    from tests.config import SETTINGS
+
+    quiet_libraries(SETTINGS.log_level)  # before Rasa is imported, as the entry points do
+    from bot.errors import ModelMissing
+    from bot.nlu.brain import Brain, newest_model
 
     try:
-        return Brain()
-    except ModelNotFound as e:  # a clear failure, not a skip: the suite needs the model
+        return Brain(newest_model(SETTINGS.models_dir))
+    except ModelMissing as e:  # a clear failure, not a skip: the suite needs the model
         pytest.fail(f"{e}")
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.app.settings import DOMAIN_FILE
 from bot.asr.types import Final, Partial
 from bot.audio.formats import RECOGNISER, AudioChunk, AudioFormat
 from bot.audio.vad import VadConfig
@@ -27,6 +26,7 @@ from bot.nlu.routes import RouteResult
 from bot.session.engines import Engines
 from bot.store.calls import CallStore
 from bot.vocabulary import Route
+from tests.config import SETTINGS
 
 
 def voiced(seconds: float, rate: int = 8000) -> np.ndarray:
@@ -143,7 +143,7 @@ def fake_engines(
         brain=brain,
         speech=speech,
         voice=ToneVoice(),
-        prompts=Prompts.from_domain(DOMAIN_FILE),
+        prompts=Prompts.from_domain(SETTINGS.rasa_domain),
         call_config=CallConfig(),
         vad_config=VadConfig(),
         brain_timeout_s=6.0,

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from bot.app import settings
+from bot.app.settings import DEFAULT_TRANSFER_EXTENSIONS, Settings, SettingsError
 from bot.transports.ami import (
     AmiClient,
     AmiError,
@@ -38,8 +38,8 @@ class FakeAsterisk:
     """Banner, Challenge, Login (plain or MD5, checked as Asterisk's manager.c does),
     Redirect, Getvar, Logoff. ``on_redirect`` picks the behaviour:
     "answer" (Success for KNOWN, Error otherwise), "silent" (never answers),
-    "drop" (closes the connection), "reverse" (holds two Redirects, answers the
-    second first)."""
+    "drop" (closes the connection), "drop_once" (closes it once, then answers),
+    "reverse" (holds two Redirects, answers the second first)."""
 
     def __init__(
         self, on_redirect: str = "answer", banner: bytes = b"Asterisk Call Manager/9.0.0"
@@ -141,6 +141,9 @@ class FakeAsterisk:
         if self.on_redirect == "silent":
             return True
         if self.on_redirect == "drop":
+            return False
+        if self.on_redirect == "drop_once":  # the manager restarts mid-Redirect, then serves
+            self.on_redirect = "answer"
             return False
         if self.on_redirect == "reverse":
             self._held.append((writer, action))
@@ -354,8 +357,9 @@ def test_encode_action() -> None:
 
 
 def test_default_plan_sends_branches_to_their_extensions() -> None:
-    plan = TransferPlan.from_settings()
-    assert settings.TRANSFER_CONTEXT == "hotline-1022"
+    s = Settings()
+    plan = TransferPlan.from_mapping(s.transfer_context, s.transfer_extensions)
+    assert s.transfer_context == "hotline-1022"
     for n in range(1, 7):
         assert plan.target(f"transfer:{n}") == TransferTarget("hotline-1022", str(n))
     assert plan.target("operator") == ("hotline-1022", "0")
@@ -365,26 +369,33 @@ def test_default_plan_sends_branches_to_their_extensions() -> None:
 
 def test_plan_with_own_contexts_and_a_missing_route() -> None:
     routes = {f"transfer:{n}": f"10{n}" for n in range(1, 7)} | {"operator": "9000@operators"}
-    plan = TransferPlan.from_settings("branches", routes)
+    plan = TransferPlan.from_mapping("branches", routes)
     assert plan.target("transfer:2") == ("branches", "102")
     assert plan.target("operator") == ("operators", "9000")
     del routes["transfer:6"]
     with pytest.raises(ValueError, match="no transfer target for transfer:6"):
-        TransferPlan.from_settings("branches", routes)
+        TransferPlan.from_mapping("branches", routes)
 
 
 def test_settings_mapping_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BOT_X", " transfer:1=11 , operator=0@ops ,")
-    assert settings._pairs("BOT_X", "") == {"transfer:1": "11", "operator": "0@ops"}
-    monkeypatch.setenv("BOT_X", "transfer:1")
-    with pytest.raises(ValueError, match="BOT_X: expected key=value"):
-        settings._pairs("BOT_X", "")
+    env = {"BOT_TRANSFER_EXTENSIONS": " transfer:1=11 , operator=0@ops ,"}
+    assert Settings.from_env(env).transfer_extensions == {"transfer:1": "11", "operator": "0@ops"}
+    assert Settings.from_env({}).transfer_extensions["transfer:4"] == "4"
+    assert DEFAULT_TRANSFER_EXTENSIONS.count("=") == 7
+    with pytest.raises(SettingsError, match="BOT_TRANSFER_EXTENSIONS: expected key=value"):
+        Settings.from_env({"BOT_TRANSFER_EXTENSIONS": "transfer:1"})
+    with pytest.raises(SettingsError, match="BOT_AMI_PORT: expected a whole number, got 'x'"):
+        Settings.from_env({"BOT_AMI_PORT": "x"})
+    # Read when asked, not at import: the environment of the moment counts.
+    monkeypatch.setenv("BOT_TRANSFER_CONTEXT", "elsewhere")
+    assert Settings.from_env().transfer_context == "elsewhere"
 
 
 def test_plan_transfers_through_ami() -> None:
     async def main() -> None:
         async with FakeAsterisk() as pbx, pbx.client() as client:
-            plan = TransferPlan.from_settings()
+            s = Settings()
+            plan = TransferPlan.from_mapping(s.transfer_context, s.transfer_extensions)
             assert await plan.transfer(client, KNOWN, "operator") == ("hotline-1022", "0")
             with contextlib.suppress(AmiError):
                 await plan.transfer(client, "PJSIP/gone-3", "transfer:1")
@@ -434,4 +445,33 @@ def test_a_wrong_secret_is_refused_in_both_modes(auth: str) -> None:
 
 def test_an_unknown_auth_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="md5"):
-        AmiClient(auth="sha1")
+        AmiClient("127.0.0.1", 5038, USER, SECRET, 5, auth="sha1")
+
+
+def test_status_reports_login_and_the_last_error() -> None:
+    async def scenario() -> None:
+        async with FakeAsterisk(on_redirect="drop") as pbx, pbx.client() as client:
+            assert client.status()["logged_in"] is True and client.status()["last_error"] is None
+            with pytest.raises(AmiError) as caught:
+                await client.redirect(KNOWN, "hotline-1022", "4")
+            assert caught.value.kind == "connection_lost"
+            await until(lambda: not client.connected)
+            status = client.status()
+            assert status["connected"] is False and status["logged_in"] is False
+            assert "Redirect" in str(status["last_error"])
+            assert "s3cret" not in str(status)
+
+    run(scenario())
+
+
+def test_nothing_listening_is_an_unavailable_manager() -> None:
+    async def scenario() -> None:
+        async with FakeAsterisk() as pbx:
+            port = pbx.port
+        client = AmiClient("127.0.0.1", port, USER, SECRET, timeout=2)
+        with pytest.raises(AmiError) as caught:
+            await client.redirect(KNOWN, "hotline-1022", "1")
+        assert caught.value.kind == "ami_unavailable"
+        assert "cannot connect" in str(client.status()["last_error"])
+
+    run(scenario())

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from bot.app.speech_models import ModelMissing, stand_in_models
 from bot.asr.types import Final, Partial
 from bot.asr.vosk_engine import VoskModel, VoskRecognition
 from bot.audio.formats import (
@@ -29,6 +28,10 @@ from bot.audio.formats import (
     Converter,
     read_wav,
 )
+from bot.call.turn_end import example_texts
+from bot.errors import ModelMissing
+from bot.speech_models import stand_in_models
+from tests.config import SETTINGS
 
 pytestmark = pytest.mark.engines
 
@@ -201,13 +204,13 @@ def test_vocabulary_phrases_keep_only_known_words(model: VoskModel, tmp_path: Pa
     )
     (nlu / "rules.yml").write_text('version: "3.1"\nrules: []\n', encoding="utf-8")
     assert model.knows("안녕하세요") and not model.knows("qqqzzz")
-    phrases = model.vocabulary_phrases(nlu)
+    phrases = model.vocabulary_phrases(example_texts(nlu))
     assert phrases == ["안녕하세요", "안녕하세요 감사합니다", "감사합니다"]
 
 
 def test_vocabulary_phrases_read_the_projects_training_data(model: VoskModel) -> None:
     # The Korean stand-in knows no Vietnamese: every word is filtered out, without errors.
-    assert model.vocabulary_phrases() == []
+    assert model.vocabulary_phrases(example_texts(SETTINGS.nlu_data)) == []
 
 
 def test_missing_model_names_the_path_and_how_to_get_it(tmp_path: Path) -> None:

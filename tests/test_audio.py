@@ -340,3 +340,14 @@ def test_write_wav_decodes_g711(tmp_path: Path) -> None:
     np.testing.assert_array_equal(
         to_samples(read_wav(tmp_path / "u.wav")), ulaw_decode(ulaw_encode(x))
     )
+
+
+def test_framing_is_one_function_for_every_line() -> None:
+    from bot.audio.formats import FRAME_MS, RECOGNISER, TELEPHONE, frames
+
+    chunk = AudioChunk(b"\x01\x00" * 170, TELEPHONE)  # 21.25 ms at 8 kHz
+    out = frames(chunk, TELEPHONE)
+    assert FRAME_MS == 20 and [len(f) for f in out] == [320, 320]
+    assert out[1][20:] == b"\x00" * 300  # padded with silence, never cut
+    with pytest.raises(AudioFormatError, match="convert it first"):
+        frames(chunk, RECOGNISER)

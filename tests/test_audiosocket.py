@@ -772,3 +772,103 @@ if __name__ == "__main__" and sys.argv[1:] == ["--write-corpus"]:
     for name, data in _seed_corpus().items():
         (CORPUS_DIR / f"{name}.bin").write_bytes(data)
         print(f"{name}.bin: {len(data)} bytes")
+
+
+# --- bounds: nothing holds a connection for ever (issue 9) ----------------------------
+
+
+def test_a_connection_without_a_uuid_is_closed() -> None:
+    async def main() -> None:
+        bot = Bot()
+        server = await serve(bot.factory, "127.0.0.1", 0, uuid_timeout_s=0.3)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            silent = await Pbx.dial(port)  # connects, says nothing
+            assert await silent.read_frames_until_end() == [(HANGUP, b"")]
+            silent.close()
+        finally:
+            server.close()
+            await server.wait_closed()
+        assert bot.calls == {}
+
+    run(main())
+
+
+def test_a_call_that_goes_quiet_is_ended_with_the_reason() -> None:
+    async def main() -> None:
+        bot = Bot()
+        server = await serve(bot.factory, "127.0.0.1", 0, idle_timeout_s=0.3)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            call_id = uuid.uuid4()
+            pbx = await Pbx.dial(port)
+            await pbx.send(frame(UUID, call_id.bytes) + frame(AUDIO, pcm(1, 20)))
+            call = await bot.call(call_id)
+            await asyncio.wait_for(call.closed.wait(), 10)
+            assert call.reason is not None and "nothing from the PBX" in call.reason
+            assert await pbx.read_frames_until_end() == [(HANGUP, b"")]
+            pbx.close()
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    run(main())
+
+
+def test_connections_beyond_the_cap_are_refused_and_the_others_go_on() -> None:
+    async def main() -> None:
+        bot = Bot()
+        server = await serve(bot.factory, "127.0.0.1", 0, max_connections=2)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            first, second = uuid.uuid4(), uuid.uuid4()
+            a, b = await Pbx.dial(port), await Pbx.dial(port)
+            await a.send(frame(UUID, first.bytes))
+            await b.send(frame(UUID, second.bytes))
+            await bot.call(first)
+            await bot.call(second)
+            third = await Pbx.dial(port)
+            assert await third.read_frames_until_end() == [(HANGUP, b"")]
+            third.close()
+            await a.send(frame(DTMF, b"5"))  # the calls in progress still work
+            await until(lambda: DigitPressed("5") in bot.calls[first].events)
+            await a.send(frame(HANGUP))
+            await asyncio.wait_for(bot.calls[first].closed.wait(), 10)
+            fourth_id = uuid.uuid4()  # a freed place is taken again
+            fourth = await Pbx.dial(port)
+            await fourth.send(frame(UUID, fourth_id.bytes))
+            await bot.call(fourth_id)
+            for pbx in (b, fourth):
+                await pbx.send(frame(HANGUP))
+                pbx.close()
+            a.close()
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    run(main())
+
+
+def test_many_refusals_from_one_peer_log_a_few_lines(caplog: pytest.LogCaptureFixture) -> None:
+    from bot.app import logs
+
+    async def main() -> None:
+        bot = Bot()
+        server = await serve(bot.factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            for _ in range(30):
+                pbx = await Pbx.dial(port)
+                await pbx.send(frame(0x42, b"??"))
+                await pbx.read_all()
+                pbx.close()
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    logs.peers = logs.PeerLimiter(per_minute=5)
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        run(main())
+    lines = [r for r in caplog.records if r.name == LOGGER and r.levelno >= logging.WARNING]
+    assert len(lines) == 5, [r.getMessage() for r in lines]
+    assert all(r.exc_info is None for r in lines)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pytest
 
-from bot.app.settings import DOMAIN_FILE
 from bot.call.events import (
     AskBrain,
     BrainReplied,
@@ -31,6 +30,7 @@ from bot.call.events import (
     SpeechPaused,
     SpeechResumed,
     SpeechStarted,
+    Stage,
     StageFailed,
     StopPlayback,
     Tick,
@@ -40,10 +40,11 @@ from bot.call.machine import CallConfig, CallMachine, State
 from bot.call.prompts import Prompts
 from bot.nlu.replies import HangUp, Say, Transfer
 from bot.vocabulary import CallEnd, Route
+from tests.config import SETTINGS
 
 pytestmark = pytest.mark.unit
 
-PROMPTS = Prompts.from_domain(DOMAIN_FILE)
+PROMPTS = Prompts.from_domain(SETTINGS.rasa_domain)
 FRAME = 0.02  # the transport ticks once per 20 ms audio frame
 CONFIRM_2 = Say("Anh chị muốn được chuyển tới CDC phải không ạ?", "utter_confirm_2")
 
@@ -464,10 +465,16 @@ def test_star_repeats_the_last_thing_said():
     assert of(actions, StopPlayback) and [p.text for p in of(actions, Play)] == said
 
 
-@pytest.mark.parametrize("digit", ["#", "7", "9"])
-def test_other_keys_do_nothing(digit):
+@pytest.mark.parametrize("digit", ["#", "7", "8", "9"])
+def test_unused_keys_say_so_and_read_the_menu(digit):
+    # As /api/chat does (issue 13): a key the caller pressed is never met with silence.
     line = speaking_line()
-    assert of(line.send(DigitPressed(10.0, digit)), StopPlayback) == []
+    actions = line.send(DigitPressed(10.0, digit))
+    assert of(actions, StopPlayback)
+    assert PROMPTS.unused_key is not None
+    assert PROMPTS.unused_key.text == "Dạ, phím này chưa dùng ạ."
+    assert [p.text for p in of(actions, Play)] == [PROMPTS.unused_key.text, PROMPTS.menu.text]
+    assert of(line.finish_playback(), TransferCall) == []
 
 
 # --- silence ------------------------------------------------------------------
@@ -546,6 +553,25 @@ def test_a_failed_stage_is_never_silence(stage):
     line.finish_playback()
     # Then silence: the menu, then an operator.
     line.run_until(6.0)
+    assert [p.text for p in line.playing()] == [PROMPTS.menu.text]
+    line.finish_playback()
+    line.run_until(line.now + 5.0)
+    assert of(line.finish_playback(), TransferCall) == [TransferCall("operator")]
+
+
+def test_a_recogniser_failing_at_the_end_of_an_utterance_still_leaves_the_silence_ladder():
+    # The recogniser raised in finish(): the final of the utterance that ended never comes.
+    # The failure settles it, so silence is heard again (the menu, then an operator)
+    # instead of the machine waiting for that final for ever.
+    line = Line(CallConfig(silence_timeout_s=5.0))
+    line.greet()
+    line.send(SpeechStarted(1.0, began_at=0.8))
+    line.send(SpeechEnded(2.0))
+    actions = line.send(StageFailed(2.1, Stage.ASR, "finish() raised"))
+    assert [p.text for p in of(actions, Play)] == [PROMPTS.technical_problem.text]
+    line.at(2.1)
+    line.finish_playback()
+    line.run_until(7.5)
     assert [p.text for p in line.playing()] == [PROMPTS.menu.text]
     line.finish_playback()
     line.run_until(line.now + 5.0)

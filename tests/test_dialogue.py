@@ -9,12 +9,12 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from bot.app.settings import DOMAIN_FILE
 from bot.nlu.replies import HangUp, Say, Transfer
+from tests.config import SETTINGS
 
 pytestmark = pytest.mark.engines
 
-RESPONSES = yaml.safe_load(DOMAIN_FILE.read_text(encoding="utf-8"))["responses"]
+RESPONSES = yaml.safe_load(SETTINGS.rasa_domain.read_text(encoding="utf-8"))["responses"]
 
 
 def text(response: str) -> str:

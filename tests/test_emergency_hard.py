@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bot.app import settings
 from bot.tools.evaluation import load_hard, score_hard
+from tests.config import SETTINGS
 
-ROWS = load_hard(settings.EMERGENCY_HARD_FILE)
+ROWS = load_hard(SETTINGS.emergency_hard)
 # docs/product.md, "Targets": every emergency reaches 115; at most 2% false emergencies.
 MIN_RECALL = 1.0
 MAX_FALSE_RATE = 0.02

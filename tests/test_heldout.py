@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from bot.app import settings
 from bot.nlu.text import fold
 from bot.tools.evaluation import load_hard, load_heldout, score, variants
 from bot.tools.training import heldout_overlap, load_examples, shared_runs
+from tests.config import SETTINGS
 
 pytestmark = pytest.mark.engines
 
-ROWS = load_heldout(settings.HELDOUT_FILE)
+ROWS = load_heldout(SETTINGS.heldout)
 # The targets of docs/product.md ("Targets that make it best in its field").
 TARGETS = {"clean": 0.97, "no_diacritics": 0.95, "accent_merged": 0.95}
 
@@ -24,13 +24,14 @@ def test_heldout_set_is_big_and_covers_every_route():
 
 
 def test_no_heldout_sentence_is_in_the_training_data():
-    assert heldout_overlap([t for t, _ in ROWS]) == []
+    assert heldout_overlap([t for t, _ in ROWS], SETTINGS.nlu_data) == []
 
 
 def test_no_heldout_sentence_shares_four_syllables_with_a_training_example():
     # A held-out sentence that repeats four syllables of a training example measures
     # memory, not understanding; the issue-10 check found the old set was.
-    assert shared_runs([t for t, _ in ROWS]) == []
+    examples = [t for texts in load_examples(SETTINGS.nlu_data).values() for t in texts]
+    assert shared_runs([t for t, _ in ROWS], examples) == []
 
 
 def test_shared_runs_finds_a_four_syllable_run_folded():
@@ -43,14 +44,14 @@ def test_shared_runs_finds_a_four_syllable_run_folded():
 
 def test_heldout_and_hard_set_are_disjoint_and_without_repeats():
     heldout = [fold(t) for t, _ in ROWS]
-    hard = [fold(r.text) for r in load_hard(settings.EMERGENCY_HARD_FILE)]
+    hard = [fold(r.text) for r in load_hard(SETTINGS.emergency_hard)]
     assert len(set(heldout)) == len(heldout)
     assert len(set(hard)) == len(hard)
     assert set(heldout) & set(hard) == set()
 
 
 def test_training_has_enough_examples_per_intent():
-    examples = load_examples()
+    examples = load_examples(SETTINGS.nlu_data)
     for intent in (
         "emergency",
         "cdc",

@@ -16,14 +16,13 @@ from pathlib import Path
 import pytest
 import vosk
 
-from bot.app import settings
-from bot.app import speech_models as models
-from bot.app.speech_models import (
+from bot import speech_models as models
+from bot.app.settings import Settings
+from bot.errors import ModelMissing
+from bot.speech_models import (
     FetchFailed,
-    ModelMissing,
     ModelPaths,
     check,
-    configured,
     fetch,
     stand_in_models,
     under,
@@ -41,7 +40,10 @@ HANG_GUARD_S = 120  # only so a regression fails instead of hanging the suite; n
 
 def fetch_guarded(dest: Path, **kwargs: object) -> list[str]:
     with ThreadPoolExecutor(1) as pool:
-        return pool.submit(fetch, dest, timeout=1.0, **UNREACHABLE, **kwargs).result(HANG_GUARD_S)
+        job = pool.submit(
+            fetch, under(dest), timeout=1.0, download_timeout=5.0, **UNREACHABLE, **kwargs
+        )
+        return job.result(HANG_GUARD_S)
 
 
 @pytest.fixture
@@ -64,12 +66,15 @@ def place_stand_ins(dest: Path) -> ModelPaths:
 
 
 def test_defaults_follow_the_settings() -> None:
-    assert configured() == ModelPaths(settings.VOSK_MODEL, settings.PIPER_VOICE)
-    if "BOT_VOSK_MODEL" not in os.environ and "BOT_MODELS_DIR" not in os.environ:
-        assert settings.VOSK_MODEL == ROOT / "models" / "vosk-model-small-vn-0.4"
-    if "BOT_PIPER_VOICE" not in os.environ and "BOT_MODELS_DIR" not in os.environ:
-        assert settings.PIPER_VOICE == ROOT / "models/piper/vi_VN-vais1000-medium.onnx"
-    assert configured().piper_config.name == "vi_VN-vais1000-medium.onnx.json"
+    s = Settings.from_env({})
+    assert s.speech_models == ModelPaths(s.vosk_model, s.piper_voice)
+    assert s.vosk_model == ROOT / "models" / "vosk-model-small-vn-0.4"
+    assert s.piper_voice == ROOT / "models/piper/vi_VN-vais1000-medium.onnx"
+    assert s.speech_models.piper_config.name == "vi_VN-vais1000-medium.onnx.json"
+    # The speech models follow the models directory unless placed elsewhere.
+    moved = Settings.from_env({"BOT_MODELS_DIR": "/srv/models", "BOT_PIPER_VOICE": "v.onnx"})
+    assert moved.vosk_model == Path("/srv/models/vosk-model-small-vn-0.4")
+    assert moved.piper_voice == ROOT / "v.onnx"
 
 
 def test_stand_ins_are_real_models_and_only_given_on_request() -> None:
@@ -78,7 +83,8 @@ def test_stand_ins_are_real_models_and_only_given_on_request() -> None:
     assert (stand_ins.vosk / "graph" / "HCLr.fst").is_file()
     assert stand_ins.piper.suffix == ".onnx" and stand_ins.piper_config.is_file()
     # Production paths never point at them.
-    assert configured().vosk != stand_ins.vosk and configured().piper != stand_ins.piper
+    production = Settings().speech_models
+    assert production.vosk != stand_ins.vosk and production.piper != stand_ins.piper
 
 
 def test_check_lists_each_missing_file(tmp_path: Path) -> None:

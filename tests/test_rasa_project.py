@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from bot.app import settings
 from bot.nlu.brain import newest_model
+from tests.config import SETTINGS
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.engines
@@ -44,9 +44,9 @@ def test_every_dialogue_rule_passes_its_test_story(rasa_bin, tmp_path):
             "test",
             "core",
             "--model",
-            str(newest_model()),
+            str(newest_model(SETTINGS.models_dir)),
             "--stories",
-            str(settings.TEST_STORIES_FILE),
+            str(SETTINGS.test_stories),
             "--out",
             str(tmp_path),
             "--no-plot",

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
-
 from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, TEXT
 from rasa.shared.nlu.training_data.message import Message
 
-from bot.app import settings
 from bot.nlu.red_flags import RedFlagClassifier, not_an_emergency, red_flag
 from bot.tools.evaluation import load_hard
+from tests.config import SETTINGS
 
 pytestmark = pytest.mark.unit
 
@@ -140,7 +139,7 @@ def test_on_the_hard_set_alone_it_never_flags_a_near_miss():
     # The layer only ever adds emergencies, so a near-miss it flags is a false emergency
     # whatever the model says. (Its recall on the hard set is scored with the model,
     # tests/test_emergency_hard.py.)
-    rows = load_hard(settings.EMERGENCY_HARD_FILE)
+    rows = load_hard(SETTINGS.emergency_hard)
     flagged = [r.text for r in rows if r.kind == "near_miss" and red_flag(r.text)]
     assert flagged == []
 

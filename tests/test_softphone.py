@@ -14,6 +14,7 @@ message order and outcomes are. Timeouts are generous so a slow machine does not
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import shutil
@@ -23,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import hypothesis
 import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import strategies as st
 
 from bot.audio.formats import RECOGNISER, TELEPHONE, AudioChunk, AudioFormatError
 from bot.session.engines import Engines
@@ -45,6 +48,7 @@ from bot.transports.softphone import (
     parse_text,
 )
 from bot.vocabulary import BRANCHES, Route
+from tests.config import SETTINGS
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -60,7 +64,7 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engines]:
 
     # ~30 s (Rasa and Vosk): once for the module. Stand-in models: see the module docstring.
     store = tmp_path_factory.mktemp("store") / "calls.db"
-    loaded = load_engines(stand_in=True, store_url=f"sqlite:///{store}")
+    loaded = load_engines(SETTINGS, stand_in=True, store_url=f"sqlite:///{store}")
     yield loaded
     loaded.close()
 
@@ -163,11 +167,35 @@ def test_text_frames_become_typed_events() -> None:
         '{"type": "dtmf", "digit": 1}',
         '{"type": "dtmf"}',
         json.dumps({"type": "start", "pad": "x" * MAX_FRAME_BYTES}),
+        "[" * 30_000 + "]" * 30_000,  # deeper than Python's recursion limit
+        '{"type": "start", "x": ' + "[" * 20 + "]" * 20 + "}",
+        '{"type": "start", "note": "\\ud800"}',  # a lone surrogate: no text encodes it
+        '{"type": "dtmf", "digit": "\\udfff"}',
     ],
 )
 def test_bad_text_frames_are_protocol_errors(text: str) -> None:
     with pytest.raises(ProtocolError):
         parse_text(text)
+
+
+@hypothesis.settings(max_examples=300, deadline=None)  # bench/fuzz.py runs 100,000
+@hypothesis.given(
+    st.one_of(
+        st.text(max_size=200),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+            max_leaves=30,
+        ).map(lambda value: json.dumps({"type": "start", "x": value})),
+        st.integers(0, 40_000).map(lambda depth: "[" * depth + "]" * depth),
+    )
+)
+def test_any_text_frame_is_an_event_or_a_protocol_error(text: str) -> None:
+    try:
+        event = parse_text(text)
+    except ProtocolError:
+        return
+    assert isinstance(event, (Start, Digit, HangUp))
 
 
 def test_binary_frames_are_whole_pcm16_samples_up_to_64_kib() -> None:
@@ -315,6 +343,8 @@ def test_a_broken_socket_ends_its_own_call_only(
         pytest.param(True, '{"type": "ring"}', id="unknown-type"),
         pytest.param(True, "[]", id="not-an-object"),
         pytest.param(True, bytes(MAX_FRAME_BYTES + 2), id="oversized-audio"),
+        pytest.param(False, "[" * 30_000 + "]" * 30_000, id="nested-too-deep"),
+        pytest.param(False, '{"type": "start", "x": "\\ud800"}', id="lone-surrogate"),
     ],
 )
 def test_protocol_violations_get_an_error_and_a_close(
@@ -389,8 +419,8 @@ def test_server_make_app_adds_the_softphone_with_the_voice_line(engines: Engines
     def paths(app: web.Application) -> set[str]:
         return {r.resource.canonical for r in app.router.routes() if r.resource is not None}
 
-    assert {"/softphone", "/ws"} <= paths(make_app(engines.brain, engines))
-    assert "/ws" not in paths(make_app(engines.brain, None))
+    assert {"/softphone", "/ws"} <= paths(make_app(engines.brain, SETTINGS, engines))
+    assert "/ws" not in paths(make_app(engines.brain, SETTINGS, None))
 
 
 # --- the page in headless Chromium ----------------------------------------------------------
@@ -494,5 +524,77 @@ def test_the_page_in_chromium_talks_to_the_bot(
         finally:
             await runner.cleanup()
         assert not errors, errors
+
+    run(main())
+
+
+# --- issue 9: who may open the socket, and how long it may stay silent -------------------
+
+
+def test_another_sites_page_cannot_open_the_socket(engines: Engines) -> None:
+    from bot.app.server import make_app
+
+    s = dataclasses.replace(SETTINGS, audiosocket_port=0)  # make_app's AudioSocket: any port
+
+    async def main() -> None:
+        async with TestClient(TestServer(make_app(engines.brain, s, engines))) as client:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await client.ws_connect("/ws", headers={"Origin": "https://evil.example"})
+            assert refused.value.status == 403
+            own = str(client.make_url("/")).rstrip("/")
+            page = Page(await client.ws_connect("/ws", headers={"Origin": own}))
+            await page.start()
+            await page.ws.send_json({"type": "hangup"})
+            await page.until_closed()
+
+    run(main())
+
+
+def test_a_socket_that_never_starts_is_closed(engines: Engines) -> None:
+    from bot.transports.softphone import SocketLimits
+
+    async def main() -> None:
+        app = web.Application()
+        add_routes(app, engines, SocketLimits(start_timeout_s=0.5))
+        async with TestClient(TestServer(app)) as client:
+            page = await Page.open(client)  # opens, then says nothing
+            error = await page.until(lambda m: m["type"] == "error")
+            assert "start" in error["message"]
+            await page.until_closed()
+            assert page.ws.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION
+
+    run(main())
+
+
+def test_health_reports_the_ami_as_a_dependency(engines: Engines) -> None:
+    from bot.app.server import make_app, make_transferer
+    from bot.transports.ami import AmiClient
+    from bot.transports.asterisk import Transferer
+    from tests.test_ami import SECRET, USER, FakeAsterisk
+
+    s = dataclasses.replace(SETTINGS, audiosocket_port=0)
+
+    async def health(pbx_port: int) -> dict[str, Any]:
+        plan = make_transferer(s).plan
+        transferer = Transferer(AmiClient("127.0.0.1", pbx_port, USER, SECRET, 2), plan)
+        app = make_app(engines.brain, s, engines, transferer=transferer)
+        async with TestClient(TestServer(app)) as http:
+            for _ in range(100):  # the watcher logs in (or fails) right after start-up
+                body = await (await http.get("/health")).json()
+                ami = body["dependencies"]["ami"]
+                if ami["logged_in"] or ami["last_error"]:
+                    return dict(body)
+                await asyncio.sleep(0.1)
+        raise AssertionError(f"/health never said how the AMI is: {body}")
+
+    async def main() -> None:
+        async with FakeAsterisk() as pbx:
+            up = await health(pbx.port)
+            dead_port = pbx.port
+        down = await health(dead_port)
+        assert up["transfers"] == "ready" and up["dependencies"]["ami"]["connected"] is True
+        assert down["transfers"] == "unavailable"
+        assert "cannot connect" in down["dependencies"]["ami"]["last_error"]
+        assert down["voice"] == "ready"  # the voice line itself still answers calls
 
     run(main())

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from bot.app import settings
+from bot.app.settings import Settings
 from bot.store.calls import CallRecord, CallStore, StoreError, TurnRecord, resolve_url
 from tests.conftest import ROOT
 
@@ -180,10 +180,12 @@ def check_counts(store: CallStore) -> None:
         "operator": 2,
         "fallback": 1,
         "hangup": 1,
+        "transfer_failed": 0,
         "error": 1,
         "unfinished": 1,
     }
-    rest = ("answered", "transferred", "fallback", "hangup", "error", "unfinished")
+    rest = ("answered", "transferred", "fallback", "hangup", "transfer_failed", "error")
+    rest += ("unfinished",)
     assert sum(figures[k] for k in rest) == figures["received"]
     assert store.counts(since=SEED_END, until=SEED_END + timedelta(days=2))["received"] == 1
 
@@ -242,6 +244,38 @@ def test_turns_come_back_in_order_with_all_fields(store: CallStore, db_file: Pat
 
 def test_counts_give_the_articles_figures(store: CallStore) -> None:
     check_counts(store)
+
+
+def test_the_recogniser_that_heard_a_call_is_recorded(store: CallStore) -> None:
+    call_id = new_id()
+    store.start_call(call_id, "simulated", asr_engine="vietasr:embedded-0.1.0.dev11")
+    record = store.get_call(call_id)
+    assert record is not None and record.asr_engine == "vietasr:embedded-0.1.0.dev11"
+    other = new_id()
+    store.start_call(other, "simulated")  # a call over the limit: no recogniser heard it
+    unheard = store.get_call(other)
+    assert unheard is not None and unheard.asr_engine is None
+
+
+def test_an_older_database_gets_the_asr_engine_column(tmp_path: Path) -> None:
+    # A calls table as the first release created it, without asr_engine, with a call in it.
+    db = tmp_path / "old.sqlite3"
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "CREATE TABLE calls (id TEXT PRIMARY KEY, transport TEXT NOT NULL, caller TEXT, "
+            "started_at DATETIME NOT NULL, ended_at DATETIME, outcome TEXT, end_reason TEXT, "
+            "audio_path TEXT)"
+        )
+        conn.execute(
+            "INSERT INTO calls (id, transport, started_at) "
+            "VALUES ('old-call', 'audiosocket', '2026-11-01 08:00:00.000000')"
+        )
+    with CallStore(f"sqlite:///{db}") as store:
+        old = store.get_call("old-call")
+        assert old is not None and old.asr_engine is None  # kept, with nothing invented
+        store.start_call("new-call", "simulated", asr_engine="vosk:vosk-model-small-vn-0.4")
+        new = store.get_call("new-call")
+        assert new is not None and new.asr_engine == "vosk:vosk-model-small-vn-0.4"
 
 
 def test_concurrent_writers_from_several_threads(store: CallStore) -> None:
@@ -420,17 +454,22 @@ def test_closed_store_refuses_work(db_file: Path) -> None:
         s.start_call(new_id(), "simulated")
 
 
+READ_THE_URL = (
+    "from bot.app.settings import Settings; from bot.store.calls import CallStore; "
+    "print(CallStore(Settings.from_env().database_url).url)"
+)
+
+
 def test_database_url_setting_and_relative_paths(tmp_path: Path) -> None:
     # Constructing a store touches nothing: no var/ appears in the project.
-    assert CallStore().url == resolve_url(settings.DATABASE_URL)
-    assert settings.DATABASE_URL == f"sqlite:///{ROOT / 'var' / 'calls.sqlite3'}" or (
-        "BOT_DATABASE_URL" in os.environ
-    )
-    assert resolve_url("sqlite:///var/x.db") == f"sqlite:///{ROOT / 'var' / 'x.db'}"
-    assert resolve_url("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert CallStore(Settings().database_url).url == f"sqlite:///{ROOT / 'var' / 'calls.sqlite3'}"
+    assert resolve_url("sqlite:///var/x.db", ROOT) == f"sqlite:///{ROOT / 'var' / 'x.db'}"
+    assert resolve_url("postgresql://u@h/db", ROOT) == "postgresql://u@h/db"
+    relative = Settings.from_env({"BOT_DATABASE_URL": "sqlite:///var/y.db"}).database_url
+    assert relative == f"sqlite:///{ROOT / 'var' / 'y.db'}"
     url = sqlite_url(tmp_path / "elsewhere.db")
     out = subprocess.run(
-        [sys.executable, "-c", "from bot.store.calls import CallStore; print(CallStore().url)"],
+        [sys.executable, "-c", READ_THE_URL],
         cwd=ROOT,
         env={**os.environ, "BOT_DATABASE_URL": url},
         capture_output=True,
@@ -528,3 +567,56 @@ def test_postgresql(postgres_url: str) -> None:
         with pytest.raises(StoreError, match="never started"):
             store.add_turn("no-such-call", kind="utterance")
         assert "postgres@" in repr(store)
+
+
+# --- issue 9: private files, crash recovery, a reused id -------------------------------
+
+
+def test_the_database_and_its_directory_are_private(tmp_path: Path) -> None:
+    db = tmp_path / "var" / "calls.sqlite3"
+    old = os.umask(0o022)  # a permissive umask, as a shell usually has
+    try:
+        with CallStore(sqlite_url(db)) as records:
+            call_id = new_id()
+            records.start_call(call_id, "audiosocket")
+            records.add_turn(call_id, kind="say", text="Xin chào")
+            modes = {
+                p.name: p.stat().st_mode & 0o777
+                for p in (db.parent, db, db.with_name(db.name + "-wal"))
+            }
+    finally:
+        os.umask(old)
+    assert modes == {"var": 0o700, "calls.sqlite3": 0o600, "calls.sqlite3-wal": 0o600}
+
+
+def test_calls_left_open_by_a_crash_are_closed_at_start_up(db_file: Path) -> None:
+    with CallStore(sqlite_url(db_file)) as before:
+        open_id, done_id = new_id(), new_id()
+        before.start_call(open_id, "audiosocket")  # the process dies here
+        before.start_call(done_id, "websocket")
+        before.end_call(done_id, "goodbye", "the caller said goodbye")
+    with CallStore(sqlite_url(db_file)) as after:
+        assert after.close_abandoned() == 1
+        call = after.get_call(open_id)
+        assert call is not None and call.ended_at is not None
+        assert (call.outcome, call.end_reason) == ("error", "server restarted")
+        assert after.get_call(done_id).outcome == "goodbye"  # type: ignore[union-attr]
+        assert after.counts()["unfinished"] == 0
+        assert after.close_abandoned() == 0
+
+
+def test_a_reused_id_is_a_duplicate_call(store: CallStore) -> None:
+    from bot.store.calls import DuplicateCall
+
+    call_id = new_id()
+    store.start_call(call_id, "audiosocket")
+    store.end_call(call_id, "hangup", "caller hung up")
+    with pytest.raises(DuplicateCall):
+        store.start_call(call_id, "audiosocket")
+
+
+def test_a_transfer_that_failed_is_an_outcome(store: CallStore) -> None:
+    call_id = new_id()
+    store.start_call(call_id, "audiosocket")
+    store.end_call(call_id, "transfer_failed", "caller hung up, after the transfer failed")
+    assert store.get_call(call_id).outcome == "transfer_failed"  # type: ignore[union-attr]

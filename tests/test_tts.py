@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.app.settings import DOMAIN_FILE
-from bot.app.speech_models import ModelMissing, stand_in_models
 from bot.audio.formats import TELEPHONE, AudioChunk, AudioFormat
 from bot.call.prompts import Prompts, domain_texts, read_responses
+from bot.errors import ModelMissing
+from bot.speech_models import stand_in_models
 from bot.tts.normalise import normalise_vi, read_number
 from bot.tts.piper_voice import Speaker, Voice, split_clauses, to_format
 from bot.tts.prompt_cache import PromptCache, RenderCount
+from tests.config import SETTINGS
 
 pytestmark = pytest.mark.engines
 
@@ -121,7 +122,7 @@ def test_normalise_vi(text: str, spoken: str) -> None:
 
 def test_normalise_vi_leaves_the_domains_spoken_texts_alone() -> None:
     # domain.yml already writes numbers as words; normalising must not change a letter.
-    for text in Prompts.from_domain(DOMAIN_FILE).texts:
+    for text in Prompts.from_domain(SETTINGS.rasa_domain).texts:
         assert normalise_vi(text) == text
 
 
@@ -171,7 +172,7 @@ def test_long_clauses_are_cut_into_even_parts_without_losing_words() -> None:
 
 
 def test_domain_texts_split_into_short_clauses() -> None:
-    for text in Prompts.from_domain(DOMAIN_FILE).texts:
+    for text in Prompts.from_domain(SETTINGS.rasa_domain).texts:
         clauses = split_clauses(text)
         assert " ".join(clauses) == " ".join(text.split())
         assert all(1 <= len(c.split()) <= 20 for c in clauses)
@@ -332,7 +333,7 @@ def test_truncated_voice_is_missing(tmp_path: Path) -> None:
 
 
 def test_domain_texts_are_every_response_text() -> None:
-    texts = domain_texts(read_responses(DOMAIN_FILE), extra=["Một câu thêm."])
+    texts = domain_texts(read_responses(SETTINGS.rasa_domain), extra=["Một câu thêm."])
     assert texts[0] == "Tổng đài một không hai hai xin nghe. Anh chị cần hỗ trợ gì ạ?"
     assert texts[-1] == "Một câu thêm."
     assert len(texts) == len(set(texts)) > 30

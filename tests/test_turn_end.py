@@ -9,6 +9,7 @@ import pytest
 
 from bot.call.machine import CallConfig, understood
 from bot.call.turn_end import EndWords, example_texts
+from tests.config import SETTINGS
 
 pytestmark = pytest.mark.unit
 
@@ -65,7 +66,7 @@ def test_the_early_end_rule_needs_the_nlu_and_the_last_word(words: EndWords) -> 
 
 
 def test_the_projects_training_data_gives_sensible_ends() -> None:
-    words = EndWords.from_training_data()
+    words = EndWords.from_training_data(SETTINGS.nlu_data)
     for ending in ("ạ", "không", "gì"):
         assert words.rate(ending) >= 0.3, ending
     for middle in ("về", "cho", "của"):

@@ -30,6 +30,8 @@ from bot.session.engines import Engines
 from bot.session.metrics import Metrics
 from bot.transports.ami import AmiClient, TransferPlan
 from bot.transports.asterisk import Transferer, serve_audiosocket
+from bot.vocabulary import Route
+from tests.config import SETTINGS
 from tests.test_ami import KNOWN, SECRET, USER, FakeAsterisk
 
 FRAME = 320  # 20 ms of 8 kHz PCM16
@@ -46,7 +48,7 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory) -> Iterator[Engines]:
     db = tmp_path_factory.mktemp("records") / "calls.sqlite3"
-    loaded = load_engines(stand_in=True, store_url=f"sqlite:///{db}")
+    loaded = load_engines(SETTINGS, stand_in=True, store_url=f"sqlite:///{db}")
     yield loaded
     loaded.close()
 
@@ -129,9 +131,9 @@ async def audiosocket(engines: Engines, pbx: FakeAsterisk) -> AsyncIterator[int]
     """An AudioSocket server for these engines, transferring through `pbx`; its port."""
     transferer = Transferer(
         AmiClient("127.0.0.1", pbx.port, USER, SECRET, timeout=5),
-        TransferPlan.from_settings(context="hotline-1022"),
+        TransferPlan.from_mapping("hotline-1022", SETTINGS.transfer_extensions),
     )
-    server = await serve_audiosocket(engines, "127.0.0.1", 0, transferer)
+    server = await serve_audiosocket(engines, "127.0.0.1", 0, transferer, 4096)
     try:
         yield server.sockets[0].getsockname()[1]
     finally:
@@ -249,7 +251,7 @@ class BrokenBrain:
     async def turn(self, conversation_id: str, text: str):
         raise RuntimeError("Rasa is down")
 
-    async def route(self, text: str):
+    async def route(self, text: str, partial: bool = False):
         raise RuntimeError("Rasa is down")
 
 
@@ -261,9 +263,9 @@ async def test_when_the_brain_fails_the_caller_hears_the_apology_and_the_keypad_
         pbx.astdb = {}
         transferer = Transferer(
             AmiClient("127.0.0.1", pbx.port, USER, SECRET, timeout=5),
-            TransferPlan.from_settings(context="hotline-1022"),
+            TransferPlan.from_mapping("hotline-1022", SETTINGS.transfer_extensions),
         )
-        server = await serve_audiosocket(broken, "127.0.0.1", 0, transferer)
+        server = await serve_audiosocket(broken, "127.0.0.1", 0, transferer, 4096)
         port = server.sockets[0].getsockname()[1]
         call_id = new_call(pbx)
         async with Caller(port, call_id) as caller:
@@ -311,7 +313,7 @@ class UnderstandsEveryPartial:
     def __getattr__(self, name: str) -> object:
         return getattr(self.real, name)
 
-    async def route(self, text: str) -> RouteResult:
+    async def route(self, text: str, partial: bool = False) -> RouteResult:
         self.routed.append(text)
         return RouteResult(text, "transfer:3", "doctor_advice", 0.99)
 
@@ -354,7 +356,8 @@ async def test_a_call_over_capacity_is_handed_to_an_operator(engines, line):
             await first.wait_for_bot_audio(FRAME * 25)  # the first call is being served
             async with Caller(port, second_id) as second:
                 while not second.closed.is_set():  # the notice, then the transfer
-                    await second.silence(0.2)
+                    # Both lines carry audio, as Asterisk's do: a silent one is a dead call.
+                    await asyncio.gather(second.silence(0.2), first.silence(0.2))
             await first.press("0")
             while not first.closed.is_set():
                 await first.silence(0.2)
@@ -368,3 +371,118 @@ async def test_a_call_over_capacity_is_handed_to_an_operator(engines, line):
     assert limited.metrics.calls_overflow == 1 and limited.metrics.calls_active == 0
     first_call, _ = await record(engines, first_id)
     assert first_call.outcome == "operator"
+
+
+# --- transfers that fail: the caller is never dropped (issue 9) -------------------------
+
+
+@contextlib.asynccontextmanager
+async def audiosocket_to(engines: Engines, ami_port: int) -> AsyncIterator[int]:
+    """An AudioSocket server whose AMI is at `ami_port` (maybe nothing listening)."""
+    transferer = Transferer(
+        AmiClient("127.0.0.1", ami_port, USER, SECRET, timeout=2),
+        TransferPlan.from_mapping("hotline-1022", SETTINGS.transfer_extensions),
+    )
+    server = await serve_audiosocket(engines, "127.0.0.1", 0, transferer)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def dead_ami_port() -> int:
+    """A loopback port where no AMI listens any more: the manager is down."""
+    async with FakeAsterisk() as pbx:
+        return pbx.port
+
+
+async def until_said(engines: Engines, caller: Caller, call_id: uuid.UUID, text: str) -> None:
+    """Keep the line alive until the bot has said `text` (bounded)."""
+    assert engines.store is not None
+    for _ in range(300):  # 60 s at most
+        turns = await engines.store.async_turns(str(call_id))
+        if any(t.kind == "say" and t.text == text for t in turns):
+            return
+        assert not caller.closed.is_set(), [(t.kind, t.text) for t in turns]
+        await caller.silence(0.2)
+    raise AssertionError(f"the bot never said {text!r}")
+
+
+async def test_ami_down_falls_back_to_operator_then_apology_and_keypad(engines):
+    counted = dataclasses.replace(engines, metrics=Metrics())
+    call_id = uuid.uuid4()
+    async with audiosocket_to(counted, await dead_ami_port()) as port:
+        async with Caller(port, call_id) as caller:
+            await caller.wait_for_bot_audio(FRAME * 25)
+            await caller.press("4")
+            await until_said(engines, caller, call_id, engines.prompts.menu.text)
+            assert not caller.closed.is_set()  # still on the line, hearing the keypad menu
+            caller.writer.write(frame(0x00))  # the caller gives up
+            await caller.writer.drain()
+            await asyncio.wait_for(caller.closed.wait(), 10)
+    call, turns = await record(engines, call_id)
+    assert call.outcome == "transfer_failed", call
+    assert "transfer to operator failed (ami_unavailable)" in (call.end_reason or "")
+    failed = [(t.route, t.kind) for t in turns if t.kind == "transfer_failed"]
+    assert failed == [("transfer:4", "transfer_failed")] * 2 + [("operator", "transfer_failed")] * 2
+    said = [t.text for t in turns if t.kind == "say"]
+    assert engines.prompts.transfers[Route.OPERATOR].text in said
+    assert engines.prompts.technical_problem.text in said
+    text = counted.metrics.prometheus()
+    assert 'bot_transfer_failed_total{route="transfer:4",reason="ami_unavailable"} 2' in text
+    assert 'bot_call_outcomes_total{outcome="transfer_failed"} 1' in text
+    assert 'outcome="transfer:4"' not in text
+
+
+async def test_an_emergency_whose_transfer_fails_hears_115(engines):
+    emergency = engines.prompts.transfer_failed_emergency
+    assert emergency is not None
+    call_id = uuid.uuid4()
+    async with audiosocket_to(engines, await dead_ami_port()) as port:
+        async with Caller(port, call_id) as caller:
+            await caller.wait_for_bot_audio(FRAME * 25)
+            await caller.press("1")
+            await until_said(engines, caller, call_id, emergency.text)
+            caller.writer.write(frame(0x00))
+            await caller.writer.drain()
+            await asyncio.wait_for(caller.closed.wait(), 10)
+    assert "một một lăm" in emergency.text
+    call, turns = await record(engines, call_id)
+    assert call.outcome == "transfer_failed"
+    assert [t.route for t in turns if t.kind == "transfer_failed"][:2] == ["transfer:1"] * 2
+
+
+async def test_ami_dropping_mid_redirect_is_retried_once(engines):
+    async with FakeAsterisk(on_redirect="drop_once") as pbx:
+        pbx.astdb = {}
+        call_id = new_call(pbx)
+        async with audiosocket(engines, pbx) as port, Caller(port, call_id) as caller:
+            await caller.wait_for_bot_audio(FRAME * 25)
+            await caller.press("2")
+            for _ in range(300):
+                if caller.closed.is_set():
+                    break
+                await caller.silence(0.2)
+    redirects = [a["exten"] for a in pbx.actions if a["action"] == "Redirect"]
+    assert redirects == ["2", "2"]
+    call, turns = await record(engines, call_id)
+    assert call.outcome == "transfer:2"
+    assert [t.kind for t in turns].count("transfer_failed") == 1
+    assert "connection" in (next(t.text for t in turns if t.kind == "transfer_failed") or "")
+
+
+async def test_a_reused_uuid_never_appends_to_an_ended_call(engines, line):
+    port, pbx = line
+    call_id = new_call(pbx)
+    for _ in range(2):
+        async with Caller(port, call_id) as caller:
+            await caller.wait_for_bot_audio(FRAME * 10)
+            caller.writer.write(frame(0x00))
+            await caller.writer.drain()
+            await asyncio.wait_for(caller.closed.wait(), 10)
+    first, first_turns = await record(engines, call_id)
+    assert [t.kind for t in first_turns].count("call_started") == 1
+    assert engines.store is not None
+    again = [c for c in await engines.store.async_calls(limit=50) if c.id.startswith(f"{call_id}~")]
+    assert len(again) == 1 and again[0].id != first.id

@@ -7,17 +7,20 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from bot.app import settings
+from bot.app.settings import ROOT, Settings, quiet_libraries
+from bot.errors import ModelMissing
+from bot.store.calls import resolve_url
 
 
-def _load_brain(model: Path | None):  # type: ignore[no-untyped-def]
-    from bot.nlu.brain import Brain, ModelNotFound
+def _load_brain(s: Settings, model: Path | None):  # type: ignore[no-untyped-def]
+    quiet_libraries(s.log_level)  # before Rasa is imported
+    from bot.nlu.brain import Brain, newest_model
 
     try:
-        return Brain(model)
-    except ModelNotFound as e:
+        return Brain(model or newest_model(s.models_dir))
+    except ModelMissing as e:
         raise SystemExit(f"error: {e}") from e
 
 
@@ -42,9 +45,9 @@ def cmd_route(args: argparse.Namespace) -> int:
     from bot.nlu.brain import run
     from bot.vocabulary import Route
 
-    brain = _load_brain(args.model)
+    brain = _load_brain(args.settings, args.model)
     # Bytes: a UTF-8 character is at most 4 bytes.
-    limit = settings.MAX_UTTERANCE_CHARS * 4
+    limit = args.settings.max_utterance_chars * 4
     errors = 0
     out = sys.stdout
     for number, (raw, size) in enumerate(read_lines(sys.stdin.buffer, limit), start=1):
@@ -58,10 +61,10 @@ def cmd_route(args: argparse.Namespace) -> int:
             except UnicodeDecodeError as e:
                 error = f"line {number}: not valid UTF-8 ({e.reason} at byte {e.start})"
             else:
-                if len(text) > settings.MAX_UTTERANCE_CHARS:
+                if len(text) > args.settings.max_utterance_chars:
                     error = (
                         f"line {number}: too long ({len(text)} characters; "
-                        f"at most {settings.MAX_UTTERANCE_CHARS})"
+                        f"at most {args.settings.max_utterance_chars})"
                     )
                     text = None
         if error:
@@ -87,7 +90,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from bot.nlu.brain import run
     from bot.nlu.replies import HangUp, Say, Transfer
 
-    brain = _load_brain(args.model)
+    brain = _load_brain(args.settings, args.model)
+    if args.script:
+        return _chat_script(brain, args.script)
     conversation = f"chat-{uuid.uuid4().hex[:8]}"
 
     def show(actions: list) -> bool:  # type: ignore[type-arg]
@@ -117,23 +122,43 @@ def cmd_chat(args: argparse.Namespace) -> int:
             return 0
 
 
+def _chat_script(brain: Any, script: Path) -> int:
+    """Replay a conversation file, printing each turn and action; 1 if a turn's
+    expectations were not met (bot/tools/conversations.py has the format)."""
+    from bot.nlu.brain import run
+    from bot.tools.conversations import ScriptError, load, replay
+
+    try:
+        conversations = load(script)
+    except (OSError, ScriptError) as e:
+        raise SystemExit(f"error: {e}") from e
+    failed = 0
+    for conversation in conversations:
+        results = replay(brain, conversation, run, show=print)
+        if any(r.problems for r in results):
+            failed += 1
+        print()
+    print(f"{len(conversations) - failed} of {len(conversations)} conversations as expected")
+    return 1 if failed else 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from bot.tools.training import train
 
-    train(if_changed=args.if_changed)
+    train(args.settings, if_changed=args.if_changed)
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from bot.tools.evaluation import evaluate
 
-    brain = _load_brain(args.model)
+    brain = _load_brain(args.settings, args.model)
     return evaluate(
         brain,
-        settings.HELDOUT_FILE,
+        args.settings.heldout,
         json_out=args.json,
         plot=args.plot,
-        hard=settings.EMERGENCY_HARD_FILE,
+        hard=args.settings.emergency_hard,
     )
 
 
@@ -141,15 +166,29 @@ def cmd_call(args: argparse.Namespace) -> int:
     import asyncio
 
     from bot.app.engines import load_engines
-    from bot.app.speech_models import ModelMissing
+    from bot.errors import ModelMissing
     from bot.transports.simulated import run_simulated_call, write_bot_side
 
     if not args.recording.is_file():
         raise SystemExit(f"error: no such recording: {args.recording}")
     try:
-        engines = load_engines(stand_in=args.stand_in_models, store_url=args.database)
+        quiet_libraries(args.settings.log_level)
+        engines = load_engines(
+            args.settings,
+            stand_in=args.stand_in_models,
+            # A relative SQLite path is the project's, as in BOT_DATABASE_URL.
+            store_url=resolve_url(args.database, ROOT) if args.database else None,
+            stand_in_voice=args.stand_in_voice,
+        )
     except ModelMissing as e:
-        raise SystemExit(f"error: {e}") from e
+        hint = (
+            ""
+            if args.stand_in_models or args.stand_in_voice
+            else "\n(without the Vietnamese voice, --stand-in-voice speaks in the English "
+            "stand-in; the recogniser stays the Vietnamese one)"
+        )
+        raise SystemExit(f"error: {e}{hint}") from e
+    print(f"recogniser: {engines.speech.name}")
 
     line, call = asyncio.run(
         run_simulated_call(engines, args.recording, args.digits, args.max_seconds)
@@ -167,10 +206,33 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from bot.app.speech_models import main as models_main
+    from bot.speech_models import (
+        FETCH_COMMAND,
+        FetchFailed,
+        asr_engine_note,
+        check,
+        fetch,
+        under,
+    )
 
-    dest = ["--dest", str(args.dest)] if args.dest and args.action == "fetch" else []
-    return models_main([args.action, *dest])
+    s: Settings = args.settings
+    if args.action == "check":
+        print(asr_engine_note(s.asr_engine, s.vosk_model))
+        missing = check(s.speech_models)
+        for line in missing:
+            print(f"missing: {line}")
+        if missing:
+            print(f"get them with: {FETCH_COMMAND}")
+        return 1 if missing else 0
+    paths = s.speech_models if args.dest is None else under(args.dest)
+    timeout = s.fetch_timeout if args.timeout is None else args.timeout
+    try:
+        fetched = fetch(paths, timeout=timeout, download_timeout=s.fetch_download_timeout)
+    except FetchFailed as e:
+        print(e, file=sys.stderr)
+        return 1
+    print("\n".join(f"fetched: {line}" for line in fetched) or "all speech models in place")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("chat", help="talk to the bot in the terminal, as a caller would")
     p.add_argument("--model", type=Path)
+    p.add_argument(
+        "--script",
+        type=Path,
+        help="replay a conversation file (YAML as tests/data/conversations.yml, or one "
+        "caller turn a line) printing each turn and action",
+    )
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("train", help="generate spoken variants and train the Rasa model")
@@ -204,15 +272,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="use the PyPI stand-in models (Korean Vosk, English Piper), for testing",
     )
+    p.add_argument(
+        "--stand-in-voice",
+        action="store_true",
+        help="swap only the voice for the English stand-in (where the Vietnamese Piper voice "
+        "cannot be had); the recogniser is still BOT_ASR_ENGINE's",
+    )
     p.set_defaults(func=cmd_call)
 
     p = sub.add_parser("models", help="check or fetch the Vietnamese speech models")
     p.add_argument("action", choices=["check", "fetch"])
-    p.add_argument("--dest", type=Path)
+    p.add_argument("--dest", type=Path, help="models directory to fetch into (default: settings)")
+    p.add_argument("--timeout", type=float, help="seconds for a host to answer (BOT_FETCH_TIMEOUT)")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser(
-        "eval", help="score the held-out set (clean, no diacritics, accent-merged) and the hard set"
+        "eval",
+        help="score the held-out set (clean, no diacritics, accent-merged) and the hard set",
     )
     p.add_argument("--model", type=Path)
     p.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -225,4 +301,5 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.settings = Settings.from_env()  # read once, here, and passed down
     return int(args.func(args))

@@ -21,7 +21,7 @@ Importing this module needs no engine installed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Protocol
@@ -72,7 +72,8 @@ class SpeechModel(Protocol):
     @property
     def name(self) -> str: ...  # engine and model, for logs, /health and call records
 
-    def vocabulary_phrases(self) -> list[str]: ...  # a decoding grammar's phrases (or none)
+    # The phrases of these examples a decoding grammar can use ([] if the engine has none).
+    def vocabulary_phrases(self, examples: Iterable[str]) -> list[str]: ...
 
     def recognition(
         self, phrases: Sequence[str] | None = None, executor: Executor | None = None

@@ -16,37 +16,34 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, TypeVar
 
 import vosk
 
-from bot.app import settings
-from bot.app.speech_models import ModelMissing, require_vosk, vosk_howto
 from bot.asr.types import Final, Partial, Word
 from bot.audio.formats import RECOGNISER, AudioChunk, AudioFormatError
-from bot.call.turn_end import example_texts
+from bot.errors import ModelMissing
+from bot.speech_models import require_vosk, vosk_howto
 
 _T = TypeVar("_T")
 
 UNKNOWN_WORD = "[unk]"  # Vosk's garbage word: lets a grammar decoder say "none of these"
 
 
-
 class VoskModel:
     """One loaded Vosk model, shared by all calls (read-only after loading)."""
 
-    def __init__(self, path: Path | str | None = None) -> None:
-        self.path = require_vosk(Path(path) if path is not None else settings.VOSK_MODEL)
-        vosk.SetLogLevel(settings.VOSK_LOG_LEVEL)
+    def __init__(self, path: Path | str, log_level: int | None = None) -> None:
+        self.path = require_vosk(Path(path))
+        if log_level is not None:  # Kaldi's verbosity is process-wide: the caller's choice
+            vosk.SetLogLevel(log_level)
         try:
             self.model: Any = vosk.Model(str(self.path))
         except Exception as e:  # Vosk says only "Failed to create a model"
-            raise ModelMissing(
-                f"Vosk model: {self.path} could not be loaded ({e})\n{vosk_howto(self.path)}"
-            ) from e
+            raise ModelMissing.unloadable("Vosk model", self.path, e, vosk_howto(self.path)) from e
         # Runtime grammars need a lookahead graph (HCLr.fst + Gr.fst, as in Vosk's small
         # models); models with a static HCLG.fst ignore them with a warning.
         graph = self.path / "graph"
@@ -61,14 +58,14 @@ class VoskModel:
         find = getattr(self.model, "find_word", None) or self.model.vosk_model_find_word
         return bool(find(word) >= 0)
 
-    def vocabulary_phrases(self, nlu_dir: Path | str = settings.NLU_DATA_DIR) -> list[str]:
-        """Phrases for a decoding grammar, from the Rasa training examples under ``nlu_dir``.
+    def vocabulary_phrases(self, examples: Iterable[str]) -> list[str]:
+        """Phrases for a decoding grammar, from examples in the recogniser's form (lowercase,
+        no punctuation: ``bot.call.turn_end.example_texts``).
 
-        Each example is put in the recogniser's form (lowercase, no punctuation or entity
-        markup) and keeps only the words the model knows, since Vosk drops a grammar
-        phrase's unknown words anyway, with a warning per word. Order kept, no repeats."""
+        Each keeps only the words the model knows, since Vosk drops a grammar phrase's
+        unknown words anyway, with a warning per word. Order kept, no repeats."""
         phrases: dict[str, None] = {}
-        for example in example_texts(nlu_dir):
+        for example in examples:
             words = [w for w in example.split() if self.knows(w)]
             if words:
                 phrases.setdefault(" ".join(words))

@@ -58,6 +58,9 @@ class AudioFormat:
 TELEPHONE = AudioFormat(8000, "pcm16")  # Asterisk AudioSocket: signed linear 8 kHz mono
 RECOGNISER = AudioFormat(16000, "pcm16")  # Vosk's models are trained on 16 kHz
 
+# The telephone's packet time: every line sends and receives audio in frames this long.
+FRAME_MS = 20
+
 
 @dataclass(frozen=True)
 class AudioChunk:
@@ -379,3 +382,19 @@ def write_wav(path: str | Path, chunk: AudioChunk) -> None:
     """Write a chunk as a PCM16 WAV file (G.711 is decoded first)."""
     samples = to_samples(chunk).reshape(-1, chunk.format.channels)
     soundfile.write(str(path), samples, chunk.format.rate, subtype="PCM_16", format="WAV")
+
+
+def frames(chunk: AudioChunk, fmt: AudioFormat, ms: int = FRAME_MS) -> list[bytes]:
+    """The chunk as frames of ``ms`` each, for a line that carries ``fmt``; the last is padded
+    with silence (under one frame of it), so a paced sender sends one frame per period.
+    Audio in another format is refused: convert it at the line's edge first."""
+    if chunk.format != fmt:
+        raise AudioFormatError(f"this line carries {fmt}, not {chunk.format}; convert it first")
+    if fmt.encoding != "pcm16":
+        raise AudioFormatError(f"framing pads with PCM16 silence; {fmt} is not PCM16")
+    size = fmt.bytes_for_ms(ms)
+    data = chunk.data
+    out = [data[i : i + size] for i in range(0, len(data), size)]
+    if out and len(out[-1]) < size:
+        out[-1] = out[-1].ljust(size, b"\x00")  # PCM16 zero is silence
+    return out

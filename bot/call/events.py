@@ -22,6 +22,7 @@ class Stage(StrEnum):
     ASR = "asr"  # the recogniser
     TTS = "tts"  # Piper
 
+
 # --- events -------------------------------------------------------------------
 # `at` is seconds on the call's monotonic clock.
 
@@ -111,6 +112,15 @@ class StageFailed:
 
 
 @dataclass(frozen=True)
+class TransferFailed:
+    """The transport could not move the call (TransferCall): the caller is still here."""
+
+    at: float
+    route: Route
+    reason: str  # one word (TransferResult.reason)
+
+
+@dataclass(frozen=True)
 class Tick:
     at: float
 
@@ -123,7 +133,7 @@ class CallerHungUp:
 Event = (
     CallStarted | SpeechStarted | SpeechPaused | SpeechResumed | SpeechEnded | PartialTranscript
     | FinalTranscript | PartialRouted | DigitPressed | PlaybackFinished | BrainReplied
-    | StageFailed | Tick | CallerHungUp
+    | StageFailed | TransferFailed | Tick | CallerHungUp
 )  # fmt: skip
 
 

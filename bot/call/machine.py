@@ -47,6 +47,7 @@ from bot.call.events import (
     StopPlayback,
     Tick,
     TransferCall,
+    TransferFailed,
 )
 from bot.call.prompts import Prompts
 from bot.call.turn_end import EndWords
@@ -165,6 +166,7 @@ class CallMachine:
         self._early_final: int | None = None  # place of that utterance's final
         self._early_asked = False  # ...which was asked on its own
         self._continuation_final: int | None = None  # place of the final that goes on from it
+        self._transfer_failures: dict[str, int] = {}  # route -> failed attempts
 
     # -- public ----------------------------------------------------------------
 
@@ -350,14 +352,47 @@ class CallMachine:
         if e.digit == "*":
             return [note, *self._stop_playback(), *self._replay(e.at)]
         route = branch_route(e.digit)
-        if route == Route.FALLBACK:
-            return [note]  # '#', 7-9: not a branch of this switchboard
+        if route == Route.FALLBACK:  # '#', 7-9: as /api/chat says, not used here; the menu
+            unused = [self.prompts.unused_key] if self.prompts.unused_key else []
+            menu: list[BotAction] = [*unused, self.prompts.menu]
+            return [note, *self._stop_playback(), *self._say(menu, e.at)]
         # The keypad works without the brain: it must, when the brain is down.
         self._utterance_consumed = self._speech_began is not None
         return [note, *self._stop_playback(), *self._transfer_now(route, e.at)]
 
+    def _on_transfer_failed(self, e: TransferFailed) -> list[Action]:
+        """A transfer did not go through: retry once, then an operator, then the apology
+        and the keypad; an emergency first hears 115 read out. Never a silent hang-up."""
+        failures = self._transfer_failures[e.route] = self._transfer_failures.get(e.route, 0) + 1
+        operator_failed = self._transfer_failures.get(Route.OPERATOR, 0) >= 2
+        if failures == 1:
+            self.state = State.TRANSFERRING
+            return [Note(NoteKind.TRANSFER_RETRY, data={"route": e.route}), TransferCall(e.route)]
+        if e.route is EMERGENCY and self.prompts.transfer_failed_emergency is not None:
+            # The caller must reach 115 even if nothing here can connect them.
+            say: list[BotAction] = [self.prompts.transfer_failed_emergency]
+            if not operator_failed:
+                say.append(Transfer(Route.OPERATOR))
+            return self._say(say, e.at)
+        if e.route is not Route.OPERATOR and not operator_failed:
+            return self._transfer_now(Route.OPERATOR, e.at)
+        # Nobody can be reached: the caller keeps the keypad (a branch may still go through).
+        self.degraded = True
+        self._silences = 1  # the next silence reads the menu
+        return self._say([self.prompts.technical_problem, self.prompts.menu], e.at)
+
     def _on_stage_failed(self, e: StageFailed) -> list[Action]:
+        if e.stage is Stage.BRAIN and self._waiting_for is None:
+            # A question already given up on (its deadline passed here first, or a transfer
+            # overtook it): its failure is not a second one, which would end the call.
+            return [Note(NoteKind.STALE_REPLY, e.reason, {"stage": e.stage})]
+        # A failed stage settles what the machine waited for from it: the brain's answer, or
+        # the recogniser's finals (a final that will never come would hold off the silence
+        # ladder for ever). A final that does come later is harmless (max(0, ...) above).
         self._waiting_for = None
+        if e.stage is Stage.ASR:
+            self._finals_due = 0
+            self._early_final = self._continuation_final = None
         return self._fail(e.stage, e.reason, e.at)
 
     # -- helpers -------------------------------------------------------------------
@@ -512,5 +547,6 @@ _HANDLERS: dict[type, Callable[[CallMachine, Any], list[Action]]] = {
     PlaybackFinished: CallMachine._on_playback_finished,
     BrainReplied: CallMachine._on_brain_replied,
     StageFailed: CallMachine._on_stage_failed,
+    TransferFailed: CallMachine._on_transfer_failed,
     Tick: CallMachine._on_tick,
 }

@@ -17,14 +17,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.app import settings
 from bot.nlu.text import normalise
 
 # Rasa's inline entity markup: [text](entity), [text]{"entity": ...}; only the text is spoken.
 _ENTITY_MARKUP = re.compile(r"\[([^\]]+)\](?:\([^)]*\)|\{[^}]*\})")
 
 
-def example_texts(nlu_dir: Path | str = settings.NLU_DATA_DIR) -> Iterable[str]:
+def example_texts(nlu_dir: Path | str) -> Iterable[str]:
     """The text of every ``- example`` line of every ``examples: |`` block under ``nlu_dir``
     (intents, lookups, synonyms), in the recogniser's form: lowercase, no punctuation and no
     entity markup."""
@@ -50,7 +49,7 @@ class EndWords:
     seen: Mapping[str, int]  # word -> times it occurs
 
     @classmethod
-    def from_training_data(cls, nlu_dir: Path | str = settings.NLU_DATA_DIR) -> EndWords:
+    def from_training_data(cls, nlu_dir: Path | str) -> EndWords:
         ends: Counter[str] = Counter()
         seen: Counter[str] = Counter()
         for text in example_texts(nlu_dir):

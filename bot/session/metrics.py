@@ -15,6 +15,7 @@ class Metrics:
         self.calls_total: dict[str, int] = {}
         self.calls_overflow = 0  # sent straight to an operator: the bot was at capacity
         self.outcomes: dict[str, int] = {}
+        self.transfer_failures: dict[tuple[str, str], int] = {}  # (route, reason) -> count
         self.late_frames = 0
         self.asr_seconds = 0.0
         self.asr_audio_seconds = 0.0
@@ -36,6 +37,11 @@ class Metrics:
             f"bot_calls_overflow_total {self.calls_overflow}",
             "# TYPE bot_call_outcomes_total counter",
             *(f'bot_call_outcomes_total{{outcome="{o}"}} {n}' for o, n in self.outcomes.items()),
+            "# TYPE bot_transfer_failed_total counter",
+            *(
+                f'bot_transfer_failed_total{{route="{r}",reason="{why}"}} {n}'
+                for (r, why), n in sorted(self.transfer_failures.items())
+            ),
             "# TYPE bot_late_frames_total counter",
             f"bot_late_frames_total {self.late_frames}",
             "# TYPE bot_asr_seconds_total counter",

@@ -1,9 +1,13 @@
 """A live call: the transport's audio in, the call machine in the middle, bot audio out.
 
-This is the only place where the stages meet (docs/architecture.md, "data flows
-one way"): transport audio -> ``Converter`` (line format -> 16 kHz) -> ``VoiceActivity``
--> Vosk ``Recognition`` -> ``CallMachine`` -> brain (Rasa) -> ``Speaker`` (Piper, or a
-pre-rendered prompt) -> ``Converter`` -> transport; ``CallStore`` records every turn.
+This is the only place where the stages meet. Audio flows one way: transport audio ->
+``Converter`` (line format -> 16 kHz) -> ``VoiceActivity`` -> the recogniser -> ``CallMachine``
+-> the brain -> ``Speaker`` (Piper, or a pre-rendered prompt) -> ``Converter`` -> transport;
+``CallStore`` records every turn. Decisions flow back in exactly two places, both through
+the machine's actions: at a pause the machine may end the utterance early (``EndUtterance``:
+the partial transcript was routed and understood, so the VAD closes the utterance without
+waiting for the rest of the silence), and an emergency heard in a partial drops the rest of
+the utterance (``DropUtterance`` to the recogniser). Nothing else reaches upstream.
 
 Each call has one ordered queue of machine events and one task that drains it, so an
 interruption can never overtake the transcript it cancels (Pipecat #1323). The
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -35,11 +40,12 @@ from bot.audio.vad import (
 from bot.call import events as ev
 from bot.call.machine import CallMachine
 from bot.session.engines import Engines
-from bot.session.line import Line
-from bot.store.calls import StoreError
+from bot.session.line import Line, TransferResult
+from bot.store.calls import DuplicateCall, StoreError
 from bot.vocabulary import CallEnd, NoteKind, Outcome, Route
 
 logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class UtteranceEnded:
@@ -59,12 +65,6 @@ TICK_S = 0.1
 # Most caller audio given to the recogniser in one call, when it has fallen behind:
 # fewer thread hand-offs, while one call's backlog cannot hold a decoding thread for long.
 ASR_BATCH_MS = 1000
-
-
-
-
-
-
 
 
 @dataclass
@@ -107,6 +107,8 @@ class VoiceCall:
         self._ended = asyncio.Event()  # no more audio or events are taken
         self._finished = asyncio.Event()  # ...and the end is carried out and recorded
         self._overflow = False  # over Engines.max_calls: nothing is recognised
+        self._deaf = False  # no recogniser could be made: keypad only
+        self._transfer_failed: tuple[Route, TransferResult] | None = None  # the last one
 
     # -- from the transport ------------------------------------------------------
 
@@ -115,28 +117,39 @@ class VoiceCall:
 
     async def start(self) -> None:
         metrics = self.engines.metrics
+        no_asr: Exception | None = None
         metrics.calls_active += 1
         metrics.calls_total[self.transport] = metrics.calls_total.get(self.transport, 0) + 1
-        await self._record_call_start()
         limit = self.engines.max_calls
         self._overflow = bool(limit) and metrics.calls_active > limit
-        work = [self._run_machine(), self._run_player(), self._run_clock()]
+        await self._record_call_start()  # after the limit: an overflow call hears no recogniser
+        # The coroutines are made only once start() gets that far (a cut-short start
+        # leaves none never awaited).
+        work = [self._run_machine, self._run_player, self._run_clock]
         if self._overflow:  # no recogniser: this call is only a notice and a transfer
             metrics.calls_overflow += 1
             logger.warning("call %s: over %d calls: to an operator", self.call_id, limit)
         else:
             # Building a recogniser takes 75-160 ms: off the loop, or every other call stutters.
             speech, decoder = self.engines.speech, self.engines.decoder
-            self._recognition = await self._loop.run_in_executor(
-                decoder, speech.recognition, self.engines.phrases, decoder
-            )
-            work.append(self._run_asr())
-        self._tasks += [asyncio.create_task(w) for w in work]
+            try:
+                self._recognition = await self._loop.run_in_executor(
+                    decoder, speech.recognition, self.engines.phrases, decoder
+                )
+            except Exception as e:  # the caller still gets the greeting, apology and keypad
+                logger.error("call %s: no recogniser: %r", self.call_id, e)
+                no_asr = e
+            else:
+                work.append(self._run_asr)
+        self._tasks += [asyncio.create_task(w()) for w in work]
         self._emit(ev.CallStarted(self.now(), overflow=self._overflow))
+        if no_asr is not None:
+            self._deaf = True  # nothing to hear with: audio is dropped, the keypad works
+            self._emit(ev.StageFailed(self.now(), ev.Stage.ASR, repr(no_asr)))
 
     async def audio(self, chunk: AudioChunk) -> None:
         """One chunk of caller audio, in the line's format, in order."""
-        if self._ended.is_set() or self._overflow:
+        if self._ended.is_set() or self._overflow or self._deaf:
             return
         pcm = self._inbound.convert(chunk)
         started_here = False
@@ -171,6 +184,12 @@ class VoiceCall:
 
     async def closed(self, reason: str | None) -> None:
         """The transport is gone (normal end, or a protocol error with ``reason``)."""
+        if not self._tasks and not self._ended.is_set():
+            # start() never finished (the caller left while the call was being set up, or
+            # the server stopped): no machine runs to hear of it, so end the record here.
+            why = reason or "caller hung up before the call was answered"
+            await self._end(CallEnd.ERROR if reason else CallEnd.HANGUP, why)
+            return
         if not self._ended.is_set():
             self._emit(ev.CallerHungUp(self.now()))
             if reason:
@@ -239,7 +258,7 @@ class VoiceCall:
         elif isinstance(action, ev.ResetRecognizer):
             self._asr.put_nowait(DropUtterance())
         elif isinstance(action, ev.TransferCall):
-            await self._end(action.route, f"transferred to {action.route}", transfer=action.route)
+            await self._transfer(action.route)
         elif isinstance(action, ev.EndCall):
             await self._end(action.outcome, action.reason, hang_up=action.hang_up)
         elif isinstance(action, ev.Note):
@@ -268,7 +287,7 @@ class VoiceCall:
 
     async def _route(self, text: str) -> None:
         try:
-            result = await self.engines.brain.route(text)
+            result = await self.engines.brain.route(text, partial=True)  # no bare numbers
             self._emit(
                 ev.PartialRouted(self.now(), text, result.route, result.confidence, result.intent)
             )
@@ -364,12 +383,38 @@ class VoiceCall:
         await self.line.wait_played()
         return bool(self._plays) and self._plays[0] is play
 
-    async def _end(
-        self, outcome: Outcome, reason: str, *, transfer: Route | None = None, hang_up: bool = False
-    ) -> None:
+    async def _transfer(self, route: Route) -> None:
+        """Ask the line to move the call; only a transfer that went through ends it."""
+        if self._ended.is_set():
+            return
+        try:
+            result = await self.line.transfer(route)
+        except Exception as e:  # a bug in a line: the caller is still there, so fall back
+            logger.exception("call %s: transfer to %s failed", self.call_id, route)
+            result = TransferResult.failed("error", repr(e))
+        if result.ok:
+            await self._end(route, f"transferred to {route}")
+            return
+        self._transfer_failed = (route, result)
+        failures = self.engines.metrics.transfer_failures
+        failures[(route, result.reason)] = failures.get((route, result.reason), 0) + 1
+        note = ev.Note(
+            NoteKind.TRANSFER_FAILED, result.detail, {"route": route, "reason": result.reason}
+        )
+        await self._note_turn(note)
+        self._emit(ev.TransferFailed(self.now(), route, result.reason))
+
+    async def _end(self, outcome: Outcome, reason: str, *, hang_up: bool = False) -> None:
         if self._ended.is_set():
             return
         self._ended.set()
+        if self._transfer_failed is not None and outcome in (CallEnd.HANGUP, CallEnd.GOODBYE):
+            # Ended without reaching anyone after a transfer failed: say so in the record.
+            route, failed = self._transfer_failed
+            outcome = CallEnd.TRANSFER_FAILED
+            reason = f"{reason}, after the transfer to {route} failed ({failed.reason}): " + (
+                failed.detail
+            )
         metrics = self.engines.metrics
         metrics.calls_active -= 1
         metrics.outcomes[outcome] = metrics.outcomes.get(outcome, 0) + 1
@@ -377,9 +422,7 @@ class VoiceCall:
         metrics.asr_seconds += self.stats.asr_seconds
         metrics.asr_audio_seconds += self.stats.asr_audio_seconds
         try:
-            if transfer is not None:
-                await self.line.transfer(transfer)
-            elif hang_up:
+            if hang_up:
                 await self.line.hangup()
         except Exception as e:
             logger.warning("call %s: ending the call failed: %r", self.call_id, e)
@@ -391,6 +434,12 @@ class VoiceCall:
                 logger.error("call %s: %s", self.call_id, e)
         self._events.put_nowait(None)
         self._finished.set()
+        forget = getattr(self.engines.brain, "forget", None)
+        if forget is not None:  # the dialogue's history is of no use once the call is over
+            try:
+                await forget(self.call_id)
+            except Exception as e:  # noqa: BLE001  (only memory is at stake)
+                logger.debug("call %s: forgetting the dialogue failed: %r", self.call_id, e)
 
     # -- the call record -------------------------------------------------------------
 
@@ -398,7 +447,20 @@ class VoiceCall:
         if self.engines.store is None:
             return
         try:
-            await self.engines.store.async_start_call(self.call_id, self.transport, self.caller)
+            # Which recogniser heard the call (none for a call over the limit).
+            asr = None if self._overflow else self.engines.speech.name
+            try:
+                await self.engines.store.async_start_call(
+                    self.call_id, self.transport, self.caller, asr_engine=asr
+                )
+            except DuplicateCall:
+                # A reused id (a PBX replaying a UUID): never append to another call's
+                # record; this call gets its own id (the line keeps the transport's).
+                old, self.call_id = self.call_id, f"{self.call_id}~{uuid.uuid4().hex[:8]}"
+                logger.warning("call %s: id already recorded; recording as %s", old, self.call_id)
+                await self.engines.store.async_start_call(
+                    self.call_id, self.transport, self.caller, asr_engine=asr
+                )
         except StoreError as e:  # the call goes on without its record
             logger.error("call %s: %s", self.call_id, e)
 
@@ -450,5 +512,3 @@ def _joined(pieces: list[Final]) -> Final:
     confs = [p.confidence for p in pieces if p.confidence is not None]
     confidence = min(confs) if confs else None  # the weakest piece speaks for the whole
     return Final(" ".join(p.text for p in pieces), words, confidence)
-
-

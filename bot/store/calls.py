@@ -14,8 +14,10 @@ Vocabulary: the types of ``bot.vocabulary``, checked on every write and parsed o
 - ``calls.transport``: a ``Transport``.
 - ``calls.outcome``: an ``Outcome``: the route the call was settled on (a transfer, or the
   FAQ the caller was answered with), ``goodbye`` (the bot closed the call after a goodbye
-  with no FAQ answered), ``hangup`` (the caller hung up before anything was settled) or
-  ``error``. ``NULL`` while the call runs, and for ever if the process died mid-call.
+  with no FAQ answered), ``hangup`` (the caller hung up before anything was settled),
+  ``transfer_failed`` (a transfer did not go through and the call ended without reaching
+  anyone) or ``error``. ``NULL`` while the call runs; a call left open by a crash is closed
+  at the next start-up (``close_abandoned``: ``error``, "server restarted").
 - ``turns.kind``: a ``NoteKind``; ``turns.speaker``: that kind's ``Speaker`` (caller, bot,
   or the call's own events: system), written by the store, never chosen by the writer.
 
@@ -38,6 +40,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -64,6 +67,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
     update,
 )
@@ -73,7 +77,6 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import QueuePool, StaticPool
 from sqlalchemy.types import TypeDecorator
 
-from bot.app import settings
 from bot.vocabulary import (
     TRANSFER_ROUTES,
     CallEnd,
@@ -88,6 +91,8 @@ from bot.vocabulary import (
 
 logger = logging.getLogger(__name__)
 
+# The end reason of calls a crash left open, written at the next start-up.
+RESTARTED = "server restarted"
 # How long a write waits for a busy SQLite database before it fails.
 WAIT_SECONDS = 30.0
 # PostgreSQL advisory lock held while creating the schema (any constant unique to us).
@@ -102,6 +107,10 @@ T = TypeVar("T")
 
 class StoreError(RuntimeError):
     """A call record could not be read or written (the message says which and why)."""
+
+
+class DuplicateCall(StoreError):
+    """start_call with an id already recorded: that record is another call's."""
 
 
 class UTCDateTime(TypeDecorator):
@@ -148,6 +157,9 @@ calls = Table(
     Column("outcome", Text),
     Column("end_reason", Text),
     Column("audio_path", Text),
+    # The recogniser that heard the call, as "engine:model" (SpeechModel.name). Added after
+    # the first release: _add_missing_columns puts it into older databases.
+    Column("asr_engine", Text),
     Index("ix_calls_started_at", "started_at"),  # calls by day, newest first
     Index("ix_calls_outcome_started_at", "outcome", "started_at"),  # calls by outcome
 )
@@ -186,6 +198,7 @@ class CallRecord:
     outcome: Outcome | None
     end_reason: str | None
     audio_path: str | None
+    asr_engine: str | None = None  # engine:model that heard the call (None: none, or older)
 
 
 @dataclass(frozen=True)
@@ -215,15 +228,18 @@ def utc(at: datetime | None = None) -> datetime:
     return at.astimezone(timezone.utc)
 
 
-def resolve_url(url: str) -> str:
-    """A relative SQLite path is taken from the project root, like every path in settings."""
+def resolve_url(url: str, root: Path) -> str:
+    """A relative SQLite path taken from ``root`` (the settings take every path from the
+    project root); any other URL as it is."""
     parsed = make_url(url)
     database = parsed.database
     if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
         return url
+    if parsed.query.get("uri") == "true":  # a file: URI (mode=ro, ...) says where it is
+        return url
     if Path(database).is_absolute():
         return url
-    return str(parsed.set(database=str(settings.ROOT / database)))
+    return str(parsed.set(database=str(root / database)))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -256,6 +272,25 @@ def _enable_wal(cursor: Any, wait: float = WAIT_SECONDS) -> str:
             time.sleep(0.01)
 
 
+# The project's own var/ (bot/store/calls.py -> the project root): its mode is ours to set.
+_OWN_VAR = Path(__file__).resolve().parents[2] / "var"
+
+
+def _private_file(path: Path) -> None:
+    """The directory 0700 and the database 0600, created so before SQLite opens it (the WAL
+    and shared-memory files take the database's mode): call records are personal data."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.parent == _OWN_VAR:
+        os.chmod(path.parent, 0o700)  # ours, maybe made 0755 before; never chmod another's
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+    for suffix in ("-wal", "-shm", "-journal"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            os.chmod(side, 0o600)
+
+
 def _dumps(value: Any) -> str:
     # Vietnamese words stay readable in the database instead of \\u escapes.
     return json.dumps(value, ensure_ascii=False)
@@ -267,13 +302,13 @@ class CallStore:
     Nothing touches the disk or the network until the first read or write, which creates
     the SQLite file (and ``var/``) and the tables if they are missing."""
 
-    def __init__(self, url: str | None = None) -> None:
-        self.url = resolve_url(url or settings.DATABASE_URL)
+    def __init__(self, url: str) -> None:
+        self.url = url
         parsed = make_url(self.url)
         self._sqlite_file: Path | None = None
         if parsed.get_backend_name() == "sqlite":
             memory = not parsed.database or parsed.database == ":memory:"
-            if not memory:
+            if not memory and parsed.query.get("uri") != "true":  # a file: URI is not a path
                 self._sqlite_file = Path(parsed.database)
             self._engine: Engine = create_engine(
                 self.url,
@@ -323,7 +358,7 @@ class CallStore:
 
     def _create_schema(self) -> None:
         if self._sqlite_file is not None:
-            self._sqlite_file.parent.mkdir(parents=True, exist_ok=True)
+            _private_file(self._sqlite_file)
         with self._engine.begin() as conn:
             # Several processes may open a new database at once: the first to take the lock
             # creates the tables, the others wait for it and find them there.
@@ -332,6 +367,7 @@ class CallStore:
             elif conn.dialect.name == "postgresql":
                 conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK_ID)))
             metadata.create_all(conn)
+            _add_missing_columns(conn)
 
     def close(self) -> None:
         """Finish the queued writes, then close every connection."""
@@ -365,6 +401,7 @@ class CallStore:
         caller: str | None = None,
         at: datetime | None = None,
         audio_path: str | None = None,
+        asr_engine: str | None = None,
     ) -> None:
         transport = Transport(transport)  # ValueError for one that does not exist
         engine = self._engine_ready()
@@ -374,12 +411,15 @@ class CallStore:
             "caller": caller,
             "started_at": utc(at),
             "audio_path": audio_path,
+            "asr_engine": asr_engine,
         }
         try:
             with engine.begin() as conn:
                 conn.execute(calls.insert().values(**row))
         except IntegrityError as e:
-            raise self._fail(f"cannot start call {call_id}: it is already recorded", e) from e
+            message = f"cannot start call {call_id}: it is already recorded"
+            logger.warning("%s", message)
+            raise DuplicateCall(message) from e
         except SQLAlchemyError as e:
             raise self._fail(f"cannot start call {call_id}", e) from e
 
@@ -479,6 +519,25 @@ class CallStore:
             "call %s already ended; ignoring a second end (%s: %s)", call_id, outcome, reason
         )
 
+    def close_abandoned(self, reason: str = RESTARTED) -> int:
+        """Close every call still open (a crash left it so): outcome ``error``. Call at
+        start-up, before any call starts; only when this process is the database's only
+        writer (settings.RECOVER_OPEN_CALLS). Returns how many were closed."""
+        engine = self._engine_ready()
+        try:
+            with engine.begin() as conn:
+                result = conn.execute(
+                    update(calls)
+                    .where(calls.c.ended_at.is_(None))
+                    .values(ended_at=utc(), outcome=CallEnd.ERROR.value, end_reason=reason)
+                )
+        except SQLAlchemyError as e:
+            raise self._fail("cannot close the calls left open", e) from e
+        closed = int(result.rowcount or 0)
+        if closed:
+            logger.warning("closed %d call(s) left open by a crash (%s)", closed, reason)
+        return closed
+
     # --- reads ------------------------------------------------------------------------
 
     def _exists(self, call_id: str) -> bool:
@@ -565,7 +624,10 @@ class CallStore:
         }
         figures.update({str(d): outcomes.get(d, 0) for d in TRANSFER_ROUTES})
         figures.update(
-            {str(k): outcomes.get(k, 0) for k in (Route.FALLBACK, CallEnd.HANGUP, CallEnd.ERROR)}
+            {
+                str(k): outcomes.get(k, 0)
+                for k in (Route.FALLBACK, CallEnd.HANGUP, CallEnd.TRANSFER_FAILED, CallEnd.ERROR)
+            }
         )
         figures["unfinished"] = by_outcome.get(None, 0)
         return figures
@@ -591,8 +653,9 @@ class CallStore:
         caller: str | None = None,
         at: datetime | None = None,
         audio_path: str | None = None,
+        asr_engine: str | None = None,
     ) -> None:
-        await self._write(self.start_call, call_id, transport, caller, at, audio_path)
+        await self._write(self.start_call, call_id, transport, caller, at, audio_path, asr_engine)
 
     async def async_add_turn(
         self,
@@ -669,7 +732,22 @@ def _call_record(row: Any) -> CallRecord:
         outcome=parse_outcome(row.outcome) if row.outcome is not None else None,
         end_reason=row.end_reason,
         audio_path=row.audio_path,
+        asr_engine=row.asr_engine,
     )
+
+
+# Columns added to a table after its first release (additive: nullable, no default), which
+# create_all does not add to an existing table. The hand-written step of the note above.
+_ADDED_COLUMNS = ((calls, "asr_engine"),)
+
+
+def _add_missing_columns(conn: Any) -> None:
+    for table, name in _ADDED_COLUMNS:
+        present = {c["name"] for c in inspect(conn).get_columns(table.name)}
+        if name not in present:
+            column = table.c[name]
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}")
 
 
 def _turn_record(row: Any) -> TurnRecord:

@@ -17,7 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from bot.app import settings
+from bot.app.settings import ROOT, Settings, quiet_libraries
 from bot.nlu.text import fold, merge_accent, normalise, strip_diacritics
 
 FINGERPRINT_FILE = "fingerprint.json"
@@ -32,22 +32,23 @@ _CODE_INPUTS = (
 )
 
 
-def training_inputs() -> list[Path]:
-    files = [settings.CONFIG_FILE, settings.DOMAIN_FILE]
-    files += sorted(settings.NLU_DATA_DIR.rglob("*.yml"))
-    files += [settings.ROOT / p for p in _CODE_INPUTS]
+def training_inputs(s: Settings) -> list[Path]:
+    files = [s.rasa_config, s.rasa_domain]
+    files += sorted(s.nlu_data.rglob("*.yml"))
+    files += [ROOT / p for p in _CODE_INPUTS]
     return files
 
 
-def fingerprint() -> str:
+def fingerprint(s: Settings) -> str:
     digest = hashlib.sha256()
-    for path in training_inputs():
-        digest.update(str(path.relative_to(settings.ROOT)).encode())
+    for path in training_inputs(s):
+        # Relative where it can be, so a clone elsewhere has the same fingerprint.
+        digest.update(str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
-def load_examples(data_dir: Path = settings.NLU_DATA_DIR) -> dict[str, list[str]]:
+def load_examples(data_dir: Path) -> dict[str, list[str]]:
     """Hand-written examples by full intent name ("faq_f0/f0_thuoc" for retrieval ones)."""
     from rasa.shared.data import is_nlu_file
     from rasa.shared.nlu.constants import INTENT, INTENT_RESPONSE_KEY, TEXT
@@ -71,8 +72,8 @@ def variants_of(text: str) -> list[str]:
     return [strip_diacritics(clean), merge_accent(clean), merge_accent(clean, rng, rate=0.5)]
 
 
-def write_variants(out_dir: Path = settings.BUILD_DIR) -> tuple[Path, int]:
-    examples = load_examples()
+def write_variants(data_dir: Path, out_dir: Path) -> tuple[Path, int]:
+    examples = load_examples(data_dir)
     owner: dict[str, str] = {}  # exact sentence -> intent, to keep variants unambiguous
     for intent, texts in examples.items():
         for text in texts:
@@ -101,58 +102,58 @@ def write_variants(out_dir: Path = settings.BUILD_DIR) -> tuple[Path, int]:
     return path, sum(len(v) for v in generated.values())
 
 
-def _read_fingerprint() -> dict[str, Any]:
+def _read_fingerprint(models_dir: Path) -> dict[str, Any]:
     try:
-        saved = json.loads((settings.MODELS_DIR / FINGERPRINT_FILE).read_text())
+        saved = json.loads((models_dir / FINGERPRINT_FILE).read_text())
         return saved if isinstance(saved, dict) else {}
     except (OSError, ValueError):
         return {}
 
 
-def up_to_date_model() -> Path | None:
+def up_to_date_model(s: Settings) -> Path | None:
     """The current model if nothing that shapes it changed since it was trained."""
-    saved = _read_fingerprint()
-    model: Path = settings.MODELS_DIR / str(saved.get("model", ""))
-    if saved.get("fingerprint") == fingerprint() and model.is_file():
+    saved = _read_fingerprint(s.models_dir)
+    model: Path = s.models_dir / str(saved.get("model", ""))
+    if saved.get("fingerprint") == fingerprint(s) and model.is_file():
         return model
     return None
 
 
-def train(if_changed: bool = False) -> Path:
+def train(s: Settings, if_changed: bool = False) -> Path:
     if if_changed:
-        model = up_to_date_model()
+        model = up_to_date_model(s)
         if model:
-            print(f"==> model is up to date: {model.relative_to(settings.ROOT)}")
+            print(f"==> model is up to date: {model}")
             return model
-    settings.quiet_libraries("INFO")
+    quiet_libraries("INFO")
     from rasa.api import train as rasa_train
 
-    variants, count = write_variants()
+    variants, count = write_variants(s.nlu_data, s.build_dir)
     print(f"==> generated {count} diacritic-free and accent-merged variants -> {variants}")
     print("==> training the Rasa model (NLU + dialogue); progress bars follow")
     started = time.monotonic()
-    inputs = fingerprint()  # of the files as trained, not as they are when training ends
+    inputs = fingerprint(s)  # of the files as trained, not as they are when training ends
     result = rasa_train(
-        domain=str(settings.DOMAIN_FILE),
-        config=str(settings.CONFIG_FILE),
-        training_files=[str(settings.NLU_DATA_DIR), str(variants)],
-        output=str(settings.MODELS_DIR),
+        domain=str(s.rasa_domain),
+        config=str(s.rasa_config),
+        training_files=[str(s.nlu_data), str(variants)],
+        output=str(s.models_dir),
         force_training=True,
     )
     if result.code != 0 or not result.model:
         raise SystemExit(f"error: Rasa training failed (code {result.code})")
     model = Path(result.model)
     seconds = time.monotonic() - started
-    (settings.MODELS_DIR / FINGERPRINT_FILE).write_text(
+    (s.models_dir / FINGERPRINT_FILE).write_text(
         json.dumps({"fingerprint": inputs, "model": model.name, "seconds": round(seconds, 1)})
     )
-    _prune_models(keep=settings.KEEP_MODELS)
+    _prune_models(s.models_dir, keep=s.keep_models)
     print(f"==> trained {model.name} in {seconds:.0f} s")
     return model
 
 
-def _prune_models(keep: int) -> None:
-    models = sorted(settings.MODELS_DIR.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime)
+def _prune_models(models_dir: Path, keep: int) -> None:
+    models = sorted(models_dir.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime)
     for old in models[:-keep]:
         old.unlink()
 
@@ -170,12 +171,10 @@ def syllable_runs(text: str, n: int = SHARED_RUN) -> set[tuple[str, ...]]:
 
 
 def shared_runs(
-    texts: list[str], examples: list[str] | None = None, n: int = SHARED_RUN
+    texts: list[str], examples: list[str], n: int = SHARED_RUN
 ) -> list[tuple[str, str]]:
-    """(text, run) for each text that shares an ``n``-syllable run with a training example
-    (all of nlu_data/ unless ``examples`` is given); the first shared run is shown."""
-    if examples is None:
-        examples = [t for texts_ in load_examples().values() for t in texts_]
+    """(text, run) for each text that shares an ``n``-syllable run with one of the
+    ``examples`` (the training examples, ``load_examples``); the first shared run is shown."""
     training: set[tuple[str, ...]] = set()
     for example in examples:
         training |= syllable_runs(example, n)
@@ -187,7 +186,7 @@ def shared_runs(
     return found
 
 
-def heldout_overlap(heldout_texts: list[str]) -> list[str]:
+def heldout_overlap(heldout_texts: list[str], nlu_data: Path) -> list[str]:
     """Held-out sentences that also appear (folded) among the training examples."""
-    training = {fold(t) for texts in load_examples().values() for t in texts}
+    training = {fold(t) for texts in load_examples(nlu_data).values() for t in texts}
     return [t for t in heldout_texts if fold(t) in training]

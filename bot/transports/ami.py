@@ -20,9 +20,9 @@ import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import NamedTuple
 
-from bot.app import settings
 from bot.vocabulary import TRANSFER_ROUTES, Route
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,15 @@ _MAX_PENDING_BYTES = 1 << 20  # a "line" longer than this is not AMI: stop, don'
 
 
 class AmiError(Exception):
-    """An AMI action failed: refused by Asterisk, not answered in time, or cut off."""
+    """An AMI action failed: refused by Asterisk, not answered in time, or cut off.
+
+    ``kind`` says which, in one word (a transfer's failure reason on /metrics):
+    ``ami_unavailable`` (no connection or login), ``refused`` (Asterisk answered Error),
+    ``timeout``, ``connection_lost``, ``error``."""
+
+    def __init__(self, message: str, kind: str = "error") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -109,12 +117,12 @@ class AmiClient:
 
     def __init__(
         self,
-        host: str = settings.AMI_HOST,
-        port: int = settings.AMI_PORT,
-        username: str = settings.AMI_USERNAME,
-        secret: str = settings.AMI_SECRET,
-        timeout: float = settings.AMI_TIMEOUT,
-        auth: str = settings.AMI_AUTH,
+        host: str,
+        port: int,
+        username: str,
+        secret: str,
+        timeout: float,
+        auth: str = "md5",
     ) -> None:
         if auth not in ("md5", "plain"):
             raise ValueError(f"AMI auth must be 'md5' or 'plain', not {auth!r}")
@@ -132,10 +140,29 @@ class AmiClient:
         self._ids = itertools.count(1)
         self._id_prefix = uuid.uuid4().hex[:8]  # ActionIDs unique across clients too
         self._connect_lock = asyncio.Lock()
+        # For /health: the manager is a dependency of every transfer.
+        self.logged_in = False
+        self.last_error: str | None = None
+        self.last_error_at: datetime | None = None
 
     @property
     def connected(self) -> bool:
         return self._read_task is not None and not self._read_task.done()
+
+    def status(self) -> dict[str, object]:
+        """The dependency's state for /health (never the secret)."""
+        return {
+            "address": f"{self.host}:{self.port}",
+            "connected": self.connected,
+            "logged_in": self.connected and self.logged_in,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at.isoformat() if self.last_error_at else None,
+        }
+
+    def note_failure(self, error: AmiError) -> AmiError:
+        self.last_error = str(error)
+        self.last_error_at = datetime.now(timezone.utc)
+        return error
 
     async def __aenter__(self) -> AmiClient:
         await self.connect()
@@ -150,27 +177,38 @@ class AmiClient:
             if self.connected:
                 return
             if not self._secret:
-                raise AmiError("no AMI secret configured (set BOT_AMI_SECRET)")
+                raise self.note_failure(
+                    AmiError("no AMI secret configured (set BOT_AMI_SECRET)", "ami_unavailable")
+                )
             where = f"{self.host}:{self.port}"
             try:
                 self._reader, self._writer = await asyncio.wait_for(
                     asyncio.open_connection(self.host, self.port), self.timeout
                 )
             except (OSError, asyncio.TimeoutError) as e:
-                raise AmiError(f"cannot connect to AMI at {where}: {e!r}") from e
+                raise self.note_failure(
+                    AmiError(f"cannot connect to AMI at {where}: {e!r}", "ami_unavailable")
+                ) from e
             parser = AmiParser()
             try:
                 await asyncio.wait_for(self._read_banner(parser), self.timeout)
             except (OSError, ValueError, asyncio.TimeoutError, AmiError) as e:
                 # ValueError: a first "line" longer than the stream's limit is no banner.
                 await self._disconnect()
-                raise AmiError(f"no AMI banner from {where}: {e!r}") from e
+                raise self.note_failure(
+                    AmiError(f"no AMI banner from {where}: {e!r}", "ami_unavailable")
+                ) from e
             self._read_task = asyncio.create_task(self._read_loop(parser), name="ami-read")
             try:
                 await self._login()
             except AmiError as e:
                 await self._disconnect()
-                raise AmiError(f"AMI login as {self.username!r} at {where} failed: {e}") from e
+                raise self.note_failure(
+                    AmiError(
+                        f"AMI login as {self.username!r} at {where} failed: {e}", "ami_unavailable"
+                    )
+                ) from e
+            self.logged_in = True
             log.info("AMI: logged in to %s (%s)", where, self.banner)
 
     async def _login(self) -> None:
@@ -207,7 +245,9 @@ class AmiClient:
         try:
             await self._action("Redirect", fields)
         except AmiError as e:
-            raise AmiError(f"Redirect of {channel} to {exten}@{context} failed: {e}") from e
+            raise self.note_failure(
+                AmiError(f"Redirect of {channel} to {exten}@{context} failed: {e}", e.kind)
+            ) from e
         log.info("AMI: redirected %s to %s@%s,%d", channel, exten, context, priority)
 
     async def getvar(self, variable: str, channel: str | None = None) -> str:
@@ -223,7 +263,7 @@ class AmiClient:
         """Send one action and wait for its Success answer (AmiError otherwise)."""
         writer = self._writer
         if writer is None or not self.connected:
-            raise AmiError("not connected")
+            raise AmiError("not connected", "connection_lost")
         action_id = f"bot1022-{self._id_prefix}-{next(self._ids)}"
         data = encode_action(action, {**fields, "ActionID": action_id})
         answer: asyncio.Future[AmiMessage] = asyncio.get_running_loop().create_future()
@@ -233,14 +273,16 @@ class AmiClient:
             await writer.drain()
             reply = await asyncio.wait_for(answer, self.timeout)
         except asyncio.TimeoutError as e:
-            raise AmiError(f"no answer to {action} within {self.timeout:g} s") from e
+            raise AmiError(f"no answer to {action} within {self.timeout:g} s", "timeout") from e
         except OSError as e:
-            raise AmiError(f"connection lost while sending {action}: {e!r}") from e
+            raise AmiError(
+                f"connection lost while sending {action}: {e!r}", "connection_lost"
+            ) from e
         finally:
             self._pending.pop(action_id, None)
         if (reply.response or "").lower() != "success":
             message = reply.get("Message") or "no message"
-            raise AmiError(f"Asterisk answered {reply.response or 'nothing'}: {message}")
+            raise AmiError(f"Asterisk answered {reply.response or 'nothing'}: {message}", "refused")
         return reply
 
     async def _read_loop(self, parser: AmiParser) -> None:
@@ -260,9 +302,13 @@ class AmiClient:
             raise
         finally:
             # Anything still waiting will never be answered on this connection.
+            self.logged_in = False
             for answer in self._pending.values():
                 if not answer.done():
-                    answer.set_exception(AmiError(f"{reason} before answering"))
+                    answer.set_exception(AmiError(f"{reason} before answering", "connection_lost"))
+            if not reason.endswith("by the bot"):
+                self.last_error = reason
+                self.last_error_at = datetime.now(timezone.utc)
             if self._writer is not None:
                 self._writer.close()
             log.info("AMI: %s", reason)
@@ -277,6 +323,7 @@ class AmiClient:
             log.debug("AMI message for no pending action: %s", message.fields)
 
     async def _disconnect(self) -> None:
+        self.logged_in = False
         task, self._read_task = self._read_task, None
         if task is not None:
             task.cancel()
@@ -312,11 +359,7 @@ class TransferPlan:
     targets: Mapping[Route, TransferTarget]
 
     @classmethod
-    def from_settings(
-        cls,
-        context: str = settings.TRANSFER_CONTEXT,
-        extensions: Mapping[str, str] = settings.TRANSFER_EXTENSIONS,
-    ) -> TransferPlan:
+    def from_mapping(cls, context: str, extensions: Mapping[str, str]) -> TransferPlan:
         """``route -> exten`` or ``route -> exten@context``; the default context otherwise.
 
         Every transfer route must have a target: a branch with nowhere to go is found

@@ -13,9 +13,9 @@ import asyncio
 import logging
 from typing import Any
 
-from bot.app import settings
 from bot.audio.formats import TELEPHONE, AudioChunk
 from bot.session.engines import Engines
+from bot.session.line import TransferResult
 from bot.session.voice_call import VoiceCall
 from bot.transports import audiosocket as asock
 from bot.transports.ami import AmiClient, AmiError, TransferPlan
@@ -30,18 +30,31 @@ ASTDB_FAMILY = "bot1022"
 class Transferer:
     """Moves an AudioSocket call's channel to the branch's dial-plan target over AMI."""
 
-    def __init__(self, client: AmiClient | None = None, plan: TransferPlan | None = None) -> None:
-        self.client = client or AmiClient()
-        self.plan = plan or TransferPlan.from_settings()
+    def __init__(self, client: AmiClient, plan: TransferPlan) -> None:
+        self.client = client
+        self.plan = plan
 
-    async def transfer(self, call_id: str, route: Route) -> None:
-        channel = await self.client.getvar(f"DB({ASTDB_FAMILY}/{call_id})")
-        if not channel:
-            raise AmiError(
-                f"no channel stored for call {call_id} in AstDB family {ASTDB_FAMILY}: "
-                "see the dial plan in README.md"
-            )
-        await self.plan.transfer(self.client, channel, route)
+
+    async def transfer(self, call_id: str, route: Route) -> TransferResult:
+        """Redirect the call's channel; the result says whether it left, and if not, why."""
+        try:
+            channel = await self.client.getvar(f"DB({ASTDB_FAMILY}/{call_id})")
+            if not channel:
+                raise self.client.note_failure(
+                    AmiError(
+                        f"no channel stored for call {call_id} in AstDB family {ASTDB_FAMILY}: "
+                        "see the dial plan in README.md",
+                        "no_channel",
+                    )
+                )
+            await self.plan.transfer(self.client, channel, route)
+        except AmiError as e:
+            self.client.note_failure(e)
+            logger.warning("call %s: transfer to %s failed (%s): %s", call_id, route, e.kind, e)
+            return TransferResult.failed(e.kind, str(e))
+        except KeyError as e:  # a route without a dial-plan target (the plan checks at start)
+            return TransferResult.failed("error", str(e))
+        return TransferResult.done()
 
 
 class AudioSocketLine:
@@ -67,12 +80,15 @@ class AudioSocketLine:
     async def hangup(self) -> None:
         await self.connection.hangup()
 
-    async def transfer(self, route: Route) -> None:
-        try:
-            await self.transferer.transfer(str(self.connection.call_id), route)
-        finally:
-            # The channel has left AudioSocket() (or could not be moved): end our side.
+    async def transfer(self, route: Route) -> TransferResult:
+        if self.connection.closed:
+            return TransferResult.failed("caller_gone", "the caller hung up before the transfer")
+        result = await self.transferer.transfer(str(self.connection.call_id), route)
+        if result.ok:
+            # The channel has left AudioSocket(): end our side. On failure the caller is
+            # still on the line, and the call goes on (VoiceCall falls back).
             await self.connection.hangup()
+        return result
 
     async def show(self, message: dict[str, Any]) -> None:
         return None  # a phone has no screen
@@ -92,8 +108,8 @@ class AudioSocketCall:
 
     async def on_event(self, event: asock.Event) -> None:
         if isinstance(event, asock.CallStarted):
+            self._started = True  # set first: a start cut short still ends the record
             await self.call.start()
-            self._started = True
         elif isinstance(event, asock.AudioReceived):
             await self.call.audio(event.chunk)
         elif isinstance(event, asock.DigitPressed):
@@ -110,13 +126,21 @@ class AudioSocketCall:
 
 async def serve_audiosocket(
     engines: Engines,
-    host: str = settings.AUDIOSOCKET_HOST,
-    port: int = settings.AUDIOSOCKET_PORT,
-    transferer: Transferer | None = None,
+    host: str,
+    port: int,
+    transferer: Transferer,
+    max_payload: int = asock.DEFAULT_MAX_PAYLOAD,
+    *,
+    max_connections: int = asock.DEFAULT_MAX_CONNECTIONS,
+    uuid_timeout_s: float = asock.DEFAULT_UUID_TIMEOUT_S,
+    idle_timeout_s: float = asock.DEFAULT_IDLE_TIMEOUT_S,
 ) -> asyncio.Server:
-    transferer = transferer or Transferer()
     return await asock.serve(
-        lambda connection: AudioSocketCall(connection, engines, transferer), host, port
+        lambda connection: AudioSocketCall(connection, engines, transferer),
+        host,
+        port,
+        max_payload=max_payload,
+        max_connections=max_connections,
+        uuid_timeout_s=uuid_timeout_s,
+        idle_timeout_s=idle_timeout_s,
     )
-
-

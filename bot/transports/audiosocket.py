@@ -30,8 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.app import settings
-from bot.audio.formats import TELEPHONE, AudioChunk, AudioFormatError
+from bot.app import logs
+from bot.audio.formats import FRAME_MS, TELEPHONE, AudioChunk, frames
 from bot.transports.pacing import PacedSender
 from bot.vocabulary import DTMF_KEYS
 
@@ -49,10 +49,14 @@ _OTHER_RATE_KINDS = range(0x11, 0x19)
 
 _HEADER = struct.Struct(">BH")
 HEADER_BYTES = _HEADER.size
-FRAME_MS = 20
 FRAME_BYTES = TELEPHONE.bytes_for_ms(FRAME_MS)  # 320: what Asterisk sends and expects
 _FRAME_S = FRAME_MS / 1000
 DEFAULT_MAX_PAYLOAD = 4096
+# Asterisk sends the UUID at once and a frame every 20 ms: a peer silent for these long is
+# not a live call (settings: BOT_AUDIOSOCKET_UUID_TIMEOUT_S, BOT_AUDIOSOCKET_IDLE_TIMEOUT_S).
+DEFAULT_UUID_TIMEOUT_S = 2.0
+DEFAULT_IDLE_TIMEOUT_S = 30.0
+DEFAULT_MAX_CONNECTIONS = 64  # BOT_MAX_CONNECTIONS
 # The wire also carries A-D, the fourth column of a full DTMF pad (no phone keypad has it).
 DTMF_DIGITS = DTMF_KEYS | frozenset("ABCD")
 READ_BYTES = 4096
@@ -251,19 +255,8 @@ def _frame(kind: int, payload: bytes = b"") -> bytes:
 
 
 def audio_payloads(chunk: AudioChunk) -> list[bytes]:
-    """The chunk as 20 ms payloads; the last is padded with silence.
-
-    Padding keeps every frame exactly 20 ms, so pacing is one frame per period;
-    it adds under 20 ms of silence at the end of a chunk."""
-    if chunk.format != TELEPHONE:
-        raise AudioFormatError(
-            f"AudioSocket carries {TELEPHONE}, not {chunk.format}; convert it first"
-        )
-    data = chunk.data
-    payloads = [data[i : i + FRAME_BYTES] for i in range(0, len(data), FRAME_BYTES)]
-    if payloads and len(payloads[-1]) < FRAME_BYTES:
-        payloads[-1] = payloads[-1].ljust(FRAME_BYTES, b"\x00")  # PCM16 zero is silence
-    return payloads
+    """The chunk as 20 ms payloads; the last is padded with silence."""
+    return frames(chunk, TELEPHONE)
 
 
 def encode_audio(chunk: AudioChunk) -> bytes:
@@ -321,12 +314,19 @@ class AudioSocketConnection:
         writer: asyncio.StreamWriter,
         *,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
+        uuid_timeout_s: float = DEFAULT_UUID_TIMEOUT_S,
+        idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
     ) -> None:
+        self.uuid_timeout_s = uuid_timeout_s
+        self.idle_timeout_s = idle_timeout_s
         self._reader = reader
         self._writer = writer
         self._parser = AudioSocketParser(max_payload)
         self._handler: CallHandler | None = None
-        self.peer = str(writer.get_extra_info("peername"))
+        peername = writer.get_extra_info("peername")
+        self.peer = str(peername)
+        # Warnings are limited per host, not per (host, port): each connection has a new port.
+        self.peer_host = str(peername[0]) if isinstance(peername, tuple) else self.peer
         self._player = PacedSender(self._send_frame, _FRAME_S, f"audiosocket-play-{self.peer}")
         self._closed = False
         self.end_reason: str | None = None
@@ -403,6 +403,8 @@ class AudioSocketConnection:
             self.end_reason = reason
             if reason is None:
                 log.info("call %s: ended", self._label())
+            elif self.call_id is None:  # no call: a stranger or a broken peer, rate-limited
+                logs.peers.warning(log, self.peer_host, "call %s: ended: %s", self._label(), reason)
             else:
                 log.warning("call %s: ended: %s", self._label(), reason)
             # 0x00 tells Asterisk to end the channel's AudioSocket at once when we cut it.
@@ -415,8 +417,17 @@ class AudioSocketConnection:
 
     async def _read_loop(self, handler_factory: HandlerFactory) -> None:
         while not self._closed:
+            # Asterisk sends the UUID at once, then a frame every 20 ms: a silent peer is
+            # either not Asterisk or a call that is gone.
+            wait = self.uuid_timeout_s if self.call_id is None else self.idle_timeout_s
             try:
-                data = await self._reader.read(READ_BYTES)
+                data = await asyncio.wait_for(self._reader.read(READ_BYTES), wait)
+            except asyncio.TimeoutError:
+                raise _CallFailed(
+                    f"no UUID within {wait:g} s of connecting"
+                    if self.call_id is None
+                    else f"nothing from the PBX for {wait:g} s"
+                ) from None
             except ConnectionError:
                 data = b""  # a reset line is the caller gone: the same as closing it
             if self._closed:
@@ -439,6 +450,7 @@ class AudioSocketConnection:
 
     async def _dispatch(self, handler_factory: HandlerFactory, event: Event) -> None:
         if isinstance(event, CallStarted):
+            logs.call_id.set(str(event.uuid))  # on every log line of this call from now on
             log.info("call %s: started from %s", event.uuid, self.peer)
             self._handler = handler_factory(self)
         if self._handler is not None:  # a hang-up or error before the UUID has no call
@@ -462,16 +474,44 @@ class AudioSocketConnection:
 
 async def serve(
     handler_factory: HandlerFactory,
-    host: str = settings.AUDIOSOCKET_HOST,
-    port: int = settings.AUDIOSOCKET_PORT,
+    host: str,
+    port: int,
     *,
-    max_payload: int = settings.AUDIOSOCKET_MAX_PAYLOAD,
+    max_payload: int = DEFAULT_MAX_PAYLOAD,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    uuid_timeout_s: float = DEFAULT_UUID_TIMEOUT_S,
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
 ) -> asyncio.Server:
     """Listen for Asterisk's AudioSocket connections; each call runs in its own task.
 
-    Port 0 picks a free port (see ``server.sockets``). Close with ``server.close()``."""
+    Beyond ``max_connections`` open at once, a new connection gets a hang-up frame and is
+    closed (0: no limit). Port 0 picks a free port (see ``server.sockets``). Close with
+    ``server.close()``."""
+    open_connections = 0
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await AudioSocketConnection(reader, writer, max_payload=max_payload).run(handler_factory)
+        nonlocal open_connections
+        if max_connections and open_connections >= max_connections:
+            peer = str(writer.get_extra_info("peername"))
+            logs.peers.warning(
+                log, "audiosocket-full", "connection %s refused: %d connections open (limit %d)",
+                peer, open_connections, max_connections,
+            )  # fmt: skip
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                writer.write(encode_hangup())
+            writer.close()
+            return
+        open_connections += 1
+        try:
+            connection = AudioSocketConnection(
+                reader,
+                writer,
+                max_payload=max_payload,
+                uuid_timeout_s=uuid_timeout_s,
+                idle_timeout_s=idle_timeout_s,
+            )
+            await connection.run(handler_factory)
+        finally:
+            open_connections -= 1
 
     return await asyncio.start_server(on_connection, host, port)

@@ -9,8 +9,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.audio.formats import TELEPHONE, AudioChunk, AudioFormat, Converter, read_wav, write_wav
+from bot.audio.formats import (
+    FRAME_MS,
+    TELEPHONE,
+    AudioChunk,
+    AudioFormat,
+    Converter,
+    read_wav,
+    write_wav,
+)
 from bot.session.engines import Engines
+from bot.session.line import TransferResult
 from bot.session.voice_call import VoiceCall
 from bot.vocabulary import DTMF_KEYS, CallEnd, Outcome, Route
 
@@ -30,7 +39,7 @@ class SimulatedLine:
     and the bot's audio is laid on a track at the time it would be heard."""
 
     format: AudioFormat = TELEPHONE
-    frame_ms: int = 20
+    frame_ms: int = FRAME_MS
     timeline: list[TimelineEntry] = field(default_factory=list)
     outcome: Outcome | None = None
     late_frames: int = 0  # the simulation paces nothing: no frame is ever late
@@ -61,9 +70,10 @@ class SimulatedLine:
         self.outcome = self.outcome or CallEnd.HANGUP
         self._log("bot", "(hangs up)")
 
-    async def transfer(self, route: Route) -> None:
+    async def transfer(self, route: Route) -> TransferResult:
         self.outcome = route
         self._log("bot", f"(transfers to {route})")
+        return TransferResult.done()
 
     async def show(self, message: dict[str, Any]) -> None:
         kind, text = message.get("kind"), message.get("text") or ""

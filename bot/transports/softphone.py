@@ -46,18 +46,30 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from bot.audio.formats import RECOGNISER, AudioChunk, AudioFormatError
+from bot.app import logs
+from bot.app.inputs import json_problem
+from bot.audio.formats import FRAME_MS, RECOGNISER, AudioChunk, AudioFormatError, frames
 from bot.session.engines import Engines
+from bot.session.line import TransferResult
 from bot.session.voice_call import VoiceCall
 from bot.transports.pacing import PacedSender
 from bot.vocabulary import DTMF_KEYS, Route
 
 logger = logging.getLogger(__name__)
 
+
+@dataclass(frozen=True)
+class SocketLimits:
+    """How long a page may take to start, how long it may stay silent, how many at once
+    (settings: BOT_WS_START_TIMEOUT_S, BOT_WS_IDLE_TIMEOUT_S, BOT_MAX_CONNECTIONS)."""
+
+    start_timeout_s: float = 10.0
+    idle_timeout_s: float = 120.0  # a page without a microphone has only its keypad
+    max_connections: int = 64
+
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PAGE = STATIC_DIR / "softphone.html"
 
-FRAME_MS = 20
 FRAME_BYTES = RECOGNISER.bytes_for_ms(FRAME_MS)  # 640
 _FRAME_S = FRAME_MS / 1000
 MAX_FRAME_BYTES = 64 * 1024  # 2 s of audio: far more than any page sends at once
@@ -119,8 +131,13 @@ def parse_text(text: str) -> PageEvent:
         data = json.loads(text)
     except ValueError as e:
         raise ProtocolError(f"a text frame must be a JSON object ({e})") from e
+    except RecursionError as e:
+        raise ProtocolError("a text frame must be a JSON object (nested too deeply)") from e
     if not isinstance(data, dict):
         raise ProtocolError(f"a text frame must be a JSON object, not {type(data).__name__}")
+    problem = json_problem(data)
+    if problem:
+        raise ProtocolError(f"a text frame must be a JSON object ({problem})")
     kind = data.get("type")
     if kind == "start":
         return Start()
@@ -140,17 +157,8 @@ def branch_name(route: Route) -> str:
 
 
 def audio_frames(chunk: AudioChunk) -> list[bytes]:
-    """The chunk as 20 ms frames; the last is padded with silence (under 20 ms of it),
-    so the player sends exactly one frame per period."""
-    if chunk.format != RECOGNISER:
-        raise AudioFormatError(
-            f"the softphone carries {RECOGNISER}, not {chunk.format}; convert it first"
-        )
-    data = chunk.data
-    frames = [data[i : i + FRAME_BYTES] for i in range(0, len(data), FRAME_BYTES)]
-    if frames and len(frames[-1]) < FRAME_BYTES:
-        frames[-1] = frames[-1].ljust(FRAME_BYTES, b"\x00")
-    return frames
+    """The chunk as 20 ms frames; the last is padded with silence."""
+    return frames(chunk, RECOGNISER)
 
 
 def _dumps(message: dict[str, Any]) -> str:
@@ -199,10 +207,10 @@ class WebSocketLine:
     # -- Line ---------------------------------------------------------------------
 
     async def send_audio(self, chunk: AudioChunk) -> None:
-        frames = audio_frames(chunk)
-        if self.closed or self.ending or not frames:
+        out = audio_frames(chunk)
+        if self.closed or self.ending or not out:
             return  # the page is gone or leaving: a racing speaker is not an error
-        self._player.queue(frames)
+        self._player.queue(out)
 
     async def stop_audio(self) -> None:
         self._player.stop()
@@ -214,8 +222,12 @@ class WebSocketLine:
     async def hangup(self) -> None:
         await self._end({"type": "hangup"})
 
-    async def transfer(self, route: Route) -> None:
+    async def transfer(self, route: Route) -> TransferResult:
+        # The page is the whole "switch": telling it is the transfer.
+        if self._ws.closed:
+            return TransferResult.failed("caller_gone", "the page closed the socket")
         await self._end({"type": "transfer", "route": route, "branch": branch_name(route)})
+        return TransferResult.done()
 
     async def show(self, message: dict[str, Any]) -> None:
         await self._send({"type": "event", **{k: v for k, v in message.items() if k != "type"}})
@@ -279,8 +291,15 @@ class WebSocketLine:
 class SoftphoneCall:
     """Reads one page's socket, feeds its ``VoiceCall``, and ends it whatever happens."""
 
-    def __init__(self, ws: web.WebSocketResponse, engines: Engines, peer: str | None) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        engines: Engines,
+        peer: str | None,
+        limits: SocketLimits = SocketLimits(),
+    ) -> None:
         self.ws = ws
+        self.limits = limits
         self.engines = engines
         self.peer = peer or "?"
         self.call_id = f"web-{uuid.uuid4().hex}"
@@ -292,6 +311,7 @@ class SoftphoneCall:
 
     async def run(self) -> None:
         """Serve the socket until the call ends. Never raises (except cancellation)."""
+        logs.call_id.set(self.call_id)  # on every log line of this call
         reason: str | None = None
         try:
             reason = await self._read_loop()
@@ -305,7 +325,17 @@ class SoftphoneCall:
             await self._finish(reason)
 
     async def _read_loop(self) -> str | None:
-        async for msg in self.ws:
+        while True:
+            # A page sends "start" at once, then its microphone every 20 ms.
+            wait = self.limits.start_timeout_s if self.call is None else self.limits.idle_timeout_s
+            try:
+                msg = await self.ws.receive(timeout=wait)
+            except asyncio.TimeoutError:
+                what = '{"type": "start"}' if self.call is None else "a message"
+                await self.line.send_error(f"no {what} within {wait:g} s")
+                return f"protocol error: no {what} within {wait:g} s"
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                break
             if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT):
                 try:
                     if msg.type == WSMsgType.BINARY:
@@ -365,6 +395,10 @@ class SoftphoneCall:
         finally:
             if reason is None:
                 logger.info("softphone call %s: ended", self.call_id)
+            elif self.call is None:  # no call began: a broken or hostile page, rate-limited
+                logs.peers.warning(
+                    logger, self.peer, "softphone socket from %s: closed: %s", self.peer, reason
+                )
             else:
                 logger.warning("softphone call %s: ended: %s", self.call_id, reason)
             protocol_error = reason is not None and reason.startswith("protocol error")
@@ -413,12 +447,22 @@ async def _page(request: web.Request) -> web.FileResponse:
 
 
 async def serve_socket(
-    request: web.Request, engines: Engines, calls: set[SoftphoneCall] | None = None
+    request: web.Request,
+    engines: Engines,
+    calls: set[SoftphoneCall] | None = None,
+    limits: SocketLimits = SocketLimits(),
 ) -> web.WebSocketResponse:
+    limit = limits.max_connections
+    if calls is not None and limit and len(calls) >= limit:
+        logs.peers.warning(
+            logger, "softphone-full", "softphone socket from %s refused: %d open (limit %d)",
+            request.remote, len(calls), limit,
+        )  # fmt: skip
+        raise web.HTTPServiceUnavailable(text=f"the softphone is full ({limit} calls)")
     # No compression: deflating PCM costs CPU and saves little.
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=_WS_MAX_MESSAGE, compress=False)
     await ws.prepare(request)
-    call = SoftphoneCall(ws, engines, request.remote)
+    call = SoftphoneCall(ws, engines, request.remote, limits)
     if calls is not None:
         calls.add(call)
     try:
@@ -429,12 +473,14 @@ async def serve_socket(
     return ws
 
 
-def add_routes(app: web.Application, engines: Engines) -> None:
+def add_routes(
+    app: web.Application, engines: Engines, limits: SocketLimits = SocketLimits()
+) -> None:
     """``GET /softphone`` (the page and its files) and ``GET /ws`` (one call per socket)."""
     calls: set[SoftphoneCall] = set()
 
     async def socket(request: web.Request) -> web.WebSocketResponse:
-        return await serve_socket(request, engines, calls)
+        return await serve_socket(request, engines, calls, limits)
 
     async def close_calls(app: web.Application) -> None:
         # Before aiohttp waits for its handlers: an open socket would hold the shutdown

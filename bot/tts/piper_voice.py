@@ -27,9 +27,9 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from bot.app import settings
-from bot.app.speech_models import ModelMissing, piper_howto, require_piper
 from bot.audio.formats import AudioChunk, AudioFormat, AudioFormatError, Converter
+from bot.errors import ModelMissing
+from bot.speech_models import piper_howto, require_piper
 from bot.tts.normalise import ABBREVIATIONS, PHRASES, normalise_vi
 
 if TYPE_CHECKING:  # the cache renders with a Speaker: a type-only import both ways
@@ -104,19 +104,14 @@ class SpeechVoice(Protocol):
 class Voice:
     """One loaded Piper voice (ONNX model + JSON config), shared by every call."""
 
-    def __init__(
-        self, model_path: Path | str | None = None, config_path: Path | str | None = None
-    ) -> None:
+    def __init__(self, model_path: Path | str, config_path: Path | str | None = None) -> None:
         from piper import PiperVoice
 
-        onnx = Path(model_path) if model_path is not None else settings.PIPER_VOICE
-        onnx, config = require_piper(onnx, Path(config_path) if config_path else None)
+        onnx, config = require_piper(Path(model_path), Path(config_path) if config_path else None)
         try:
             self.piper = PiperVoice.load(onnx, config_path=config)
         except Exception as e:  # a truncated download fails here, deep in onnxruntime or json
-            raise ModelMissing(
-                f"Piper voice: {onnx} could not be loaded ({e})\n{piper_howto(onnx)}"
-            ) from e
+            raise ModelMissing.unloadable("Piper voice", onnx, e, piper_howto(onnx)) from e
         self._name = onnx.name.removesuffix(".onnx")  # "vi_VN-vais1000-medium"
         self._format = AudioFormat(self.piper.config.sample_rate, "pcm16")
 
@@ -227,5 +222,3 @@ class Speaker:
                 yield item
         finally:
             stop.set()
-
-

@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
-from bot.app import settings
 from bot.audio.formats import AudioChunk, AudioFormat, AudioFormatError
 from bot.tts.normalise import normalise_vi
 from bot.tts.piper_voice import Speaker, SpeechVoice
@@ -29,7 +28,7 @@ class PromptCache:
     Files are keyed by sha256 of the normalised text, the voice name and the format,
     so a changed text, voice or line format simply misses and is rendered anew."""
 
-    def __init__(self, directory: Path | str = settings.PROMPT_CACHE_DIR) -> None:
+    def __init__(self, directory: Path | str) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
 

@@ -21,7 +21,6 @@ Run as ``python -m bot models check`` or ``python -m bot models fetch``.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import shutil
 import socket
@@ -34,7 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.app import settings
+from bot.errors import ModelMissing
 
 VOSK_MODEL_NAME = "vosk-model-small-vn-0.4"
 VOSK_MODELS_PAGE = "https://alphacephei.com/vosk/models"
@@ -48,10 +47,6 @@ PIPER_VOICE_URL = (
 )
 
 FETCH_COMMAND = "python -m bot models fetch"
-
-
-class ModelMissing(FileNotFoundError):
-    """A speech model is not where the settings say; the message says how to get it."""
 
 
 class FetchFailed(ModelMissing):
@@ -71,11 +66,6 @@ class ModelPaths:
 def piper_config_for(onnx: Path) -> Path:
     """Piper's own convention: the config sits beside the model as ``<model>.onnx.json``."""
     return onnx.with_name(onnx.name + ".json")
-
-
-def configured() -> ModelPaths:
-    """The production models, as the settings (and so ``BOT_*`` variables) place them."""
-    return ModelPaths(settings.VOSK_MODEL, settings.PIPER_VOICE)
 
 
 def under(dest: Path) -> ModelPaths:
@@ -150,9 +140,8 @@ def require_piper(onnx: Path, config: Path | None = None) -> tuple[Path, Path]:
     return onnx, config
 
 
-def check(paths: ModelPaths | None = None) -> list[str]:
+def check(paths: ModelPaths) -> list[str]:
     """One line per missing model file or folder; empty when everything is in place."""
-    paths = paths or configured()
     missing = []
     if not vosk_model_ok(paths.vosk):
         missing.append(f"Vosk model folder {paths.vosk}")
@@ -161,6 +150,47 @@ def check(paths: ModelPaths | None = None) -> list[str]:
     if not paths.piper_config.is_file():
         missing.append(f"Piper voice config {paths.piper_config}")
     return missing
+
+
+# --- which recogniser ------------------------------------------------------------
+
+ASR_ENGINES = ("vosk", "vietasr", "auto")
+
+
+def asr_engine(choice: str, vosk_path: Path) -> str:
+    """The recogniser a ``BOT_ASR_ENGINE`` choice means here: "vosk" or "vietasr".
+
+    "auto" takes Vosk where the Vietnamese Vosk model at ``vosk_path`` (the design's engine,
+    what ``fetch`` downloads) is installed, and the Vietnamese model embedded in the viet-asr
+    wheel otherwise. An explicit choice is kept even when its model is missing: loading it
+    then says what is missing. Raises ValueError for any other value."""
+    choice = choice.strip().lower()
+    if choice not in ASR_ENGINES:
+        raise ValueError(f"BOT_ASR_ENGINE: {choice!r} is not one of {', '.join(ASR_ENGINES)}")
+    if choice != "auto":
+        return choice
+    from bot.asr.vietasr_engine import installed
+
+    return "vosk" if vosk_model_ok(vosk_path) or not installed() else "vietasr"
+
+
+def asr_engine_note(choice: str, vosk_path: Path) -> str:
+    """One line for people: the recogniser chosen, and why (``models check``)."""
+    engine = asr_engine(choice, vosk_path)
+    if engine == "vosk":
+        what = f"Vosk model {vosk_path}"
+    else:
+        from importlib import metadata
+
+        what = f"the Vietnamese model embedded in viet-asr {metadata.version('viet-asr')}"
+    why = f"BOT_ASR_ENGINE={choice}"
+    if choice == "auto":
+        why += (
+            ": the Vietnamese Vosk model is installed"
+            if engine == "vosk" and vosk_model_ok(vosk_path)
+            else ": no Vietnamese Vosk model installed"
+        )
+    return f"recogniser: {engine} ({what}; {why})"
 
 
 # --- fetching --------------------------------------------------------------------
@@ -275,21 +305,18 @@ def _fetch_piper(onnx: Path, url: str, timeout: float, download_timeout: float) 
 
 
 def fetch(
-    dest: Path | None = None,
+    paths: ModelPaths,
     *,
-    timeout: float = settings.FETCH_TIMEOUT,
-    download_timeout: float = settings.FETCH_DOWNLOAD_TIMEOUT,
+    timeout: float,
+    download_timeout: float,
     vosk_url: str = VOSK_MODEL_URL,
     piper_url: str = PIPER_VOICE_URL,
 ) -> list[str]:
-    """Get every missing model; returns what was fetched (empty: all were in place).
-
-    ``dest``: a models directory to fill with the standard layout; by default the
-    configured paths. ``vosk_url`` and ``piper_url`` are probed (``timeout`` s) before
-    the downloaders, which use their own official addresses, are started: tests pass
-    unreachable ones. Raises ``FetchFailed`` naming each missing file and how to place
-    it by hand."""
-    paths = configured() if dest is None else under(dest)
+    """Get every missing model to ``paths`` (``Settings.speech_models``, or ``under`` a folder);
+    returns what was fetched (empty: all were in place). ``vosk_url`` and ``piper_url`` are
+    probed (``timeout`` s) before the downloaders, which use their own official addresses,
+    are started: tests pass unreachable ones. Raises ``FetchFailed`` naming each missing
+    file and how to place it by hand."""
     fetched: list[str] = []
     problems: list[str] = []
     if not vosk_model_ok(paths.vosk):
@@ -309,34 +336,3 @@ def fetch(
     if problems:
         raise FetchFailed("could not fetch every speech model:\n" + "\n".join(problems))
     return fetched
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bot models", description=__doc__.split("\n")[0]
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("check", help="list the speech models that are missing")
-    fetch_cmd = commands.add_parser("fetch", help="download the missing speech models")
-    fetch_cmd.add_argument("--dest", type=Path, help="models directory (default: the settings)")
-    fetch_cmd.add_argument("--timeout", type=float, default=settings.FETCH_TIMEOUT)
-    args = parser.parse_args(argv)
-
-    if args.command == "check":
-        missing = check()
-        for line in missing:
-            print(f"missing: {line}")
-        if missing:
-            print(f"get them with: {FETCH_COMMAND}")
-        return 1 if missing else 0
-    try:
-        fetched = fetch(args.dest, timeout=args.timeout)
-    except FetchFailed as e:
-        print(e, file=sys.stderr)
-        return 1
-    print("\n".join(f"fetched: {line}" for line in fetched) or "all speech models in place")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
