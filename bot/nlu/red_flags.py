@@ -293,7 +293,7 @@ def _not_now(t: _Text, start: int, end: int) -> bool:
         return True
     weak = (
         _QUESTION.search(t)
-        or _QUESTION_END.search(t.marked)
+        or _QUESTION_END.search(t.marked) is not None
         or _COMPARATOR_BEFORE.search(t, end=start)
     )
     return weak and not live and not _RELATIVE.search(t)
