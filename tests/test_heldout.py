@@ -4,26 +4,50 @@ from __future__ import annotations
 
 import pytest
 
-from bot.tools.evaluation import load_heldout, score, variants
-from bot.tools.training import heldout_overlap, load_examples
+from bot.nlu.text import fold
+from bot.tools.evaluation import load_hard, load_heldout, score, variants
+from bot.tools.training import heldout_overlap, load_examples, shared_runs
 from tests.config import SETTINGS
 
 pytestmark = pytest.mark.engines
 
 ROWS = load_heldout(SETTINGS.heldout)
-# The targets of docs/product.md.
-TARGETS = {"clean": 0.95, "no_diacritics": 0.90, "accent_merged": 0.90}
+# The targets of docs/product.md ("Targets that make it best in its field").
+TARGETS = {"clean": 0.97, "no_diacritics": 0.95, "accent_merged": 0.95}
 
 
 def test_heldout_set_is_big_and_covers_every_route():
     from bot.vocabulary import Route
 
-    assert len(ROWS) >= 150
+    assert len(ROWS) >= 500
     assert {r for _, r in ROWS} == set(Route)
 
 
 def test_no_heldout_sentence_is_in_the_training_data():
     assert heldout_overlap([t for t, _ in ROWS], SETTINGS.nlu_data) == []
+
+
+def test_no_heldout_sentence_shares_four_syllables_with_a_training_example():
+    # A held-out sentence that repeats four syllables of a training example measures
+    # memory, not understanding; the issue-10 check found the old set was.
+    examples = [t for texts in load_examples(SETTINGS.nlu_data).values() for t in texts]
+    assert shared_runs([t for t, _ in ROWS], examples) == []
+
+
+def test_shared_runs_finds_a_four_syllable_run_folded():
+    examples = ["tôi muốn hỏi về tiền hỗ trợ"]
+    assert shared_runs(["cho hoi ve tien ho tro nhe"], examples) == [
+        ("cho hoi ve tien ho tro nhe", "hoi ve tien ho")
+    ]
+    assert shared_runs(["hỏi về tiền thôi"], examples) == []  # three syllables only
+
+
+def test_heldout_and_hard_set_are_disjoint_and_without_repeats():
+    heldout = [fold(t) for t, _ in ROWS]
+    hard = [fold(r.text) for r in load_hard(SETTINGS.emergency_hard)]
+    assert len(set(heldout)) == len(heldout)
+    assert len(set(hard)) == len(hard)
+    assert set(heldout) & set(hard) == set()
 
 
 def test_training_has_enough_examples_per_intent():
@@ -47,7 +71,8 @@ def scores(brain):
     from bot.nlu.brain import run
 
     def route(texts):
-        return [run(brain.route(t)).route for t in texts]
+        results = [run(brain.route(t)) for t in texts]
+        return [(r.route, r.confidence) for r in results]
 
     return {name: score(name, rows, route) for name, rows in variants(ROWS).items()}
 

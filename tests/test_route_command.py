@@ -33,9 +33,19 @@ def routed():
 def test_one_object_per_line_in_order(routed):
     assert [r["text"] for r in routed] == LINES
     for r in routed:
-        assert set(r) == {"text", "route", "intent", "confidence"}
+        # "red_flag" only when the red-flag layer sent the line to 115.
+        assert set(r) - {"red_flag"} == {"text", "route", "intent", "confidence"}
         assert r["route"] in set(Route)
         assert 0.0 <= r["confidence"] <= 1.0
+
+
+def test_a_red_flag_says_why_in_the_json(routed):
+    assert routed[0]["red_flag"] == {
+        "rule": "danger_sign",
+        "matched": "khó thở",
+        "route": "transfer:1",
+    }
+    assert all("red_flag" not in r for r in routed[1:])
 
 
 def test_routes_of_known_sentences(routed):

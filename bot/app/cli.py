@@ -153,7 +153,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from bot.tools.evaluation import evaluate
 
     brain = _load_brain(args.settings, args.model)
-    return evaluate(brain, args.settings.heldout, json_out=args.json)
+    return evaluate(
+        brain,
+        args.settings.heldout,
+        json_out=args.json,
+        plot=args.plot,
+        hard=args.settings.emergency_hard,
+    )
 
 
 def cmd_call(args: argparse.Namespace) -> int:
@@ -345,9 +351,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--database", help="call records URL (default: BOT_DATABASE_URL)")
     p.set_defaults(func=cmd_retention)
 
-    p = sub.add_parser("eval", help="score the held-out set: clean, no diacritics, accent-merged")
+    p = sub.add_parser(
+        "eval",
+        help="score the held-out set (clean, no diacritics, accent-merged) and the hard set",
+    )
     p.add_argument("--model", type=Path)
     p.add_argument("--json", type=Path, help="also write the figures to this file")
+    p.add_argument(
+        "--plot", type=Path, metavar="FILE.png", help="draw confidence against accuracy (PNG)"
+    )
     p.set_defaults(func=cmd_eval)
     return parser
 

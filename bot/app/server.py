@@ -4,7 +4,7 @@ Loads the trained Rasa model once and serves, on http://BOT_HOST:BOT_PORT
 (127.0.0.1:8022 by default):
 
   GET  /health      {"status": "ok", "model": ..., "voice": ..., "asr": engine:model}
-  POST /api/route   {"text": "..."}  ->  {"text", "route", "intent", "confidence"}
+  POST /api/route   {"text": "..."}  ->  {"text", "route", "intent", "confidence"[, "red_flag"]}
   POST /api/chat    {"conversation_id"?: "...", "text"?: "...", "digit"?: "0-9*#"}
                     ->  {"conversation_id", "actions": [{"kind": "say", "text"}, ...]}
                     Without a conversation_id a new conversation starts with the greeting.

@@ -106,6 +106,8 @@ class Settings:
     models_dir: Path = ROOT / "models"  # BOT_MODELS_DIR: trained Rasa models
     # Held-out routing set (never used for training) and Rasa test stories.
     heldout: Path = ROOT / "tests" / "data" / "heldout.tsv"  # BOT_HELDOUT
+    # Emergencies and near-misses (issue 10): recall 100%, at most 2% false emergencies.
+    emergency_hard: Path = ROOT / "tests" / "data" / "emergency_hard.tsv"  # BOT_EMERGENCY_HARD
     test_stories: Path = ROOT / "tests" / "test_stories.yml"  # BOT_TEST_STORIES
     # Whole conversations as callers have them (bot/tools/conversations.py has the format).
     conversations: Path = ROOT / "tests" / "data" / "conversations.yml"  # BOT_CONVERSATIONS
@@ -286,6 +288,7 @@ class Settings:
             nlu_data=e.path("BOT_NLU_DATA", d.nlu_data),
             models_dir=(models := e.path("BOT_MODELS_DIR", d.models_dir)),
             heldout=e.path("BOT_HELDOUT", d.heldout),
+            emergency_hard=e.path("BOT_EMERGENCY_HARD", d.emergency_hard),
             test_stories=e.path("BOT_TEST_STORIES", d.test_stories),
             conversations=e.path("BOT_CONVERSATIONS", d.conversations),
             build_dir=e.path("BOT_BUILD_DIR", d.build_dir),

@@ -35,6 +35,7 @@ from bot.nlu.routes import (
     CHOOSE_BRANCH_INTENT,
     FAQ_INTENTS,
     OPERATOR_INTENT,
+    RED_FLAG_KEY,
     TRANSFER_INTENTS,
     Parse,
     RouteResult,
@@ -263,6 +264,7 @@ class Brain:
             route=route_for(parse_of(data)),
             intent=data["intent"].get("name") or "",
             confidence=float(data["intent"].get("confidence") or 0.0),
+            red_flag=data.get(RED_FLAG_KEY),
         )
 
     async def last_route(self, conversation_id: str) -> RouteResult | None:

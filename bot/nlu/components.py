@@ -40,7 +40,7 @@ from rasa.shared.nlu.constants import (
 from rasa.shared.nlu.training_data.message import Message
 
 from bot.nlu.routes import BRANCH_ENTITY, CHOOSE_BRANCH_INTENT, FAQ_INTENTS
-from bot.nlu.text import merge_accent, normalise, strip_diacritics
+from bot.nlu.text import merge_accent, normalise, numbers_as_digits, strip_diacritics
 
 # Intents this component sets (domain.yml lists them).
 FILLER_INTENT = "filler"
@@ -70,7 +70,9 @@ class _Forms:
 
 
 def _key(text: str, marked: bool) -> str:
-    merged = merge_accent(normalise(text))
+    # Numbers are read once, as digits, for this and the red-flag layer (bot/nlu/text.py):
+    # "một một lăm", "một trăm mười lăm" and "115" are one key.
+    merged = merge_accent(numbers_as_digits(text))
     return merged if marked else strip_diacritics(merged)
 
 

@@ -52,6 +52,8 @@ FAQ_INTENTS: dict[str, tuple[int, tuple[Route, ...]]] = {
 OPERATOR_INTENT = "operator"
 CHOOSE_BRANCH_INTENT = "choose_branch"
 BRANCH_ENTITY = "branch"
+# The parse-result field in which the red-flag layer (bot/nlu/red_flags.py) says why.
+RED_FLAG_KEY = "red_flag"
 # Rasa names a retrieval intent's responses utter_<intent>/<key>.
 _RESPONSE_PREFIX = "utter_"
 
@@ -74,14 +76,20 @@ class RouteResult:
     route: Route
     intent: str
     confidence: float
+    # Why the red-flag layer sent this to 115 (bot/nlu/red_flags.py), so a supervisor
+    # sees the rule and the words: {"rule", "matched", "route"}; None when it did not fire.
+    red_flag: dict[str, str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "text": self.text,
             "route": self.route,
             "intent": self.intent,
             "confidence": round(self.confidence, 4),
         }
+        if self.red_flag:
+            record["red_flag"] = self.red_flag
+        return record
 
 
 def _faq_route(intent: str, key: str | None) -> Route | None:

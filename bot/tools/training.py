@@ -24,7 +24,12 @@ FINGERPRINT_FILE = "fingerprint.json"
 VARIANTS_FILE = "nlu_variants.yml"
 # The code that shapes the training data is part of the fingerprint too. (The custom
 # NLU component is not: it is not trained, and runs from bot/ at load time.)
-_CODE_INPUTS = ("bot/nlu/text.py", "bot/nlu/components.py", "bot/tools/training.py")
+_CODE_INPUTS = (
+    "bot/nlu/text.py",
+    "bot/nlu/components.py",
+    "bot/nlu/red_flags.py",
+    "bot/tools/training.py",
+)
 
 
 def training_inputs(s: Settings) -> list[Path]:
@@ -151,6 +156,34 @@ def _prune_models(models_dir: Path, keep: int) -> None:
     models = sorted(models_dir.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime)
     for old in models[:-keep]:
         old.unlink()
+
+
+# Evaluation sentences may not share a run of this many syllables with a training
+# example: a shorter rule would forbid everyday pairs ("cho tôi", "hỗ trợ"), a longer
+# one lets near-copies through (docs/product.md, "Targets").
+SHARED_RUN = 4
+
+
+def syllable_runs(text: str, n: int = SHARED_RUN) -> set[tuple[str, ...]]:
+    """The runs of ``n`` syllables of ``text``, folded (lowercase, no diacritics)."""
+    syllables = fold(text).split()
+    return {tuple(syllables[i : i + n]) for i in range(len(syllables) - n + 1)}
+
+
+def shared_runs(
+    texts: list[str], examples: list[str], n: int = SHARED_RUN
+) -> list[tuple[str, str]]:
+    """(text, run) for each text that shares an ``n``-syllable run with one of the
+    ``examples`` (the training examples, ``load_examples``); the first shared run is shown."""
+    training: set[tuple[str, ...]] = set()
+    for example in examples:
+        training |= syllable_runs(example, n)
+    found = []
+    for text in texts:
+        common = sorted(syllable_runs(text, n) & training)
+        if common:
+            found.append((text, " ".join(common[0])))
+    return found
 
 
 def heldout_overlap(heldout_texts: list[str], nlu_data: Path) -> list[str]:
