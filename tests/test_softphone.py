@@ -250,7 +250,7 @@ def test_stop_audio_drops_the_queue_and_tells_the_page() -> None:
         assert len(socket.sent) == sent_at_stop < 100
         assert socket.sent[-1] == {"type": "stop"}
         assert all(len(f) == FRAME_BYTES for f in socket.sent[:-1] if isinstance(f, bytes))
-        await line.transfer("transfer:2")
+        await line.transfer(Route.TRANSFER_2)
         await line.close()
         assert socket.sent[-1] == {
             "type": "transfer",
