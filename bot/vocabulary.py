@@ -188,6 +188,7 @@ class NoteKind(StrEnum):
     QUEUED = "queued"  # went on speaking while the brain was busy
     REJOINED = "rejoined"  # went on after a pause the bot took for the end
     PARTIAL = "partial"  # a partial transcript: shown live, not recorded
+    ROUTED = "routed"  # how the brain understood a request: route, intent, confidence
     # the bot
     SAY = "say"
     TRANSFER = "transfer"
@@ -223,6 +224,7 @@ _SPEAKER_OF: dict[NoteKind, Speaker] = {
             NoteKind.QUEUED,
             NoteKind.REJOINED,
             NoteKind.PARTIAL,
+            NoteKind.ROUTED,
         )
     },
     **{k: Speaker.BOT for k in (NoteKind.SAY, NoteKind.TRANSFER, NoteKind.RESPONSE_LATENCY)},

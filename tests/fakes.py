@@ -118,6 +118,9 @@ class TableBrain:
     async def route(self, text: str) -> RouteResult:
         return RouteResult(text, Route.FALLBACK, "", 0.0)
 
+    async def last_route(self, conversation_id: str) -> RouteResult | None:
+        return None  # a table has no NLU to report
+
     def close(self) -> None:
         pass
 

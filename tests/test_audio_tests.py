@@ -359,7 +359,17 @@ def test_the_runner_never_falls_back_to_the_stand_ins_silently() -> None:
     if not any("Vosk" in line for line in check(SETTINGS.speech_models)):
         pytest.skip("the Vietnamese Vosk model is installed here")
     done = subprocess.run(
-        [sys.executable, "-m", "bot.tools.audio_tests", "--only", "ko", "--transcripts-only"],
+        # Vosk asked for by name: "auto" would take the embedded Vietnamese model here.
+        [
+            sys.executable,
+            "-m",
+            "bot.tools.audio_tests",
+            "--engine",
+            "vosk",
+            "--only",
+            "ko",
+            "--transcripts-only",
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -384,3 +394,31 @@ def test_the_runner_says_what_the_vocabulary_does_with_the_model(brain: Any) -> 
     # The Korean stand-in knows no word of the Vietnamese training data: no grammar, said so.
     assert "vocabulary: 0 phrases from nlu_data/ with words the model knows; no grammar" in text
     assert text.count("heard: ") == 6
+
+
+def test_a_folder_of_recordings_is_scored_per_condition_on_vietasr(tmp_path: Path) -> None:
+    from bot.tools.vieneu_clips import DEST, bad_files, expected_hashes
+
+    if bad_files(DEST, expected_hashes()):
+        pytest.fail(f"the vieneu clips are not in {DEST}: run `make test`")
+    # Two of the six clips, and a WAV without a transcript, which is left out.
+    for name in ("Ly (nữ miền Bắc)", "Đoan (nữ miền Nam)"):
+        for ext in (".wav", ".txt"):
+            shutil.copy(DEST / f"{name}{ext}", tmp_path / f"{name}{ext}")
+    shutil.copy(DEST / "Ly (nữ miền Bắc).wav", tmp_path / "untranscribed.wav")
+    out = io.StringIO()
+    assert main(["--folder", str(tmp_path), "--engine", "vietasr"], out=out) == 0
+    text = out.getvalue()
+    assert "recogniser: vietasr:embedded-0.1.0.dev11" in text
+    assert "recordings: 2 from" in text
+    for condition in ("clean", "μ-law 8 kHz", "20 dB SNR", "10 dB SNR"):
+        row = re.search(rf"^{condition}\s+([\d.]+)%\s+(\d+)/34\s+([\d.]+)$", text, re.M)
+        assert row, text
+        assert float(row.group(3)) > 0  # the recogniser's CPU per audio second, measured
+    clean = re.search(r"^clean\s+([\d.]+)%", text, re.M)
+    assert clean and float(clean.group(1)) <= 10.0, text  # both were 0/34 when measured
+
+
+def test_a_folder_without_transcripts_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.wav").write_bytes(b"")
+    assert main(["--folder", str(tmp_path), "--engine", "vietasr"], out=io.StringIO()) == 2

@@ -28,11 +28,11 @@ from bot.transports.audiosocket import (
     AudioReceived,
     AudioSocketConnection,
     AudioSocketParser,
+    AudioSocketProtocolError,
     CallStarted,
     DigitPressed,
     Event,
     HungUp,
-    ProtocolError,
     RemoteError,
     encode_audio,
     encode_error,
@@ -536,11 +536,11 @@ VIOLATIONS = {
 @pytest.mark.parametrize("case", VIOLATIONS, ids=list(VIOLATIONS))
 def test_protocol_violations_raise_protocol_error(case: str) -> None:
     stream, message = VIOLATIONS[case]
-    with pytest.raises(ProtocolError, match=message.replace("*", r"\*")):
+    with pytest.raises(AudioSocketProtocolError, match=message.replace("*", r"\*")):
         AudioSocketParser().feed(stream)
     # The same byte by byte: the violation is found wherever the reads split.
     parser = AudioSocketParser()
-    with pytest.raises(ProtocolError, match=message.replace("*", r"\*")):
+    with pytest.raises(AudioSocketProtocolError, match=message.replace("*", r"\*")):
         for i in range(len(stream)):
             parser.feed(stream[i : i + 1])
 
@@ -548,41 +548,43 @@ def test_protocol_violations_raise_protocol_error(case: str) -> None:
 def test_data_after_hang_up_in_a_later_read() -> None:
     parser = AudioSocketParser()
     parser.feed(U + frame(HANGUP))
-    with pytest.raises(ProtocolError, match="data after hang-up"):
+    with pytest.raises(AudioSocketProtocolError, match="data after hang-up"):
         parser.feed(b"\x10")
 
 
 def test_events_before_a_violation_are_kept() -> None:
-    with pytest.raises(ProtocolError) as caught:
+    with pytest.raises(AudioSocketProtocolError) as caught:
         AudioSocketParser().feed(U + frame(AUDIO, pcm(1, 20)) + frame(0x42))
     assert caught.value.events == [CallStarted(CALL_ID), AudioReceived(chunk(pcm(1, 20)))]
 
 
 def test_a_failed_parser_stays_failed() -> None:
     parser = AudioSocketParser()
-    with pytest.raises(ProtocolError):
+    with pytest.raises(AudioSocketProtocolError):
         parser.feed(b"\x42")
-    with pytest.raises(ProtocolError, match="already failed: unknown frame type 0x42"):
+    with pytest.raises(AudioSocketProtocolError, match="already failed: unknown frame type 0x42"):
         parser.feed(U)
-    with pytest.raises(ProtocolError, match="already failed"):
+    with pytest.raises(AudioSocketProtocolError, match="already failed"):
         parser.feed_eof()
 
 
 def test_end_of_stream_inside_a_frame_is_a_violation() -> None:
     parser = AudioSocketParser()
     parser.feed(U + header(AUDIO, 320) + bytes(100))
-    with pytest.raises(ProtocolError, match="100 of 320 payload bytes"):
+    with pytest.raises(AudioSocketProtocolError, match="100 of 320 payload bytes"):
         parser.feed_eof()
     parser = AudioSocketParser()
     parser.feed(U + b"\x10\x01")
-    with pytest.raises(ProtocolError, match=r"inside a frame header \(2 of 3 bytes\)"):
+    with pytest.raises(AudioSocketProtocolError, match=r"inside a frame header \(2 of 3 bytes\)"):
         parser.feed_eof()
 
 
 def test_maximum_payload_is_configurable() -> None:
     parser = AudioSocketParser(max_payload=320)
     assert parser.feed(U + frame(AUDIO, bytes(320)))[-1] == AudioReceived(chunk(bytes(320)))
-    with pytest.raises(ProtocolError, match="claims 322 payload bytes; the maximum is 320"):
+    with pytest.raises(
+        AudioSocketProtocolError, match="claims 322 payload bytes; the maximum is 320"
+    ):
         parser.feed(header(AUDIO, 322))
     with pytest.raises(ValueError):
         AudioSocketParser(max_payload=0)
@@ -616,7 +618,7 @@ def test_encode_hangup_and_error() -> None:
 
 # --- fuzzing ------------------------------------------------------------------
 # Whatever bytes arrive, in whatever pieces, the parser raises nothing but
-# ProtocolError, and its outcome (events, and the error if any) does not depend on
+# AudioSocketProtocolError, and its outcome (events, and the error if any) does not depend on
 # how the stream was cut into reads.
 
 Outcome = tuple[list[Event], str | None]
@@ -630,7 +632,7 @@ def outcome(pieces: list[bytes], eof: bool = True) -> Outcome:
             events += parser.feed(piece)
         if eof:
             events += parser.feed_eof()
-    except ProtocolError as e:
+    except AudioSocketProtocolError as e:
         return events + e.events, str(e)
     return events, None
 
@@ -644,7 +646,7 @@ def cut(data: bytes, cuts: list[int]) -> list[bytes]:
 # made by hand from the protocol's text with `_seed_corpus` below (regenerate with
 # `.venv/bin/python -m tests.test_audiosocket --write-corpus`); inputs that
 # hypothesis shrinks to in a failure belong there too, as further files.
-# "valid-*" files must parse to the end; "invalid-*" files must raise ProtocolError.
+# "valid-*" files must parse to the end; "invalid-*" files must raise AudioSocketProtocolError.
 CORPUS = sorted(CORPUS_DIR.glob("*.bin"))
 
 

@@ -1,6 +1,6 @@
 """The call state machine with a fake clock: no sockets, no engines, no sleeping.
 
-A `Line` plays the part of the transport: it feeds events at given times, keeps
+A `CallDriver` plays the part of the transport: it feeds events at given times, keeps
 what the machine asked for, and finishes playback when told. The brain's replies
 are typed by hand here because the machine's contract with the brain is just
 "AskBrain -> BrainReplied"; the real brain is tested in test_dialogue.py.
@@ -30,6 +30,7 @@ from bot.call.events import (
     SpeechPaused,
     SpeechResumed,
     SpeechStarted,
+    Stage,
     StageFailed,
     StopPlayback,
     Tick,
@@ -48,7 +49,7 @@ FRAME = 0.02  # the transport ticks once per 20 ms audio frame
 CONFIRM_2 = Say("Anh chị muốn được chuyển tới CDC phải không ạ?", "utter_confirm_2")
 
 
-class Line:
+class CallDriver:
     def __init__(self, config: CallConfig | None = None) -> None:
         self.m = CallMachine(PROMPTS, config)
         self.now = 0.0
@@ -105,7 +106,7 @@ def of(actions, kind):
 
 
 def test_call_opens_with_the_greeting_then_listens():
-    line = Line()
+    line = CallDriver()
     actions = line.send(CallStarted(0.0))
     assert [p.text for p in of(actions, Play)] == [PROMPTS.greeting.text]
     assert line.m.state is State.GREETING
@@ -114,7 +115,7 @@ def test_call_opens_with_the_greeting_then_listens():
 
 
 def test_a_request_is_asked_to_the_brain_and_its_reply_spoken():
-    line = Line()
+    line = CallDriver()
     line.greet()
     asked = line.send(FinalTranscript(0.5, "tôi muốn đi xét nghiệm"))
     assert of(asked, AskBrain)[0].text == "tôi muốn đi xét nghiệm"
@@ -127,7 +128,7 @@ def test_a_request_is_asked_to_the_brain_and_its_reply_spoken():
 
 
 def test_a_transfer_happens_after_its_notice_is_spoken():
-    line = Line()
+    line = CallDriver()
     line.greet()
     actions = line.ask(
         "vâng", [Say("Dạ, tôi chuyển máy.", "utter_transfer_2"), Transfer("transfer:2")]
@@ -138,7 +139,7 @@ def test_a_transfer_happens_after_its_notice_is_spoken():
 
 
 def test_goodbye_hangs_up_after_speaking():
-    line = Line()
+    line = CallDriver()
     line.greet()
     line.ask("thôi cảm ơn", [Say("Cảm ơn anh chị.", "utter_goodbye"), HangUp()])
     ended = of(line.finish_playback(), EndCall)
@@ -149,7 +150,7 @@ def test_goodbye_hangs_up_after_speaking():
 def test_a_call_ends_on_the_faq_it_was_answered_with():
     # The caller heard an answer, then hung up: the bot settled the call (it was recorded as
     # a plain hang-up, and so never counted as answered).
-    line = Line()
+    line = CallDriver()
     line.greet()
     answer = Say("Dạ, người bệnh cần đo SpO2 ngày hai lần ạ.", "utter_faq_f0/f0_spo2")
     line.ask(
@@ -161,7 +162,7 @@ def test_a_call_ends_on_the_faq_it_was_answered_with():
 
 
 def test_a_goodbye_after_an_answer_keeps_the_answer_as_the_outcome():
-    line = Line()
+    line = CallDriver()
     line.greet()
     line.ask(
         "hộ nghèo được hỗ trợ gì", [Say("Dạ, hộ nghèo được hỗ trợ ạ.", "utter_faq_social/ho_ngheo")]
@@ -175,8 +176,8 @@ def test_a_goodbye_after_an_answer_keeps_the_answer_as_the_outcome():
 # --- barge-in -------------------------------------------------------------------
 
 
-def speaking_line() -> Line:
-    line = Line()
+def speaking_line() -> CallDriver:
+    line = CallDriver()
     line.greet()
     line.ask(
         "ép không uống thuốc gì",
@@ -249,7 +250,7 @@ def test_a_short_request_said_over_the_bot_is_answered():
 
 
 def test_a_transfer_notice_is_not_interrupted():
-    line = Line()
+    line = CallDriver()
     line.greet()
     line.ask("nhánh hai", [Say("Dạ, tôi chuyển máy.", "utter_transfer_2"), Transfer("transfer:2")])
     line.at(1.2)
@@ -264,7 +265,7 @@ def test_a_transfer_notice_is_not_interrupted():
 
 
 def test_an_emergency_in_the_partial_transcript_transfers_without_waiting():
-    line = Line()
+    line = CallDriver()
     line.greet()
     line.at(2.2)
     line.send(SpeechStarted(2.2, began_at=2.0))
@@ -293,7 +294,7 @@ def test_an_emergency_partial_during_bot_speech_stops_it():
 
 @pytest.mark.parametrize("route, confidence", [("transfer:1", 0.5), ("transfer:2", 0.99)])
 def test_other_or_unsure_partials_wait_for_the_end(route, confidence):
-    line = Line()
+    line = CallDriver()
     line.greet()
     line.send(SpeechStarted(2.2, began_at=2.0))
     line.send(PartialTranscript(2.6, "tôi muốn hỏi về"))
@@ -303,9 +304,9 @@ def test_other_or_unsure_partials_wait_for_the_end(route, confidence):
 # --- the end of the caller's turn ------------------------------------------------------
 
 
-def speaking_caller(text: str, began_at: float = 2.0) -> Line:
+def speaking_caller(text: str, began_at: float = 2.0) -> CallDriver:
     """A caller who has said `text` (as a partial transcript) and is still in the utterance."""
-    line = Line()
+    line = CallDriver()
     line.greet()
     line.at(began_at + 0.3)
     line.send(SpeechStarted(began_at + 0.3, began_at=began_at))
@@ -396,7 +397,7 @@ def test_no_early_end_in_keypad_only_mode():
     assert of(line.send(SpeechPaused(3.5)), RoutePartial) == []
 
 
-def early_ended_and_answering() -> Line:
+def early_ended_and_answering() -> CallDriver:
     """The caller paused after "cho tôi hỏi về trợ cấp"; the bot took it as the end and is
     answering."""
     line = speaking_caller("cho tôi hỏi về trợ cấp")
@@ -448,7 +449,7 @@ def test_keypad_digits_transfer_at_any_moment(digit, route):
 
 
 def test_keypad_works_while_the_brain_is_thinking_and_its_late_reply_is_ignored():
-    line = Line()
+    line = CallDriver()
     line.greet()
     asked = line.send(FinalTranscript(1.0, "cho tôi hỏi"))
     line.send(DigitPressed(1.2, "5"))
@@ -464,10 +465,16 @@ def test_star_repeats_the_last_thing_said():
     assert of(actions, StopPlayback) and [p.text for p in of(actions, Play)] == said
 
 
-@pytest.mark.parametrize("digit", ["#", "7", "9"])
-def test_other_keys_do_nothing(digit):
+@pytest.mark.parametrize("digit", ["#", "7", "8", "9"])
+def test_unused_keys_say_so_and_read_the_menu(digit):
+    # As /api/chat does (issue 13): a key the caller pressed is never met with silence.
     line = speaking_line()
-    assert of(line.send(DigitPressed(10.0, digit)), StopPlayback) == []
+    actions = line.send(DigitPressed(10.0, digit))
+    assert of(actions, StopPlayback)
+    assert PROMPTS.unused_key is not None
+    assert PROMPTS.unused_key.text == "Dạ, phím này chưa dùng ạ."
+    assert [p.text for p in of(actions, Play)] == [PROMPTS.unused_key.text, PROMPTS.menu.text]
+    assert of(line.finish_playback(), TransferCall) == []
 
 
 # --- silence ------------------------------------------------------------------
@@ -475,7 +482,7 @@ def test_other_keys_do_nothing(digit):
 
 def test_silence_reprompts_then_reads_the_menu_then_hands_to_an_operator():
     config = CallConfig(silence_timeout_s=5.0)
-    line = Line(config)
+    line = CallDriver(config)
     line.greet()  # listening from t=0
     line.run_until(4.9)
     assert not line.playing()
@@ -493,7 +500,7 @@ def test_silence_reprompts_then_reads_the_menu_then_hands_to_an_operator():
 
 
 def test_speech_resets_the_silence_count():
-    line = Line(CallConfig(silence_timeout_s=5.0))
+    line = CallDriver(CallConfig(silence_timeout_s=5.0))
     line.greet()
     line.run_until(5.0)
     line.finish_playback()  # first reprompt heard
@@ -507,7 +514,7 @@ def test_speech_resets_the_silence_count():
 
 
 def test_no_silence_reprompt_while_the_caller_speaks_or_the_bot_thinks():
-    line = Line(CallConfig(silence_timeout_s=2.0, brain_timeout_s=60.0))
+    line = CallDriver(CallConfig(silence_timeout_s=2.0, brain_timeout_s=60.0))
     line.greet()
     line.send(SpeechStarted(0.5, began_at=0.3))
     line.run_until(4.0)
@@ -522,7 +529,7 @@ def test_no_silence_reprompt_while_the_caller_speaks_or_the_bot_thinks():
 
 def test_the_brain_missing_its_deadline_gives_the_apology_and_the_keypad_still_works():
     config = CallConfig(brain_timeout_s=3.0)
-    line = Line(config)
+    line = CallDriver(config)
     line.greet()
     line.send(FinalTranscript(1.0, "cho tôi hỏi"))
     line.run_until(3.9)
@@ -539,7 +546,7 @@ def test_the_brain_missing_its_deadline_gives_the_apology_and_the_keypad_still_w
 
 @pytest.mark.parametrize("stage", ["brain", "asr", "tts"])
 def test_a_failed_stage_is_never_silence(stage):
-    line = Line(CallConfig(silence_timeout_s=5.0))
+    line = CallDriver(CallConfig(silence_timeout_s=5.0))
     line.greet()
     actions = line.send(StageFailed(1.0, stage, "boom"))
     assert [p.text for p in of(actions, Play)] == [PROMPTS.technical_problem.text]
@@ -552,8 +559,27 @@ def test_a_failed_stage_is_never_silence(stage):
     assert of(line.finish_playback(), TransferCall) == [TransferCall("operator")]
 
 
+def test_a_recogniser_failing_at_the_end_of_an_utterance_still_leaves_the_silence_ladder():
+    # The recogniser raised in finish(): the final of the utterance that ended never comes.
+    # The failure settles it, so silence is heard again (the menu, then an operator)
+    # instead of the machine waiting for that final for ever.
+    line = CallDriver(CallConfig(silence_timeout_s=5.0))
+    line.greet()
+    line.send(SpeechStarted(1.0, began_at=0.8))
+    line.send(SpeechEnded(2.0))
+    actions = line.send(StageFailed(2.1, Stage.ASR, "finish() raised"))
+    assert [p.text for p in of(actions, Play)] == [PROMPTS.technical_problem.text]
+    line.at(2.1)
+    line.finish_playback()
+    line.run_until(7.5)
+    assert [p.text for p in line.playing()] == [PROMPTS.menu.text]
+    line.finish_playback()
+    line.run_until(line.now + 5.0)
+    assert of(line.finish_playback(), TransferCall) == [TransferCall("operator")]
+
+
 def test_a_second_failure_goes_straight_to_an_operator():
-    line = Line()
+    line = CallDriver()
     line.greet()
     line.send(StageFailed(1.0, "brain", "down"))
     actions = line.send(StageFailed(1.1, "tts", "down"))
@@ -575,7 +601,7 @@ def test_caller_hanging_up_mid_sentence_ends_the_call_and_nothing_follows():
 
 
 def test_speech_while_thinking_is_asked_again_with_all_that_was_said():
-    line = Line()
+    line = CallDriver()
     line.greet()
     first = of(line.send(FinalTranscript(1.0, "câu thứ nhất")), AskBrain)[0]
     assert of(line.send(FinalTranscript(1.5, "à không câu thứ hai")), AskBrain) == []
@@ -586,7 +612,7 @@ def test_speech_while_thinking_is_asked_again_with_all_that_was_said():
 
 
 def test_a_slow_transcript_is_not_taken_for_silence():
-    line = Line(CallConfig(silence_timeout_s=5.0))
+    line = CallDriver(CallConfig(silence_timeout_s=5.0))
     line.greet()
     line.send(SpeechStarted(1.2, began_at=1.0))
     line.run_until(2.0)
@@ -601,7 +627,7 @@ def test_a_pause_after_a_word_that_seldom_ends_a_request_waits():
     from bot.call.turn_end import EndWords
 
     words = EndWords({"ạ": 10, "về": 0}, {"ạ": 11, "về": 40})
-    line = Line(CallConfig(end_words=words, early_end_min_end_rate=0.1))
+    line = CallDriver(CallConfig(end_words=words, early_end_min_end_rate=0.1))
     line.greet()
     line.send(SpeechStarted(2.3, began_at=2.0))
     line.send(PartialTranscript(2.5, "cho tôi hỏi về"))
@@ -614,7 +640,7 @@ def test_a_pause_after_a_word_that_seldom_ends_a_request_waits():
 
 
 def test_a_call_over_capacity_goes_straight_to_an_operator():
-    line = Line()
+    line = CallDriver()
     actions = line.send(CallStarted(0.0, overflow=True))
     assert [n.kind for n in of(actions, Note)][:2] == ["call_started", "overflow"]
     assert [p.text for p in of(actions, Play)] == [PROMPTS.transfers["operator"].text]

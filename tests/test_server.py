@@ -122,7 +122,7 @@ def test_chat_endpoint_runs_a_conversation(server):
         ("/api/route", {"text": "a" * 5000}, "too long"),
         ("/api/route", b"\xff\xfe", "JSON object"),
         ("/api/chat", {"conversation_id": "x"}, 'give "text" or "digit"'),
-        ("/api/chat", {"conversation_id": "x", "digit": "9"}, '"digit"'),
+        ("/api/chat", {"conversation_id": "x", "digit": "x"}, '"digit"'),
         ("/api/chat", {"conversation_id": ""}, "conversation_id"),
     ],
 )
@@ -265,3 +265,24 @@ def test_the_log_has_timestamps_levels_and_the_start_up_lines(server, server_log
     assert " INFO server [-] model " in text
     line = next(li for li in text.splitlines() if "serving on" in li)
     time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")
+
+
+def test_all_twelve_keys_work_in_chat_as_on_the_phone(server):
+    """Issue 13: '#', 7-9 and '*' got HTTP 400; a phone keypad has them."""
+    _, first = post(server + "/api/chat", {})
+    cid = first["conversation_id"]
+    for key in "#789":
+        status, reply = post(server + "/api/chat", {"conversation_id": cid, "digit": key})
+        assert status == 200, reply
+        assert [a["response"] for a in reply["actions"]] == ["utter_unused_key", "utter_menu"]
+        assert reply["actions"][0]["text"] == "Dạ, phím này chưa dùng ạ."
+    # A new conversation: this module's server allows four turns each (BOT_CHAT_MAX_TURNS).
+    _, first = post(server + "/api/chat", {})
+    cid = first["conversation_id"]
+    _, question = post(
+        server + "/api/chat", {"conversation_id": cid, "text": "tôi muốn đi xét nghiệm"}
+    )
+    status, again = post(server + "/api/chat", {"conversation_id": cid, "digit": "*"})
+    assert status == 200 and again["actions"] == question["actions"]
+    _, done = post(server + "/api/chat", {"conversation_id": cid, "digit": "6"})
+    assert {"kind": "transfer", "route": "transfer:6"} in done["actions"]

@@ -307,3 +307,23 @@ def test_a_call_whose_start_was_cut_short_is_closed_in_the_record(
     record = store.get_call("cut-short")
     assert record is not None and record.ended_at is not None
     assert (record.outcome, record.end_reason) == (CallEnd.ERROR, "server shutting down")
+def test_the_call_record_and_health_name_the_recogniser(store: CallStore, tmp_path: Path) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bot.app.server import make_app
+
+    record, _, _ = call(store, tmp_path, [], {}, ("silence", 0.5), max_seconds=0.5)
+    assert record.asr_engine == "fake:script"  # ScriptedSpeech.name
+
+    brain = TableBrain(greeting=[], replies={})
+    engines = fake_engines(brain, ScriptedSpeech([]), store)
+
+    async def health() -> dict:  # type: ignore[type-arg]
+        async with TestClient(TestServer(make_app(brain, SETTINGS, engines))) as client:  # type: ignore[arg-type]
+            response = await client.get("/health")
+            return dict(await response.json())
+
+    try:
+        assert asyncio.run(health())["asr"] == "fake:script"
+    finally:
+        engines.decoder.shutdown(wait=False)

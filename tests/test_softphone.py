@@ -37,8 +37,8 @@ from bot.transports.softphone import (
     MAX_FRAME_BYTES,
     Audio,
     Digit,
-    HangUp,
-    ProtocolError,
+    HangUpPressed,
+    SoftphoneProtocolError,
     Start,
     WebSocketLine,
     add_routes,
@@ -149,7 +149,7 @@ def silence(ms: int) -> bytes:
 
 def test_text_frames_become_typed_events() -> None:
     assert parse_text('{"type": "start"}') == Start()
-    assert parse_text('{"type": "hangup"}') == HangUp()
+    assert parse_text('{"type": "hangup"}') == HangUpPressed()
     for digit in "0123456789*#":
         assert parse_text(json.dumps({"type": "dtmf", "digit": digit})) == Digit(digit)
 
@@ -174,7 +174,7 @@ def test_text_frames_become_typed_events() -> None:
     ],
 )
 def test_bad_text_frames_are_protocol_errors(text: str) -> None:
-    with pytest.raises(ProtocolError):
+    with pytest.raises(SoftphoneProtocolError):
         parse_text(text)
 
 
@@ -193,16 +193,16 @@ def test_bad_text_frames_are_protocol_errors(text: str) -> None:
 def test_any_text_frame_is_an_event_or_a_protocol_error(text: str) -> None:
     try:
         event = parse_text(text)
-    except ProtocolError:
+    except SoftphoneProtocolError:
         return
-    assert isinstance(event, (Start, Digit, HangUp))
+    assert isinstance(event, (Start, Digit, HangUpPressed))
 
 
 def test_binary_frames_are_whole_pcm16_samples_up_to_64_kib() -> None:
     assert parse_binary(b"\x01\x00" * 7) == Audio(AudioChunk(b"\x01\x00" * 7, RECOGNISER))
     assert parse_binary(bytes(MAX_FRAME_BYTES)).chunk.samples == MAX_FRAME_BYTES // 2
     for bad in (b"\x00", bytes(641), bytes(MAX_FRAME_BYTES + 2)):
-        with pytest.raises(ProtocolError):
+        with pytest.raises(SoftphoneProtocolError):
             parse_binary(bad)
 
 

@@ -246,6 +246,38 @@ def test_counts_give_the_articles_figures(store: CallStore) -> None:
     check_counts(store)
 
 
+def test_the_recogniser_that_heard_a_call_is_recorded(store: CallStore) -> None:
+    call_id = new_id()
+    store.start_call(call_id, "simulated", asr_engine="vietasr:embedded-0.1.0.dev11")
+    record = store.get_call(call_id)
+    assert record is not None and record.asr_engine == "vietasr:embedded-0.1.0.dev11"
+    other = new_id()
+    store.start_call(other, "simulated")  # a call over the limit: no recogniser heard it
+    unheard = store.get_call(other)
+    assert unheard is not None and unheard.asr_engine is None
+
+
+def test_an_older_database_gets_the_asr_engine_column(tmp_path: Path) -> None:
+    # A calls table as the first release created it, without asr_engine, with a call in it.
+    db = tmp_path / "old.sqlite3"
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "CREATE TABLE calls (id TEXT PRIMARY KEY, transport TEXT NOT NULL, caller TEXT, "
+            "started_at DATETIME NOT NULL, ended_at DATETIME, outcome TEXT, end_reason TEXT, "
+            "audio_path TEXT)"
+        )
+        conn.execute(
+            "INSERT INTO calls (id, transport, started_at) "
+            "VALUES ('old-call', 'audiosocket', '2026-11-01 08:00:00.000000')"
+        )
+    with CallStore(f"sqlite:///{db}") as store:
+        old = store.get_call("old-call")
+        assert old is not None and old.asr_engine is None  # kept, with nothing invented
+        store.start_call("new-call", "simulated", asr_engine="vosk:vosk-model-small-vn-0.4")
+        new = store.get_call("new-call")
+        assert new is not None and new.asr_engine == "vosk:vosk-model-small-vn-0.4"
+
+
 def test_concurrent_writers_from_several_threads(store: CallStore) -> None:
     check_concurrent_writers(store)
 

@@ -21,13 +21,13 @@ from bot.audio.formats import (
     to_samples,
 )
 from bot.audio.vad import (
-    SpeechEnded,
-    SpeechPaused,
-    SpeechResumed,
-    SpeechStarted,
     VadConfig,
     VadEvent,
     VoiceActivity,
+    VoiceEnded,
+    VoicePaused,
+    VoiceResumed,
+    VoiceStarted,
 )
 
 pytestmark = pytest.mark.unit
@@ -91,7 +91,7 @@ def run(
         events += vad.feed(chunk)
     assert not vad.in_speech
     if not pauses:
-        events = [e for e in events if not isinstance(e, (SpeechPaused, SpeechResumed))]
+        events = [e for e in events if not isinstance(e, (VoicePaused, VoiceResumed))]
     return events
 
 
@@ -117,9 +117,9 @@ def test_one_utterance_gives_one_start_and_one_end(
     config = VadConfig(aggressiveness=aggressiveness, frame_ms=frame_ms)
     words = speech[("greeting", rate)]
     events = run(np.concatenate([silence(rate, 1.0), words, silence(rate, 1.5)]), rate, config)
-    assert kinds(events) == [SpeechStarted, SpeechEnded]
+    assert kinds(events) == [VoiceStarted, VoiceEnded]
     started, ended = events
-    assert isinstance(started, SpeechStarted) and isinstance(ended, SpeechEnded)
+    assert isinstance(started, VoiceStarted) and isinstance(ended, VoiceEnded)
     onset, offset = loud_span_ms(words, rate, 1.0)
     # The start is the frame where the sound begins; the end follows the sound by at most
     # webrtcvad's hangover.
@@ -142,11 +142,11 @@ def test_two_utterances_a_second_apart_give_two_pairs(
         [silence(rate, 0.5), first, silence(rate, 1.0), second, silence(rate, 1.0)]
     )
     events = run(stream, rate)
-    assert kinds(events) == [SpeechStarted, SpeechEnded, SpeechStarted, SpeechEnded]
+    assert kinds(events) == [VoiceStarted, VoiceEnded, VoiceStarted, VoiceEnded]
     second_onset, _ = loud_span_ms(second, rate, 0.5 + len(first) / rate + 1.0)
     assert events[1].at_ms < events[2].at_ms
     assert second_onset - 20 <= events[2].at_ms <= second_onset
-    assert isinstance(events[3], SpeechEnded) and isinstance(events[1], SpeechEnded)
+    assert isinstance(events[3], VoiceEnded) and isinstance(events[1], VoiceEnded)
     assert events[3].duration_ms > events[1].duration_ms  # the question is the longer phrase
 
 
@@ -158,10 +158,10 @@ def test_a_pause_shorter_than_the_trailing_silence_does_not_split_an_utterance(
     stream = np.concatenate(
         [silence(rate, 0.5), words, silence(rate, 0.4), words, silence(rate, 1.0)]
     )
-    assert kinds(run(stream, rate)) == [SpeechStarted, SpeechEnded]
+    assert kinds(run(stream, rate)) == [VoiceStarted, VoiceEnded]
     # ...and splits it when the trailing silence is shorter than the pause.
     short = VadConfig(trailing_silence_ms=200, pause_ms=0)
-    assert kinds(run(stream, rate, short)) == [SpeechStarted, SpeechEnded] * 2
+    assert kinds(run(stream, rate, short)) == [VoiceStarted, VoiceEnded] * 2
 
 
 @pytest.mark.parametrize("rate", [8000, 16000])
@@ -200,13 +200,13 @@ def test_a_100_ms_click_is_not_speech(
     assert run(stream, rate, config) == []
     # The same sound for 400 ms is speech: the length, not the sound, made the difference.
     longer = np.concatenate([silence(rate, 1.0), sound, silence(rate, 1.0)])
-    assert kinds(run(longer, rate, config)) == [SpeechStarted, SpeechEnded]
+    assert kinds(run(longer, rate, config)) == [VoiceStarted, VoiceEnded]
 
 
 def test_min_speech_ms_sets_the_shortest_speech(speech: dict[tuple[str, int], Samples]) -> None:
     rate = 8000
     burst = np.concatenate([silence(rate, 1.0), noise_burst(rate, 0.3), silence(rate, 1.0)])
-    assert kinds(run(burst, rate, VadConfig(min_speech_ms=200))) == [SpeechStarted, SpeechEnded]
+    assert kinds(run(burst, rate, VadConfig(min_speech_ms=200))) == [VoiceStarted, VoiceEnded]
     assert run(burst, rate, VadConfig(min_speech_ms=500)) == []
 
 
@@ -251,7 +251,7 @@ def test_chunk_sizes_do_not_change_the_events(speech: dict[tuple[str, int], Samp
         ]
     )
     expected = run(stream, rate, pauses=True)
-    assert kinds(expected) == [SpeechStarted, SpeechPaused, SpeechEnded] * 2
+    assert kinds(expected) == [VoiceStarted, VoicePaused, VoiceEnded] * 2
     random_sizes = np.random.default_rng(5).integers(1, 2000, 50).tolist()
     for sizes in ([320], [160], [480], [37], [1], [1001, 7, 333], random_sizes, [len(stream)]):
         assert run(stream, rate, sizes=sizes, pauses=True) == expected, sizes[:3]
@@ -273,7 +273,7 @@ def test_start_carries_the_pre_roll_and_the_speech_so_far(
         if listening:
             heard.append(to_samples(chunk))
         for event in events:
-            if isinstance(event, SpeechStarted):
+            if isinstance(event, VoiceStarted):
                 first = (event.at_ms - config.pre_roll_ms) * rate // 1000
                 heard.append(to_samples(event.audio))
                 assert (
@@ -303,7 +303,7 @@ def test_speech_ms_since_start_tracks_the_current_speech(
         for chunk in chunks(stream, rate, [160]):
             before = vad.speech_ms_since_start
             for event in vad.feed(chunk):
-                if isinstance(event, SpeechEnded):
+                if isinstance(event, VoiceEnded):
                     assert event.duration_ms >= before
                     durations[name] = event.duration_ms
             if vad.in_speech:
@@ -390,12 +390,12 @@ def test_the_trailing_silence_counts_from_the_end_of_the_sound(
     config = VadConfig(trailing_silence_ms=400, pause_ms=0)
     words = speech[("question", rate)]
     vad = VoiceActivity(config, AudioFormat(rate))
-    reported: list[tuple[float, SpeechEnded]] = []
+    reported: list[tuple[float, VoiceEnded]] = []
     for chunk in chunks(
         np.concatenate([silence(rate, 0.5), words, silence(rate, 1.0)]), rate, [rate // 100]
     ):
         for event in vad.feed(chunk):
-            if isinstance(event, SpeechEnded):
+            if isinstance(event, VoiceEnded):
                 reported.append((vad.fed_ms, event))
     assert len(reported) == 1
     (when, ended) = reported[0]
@@ -416,7 +416,7 @@ def test_a_pause_is_reported_then_the_speech_resumes(
     )
     events = run(stream, rate, config, pauses=True)
     assert kinds(events) == [
-        SpeechStarted, SpeechPaused, SpeechResumed, SpeechPaused, SpeechEnded
+        VoiceStarted, VoicePaused, VoiceResumed, VoicePaused, VoiceEnded
     ]  # fmt: skip
     _, first_end = loud_span_ms(words, rate, 0.5)
     second_start, _ = loud_span_ms(words, rate, 0.5 + len(words) / rate + 0.5)
@@ -427,7 +427,7 @@ def test_a_pause_is_reported_then_the_speech_resumes(
     assert last_pause.at_ms == ended.at_ms  # the last pause is the silence that ended it
     # Pauses off: the same stream gives only its start and end.
     assert kinds(run(stream, rate, VadConfig(pause_ms=0), pauses=True)) == [
-        SpeechStarted, SpeechEnded
+        VoiceStarted, VoiceEnded
     ]  # fmt: skip
 
 
@@ -441,9 +441,9 @@ def test_end_now_ends_the_speech_at_once(speech: dict[tuple[str, int], Samples])
         np.concatenate([silence(rate, 0.5), words, silence(rate, 0.3)]), rate, [160]
     ):
         events += vad.feed(chunk)
-    assert kinds(events) == [SpeechStarted, SpeechPaused] and vad.paused
+    assert kinds(events) == [VoiceStarted, VoicePaused] and vad.paused
     ended = vad.end_now()
-    assert isinstance(ended, SpeechEnded) and ended.at_ms == events[1].at_ms
+    assert isinstance(ended, VoiceEnded) and ended.at_ms == events[1].at_ms
     assert not vad.in_speech and not vad.paused and vad.end_now() is None
     # The silence that follows ends nothing more; the next words are a new utterance.
     later: list[VadEvent] = []
@@ -451,4 +451,4 @@ def test_end_now_ends_the_speech_at_once(speech: dict[tuple[str, int], Samples])
         np.concatenate([silence(rate, 1.0), words, silence(rate, 1.0)]), rate, [160]
     ):
         later += vad.feed(chunk)
-    assert kinds(later) == [SpeechStarted, SpeechPaused, SpeechEnded]
+    assert kinds(later) == [VoiceStarted, VoicePaused, VoiceEnded]

@@ -251,7 +251,7 @@ class BrokenBrain:
     async def turn(self, conversation_id: str, text: str):
         raise RuntimeError("Rasa is down")
 
-    async def route(self, text: str):
+    async def route(self, text: str, partial: bool = False):
         raise RuntimeError("Rasa is down")
 
 
@@ -313,7 +313,7 @@ class UnderstandsEveryPartial:
     def __getattr__(self, name: str) -> object:
         return getattr(self.real, name)
 
-    async def route(self, text: str) -> RouteResult:
+    async def route(self, text: str, partial: bool = False) -> RouteResult:
         self.routed.append(text)
         return RouteResult(text, "transfer:3", "doctor_advice", 0.99)
 

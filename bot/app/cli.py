@@ -1,4 +1,4 @@
-"""Command line: ``python -m bot route|chat|call|train|eval|models``."""
+"""Command line: ``python -m bot route|chat|call|train|eval|models|users|retention``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from bot.app.settings import ROOT, Settings, quiet_libraries
 from bot.errors import ModelMissing
@@ -91,6 +91,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from bot.nlu.replies import HangUp, Say, Transfer
 
     brain = _load_brain(args.settings, args.model)
+    if args.script:
+        return _chat_script(brain, args.script)
     conversation = f"chat-{uuid.uuid4().hex[:8]}"
 
     def show(actions: list) -> bool:  # type: ignore[type-arg]
@@ -118,6 +120,26 @@ def cmd_chat(args: argparse.Namespace) -> int:
             print(f"bạn: {text}")
         if show(run(brain.turn(conversation, text))):
             return 0
+
+
+def _chat_script(brain: Any, script: Path) -> int:
+    """Replay a conversation file, printing each turn and action; 1 if a turn's
+    expectations were not met (bot/tools/conversations.py has the format)."""
+    from bot.nlu.brain import run
+    from bot.tools.conversations import ScriptError, load, replay
+
+    try:
+        conversations = load(script)
+    except (OSError, ScriptError) as e:
+        raise SystemExit(f"error: {e}") from e
+    failed = 0
+    for conversation in conversations:
+        results = replay(brain, conversation, run, show=print)
+        if any(r.problems for r in results):
+            failed += 1
+        print()
+    print(f"{len(conversations) - failed} of {len(conversations)} conversations as expected")
+    return 1 if failed else 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -150,9 +172,17 @@ def cmd_call(args: argparse.Namespace) -> int:
             stand_in=args.stand_in_models,
             # A relative SQLite path is the project's, as in BOT_DATABASE_URL.
             store_url=resolve_url(args.database, ROOT) if args.database else None,
+            stand_in_voice=args.stand_in_voice,
         )
     except ModelMissing as e:
-        raise SystemExit(f"error: {e}") from e
+        hint = (
+            ""
+            if args.stand_in_models or args.stand_in_voice
+            else "\n(without the Vietnamese voice, --stand-in-voice speaks in the English "
+            "stand-in; the recogniser stays the Vietnamese one)"
+        )
+        raise SystemExit(f"error: {e}{hint}") from e
+    print(f"recogniser: {engines.speech.name}")
 
     line, call = asyncio.run(
         run_simulated_call(engines, args.recording, args.digits, args.max_seconds)
@@ -170,10 +200,18 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from bot.speech_models import FETCH_COMMAND, FetchFailed, check, fetch, under
+    from bot.speech_models import (
+        FETCH_COMMAND,
+        FetchFailed,
+        asr_engine_note,
+        check,
+        fetch,
+        under,
+    )
 
     s: Settings = args.settings
     if args.action == "check":
+        print(asr_engine_note(s.asr_engine, s.vosk_model))
         missing = check(s.speech_models)
         for line in missing:
             print(f"missing: {line}")
@@ -191,6 +229,56 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users(args: argparse.Namespace) -> int:
+    import getpass
+
+    from bot.console.auth import hash_password
+    from bot.store.calls import CallStore
+    from bot.store.review import ReviewStore
+
+    review = ReviewStore(CallStore(args.database or args.settings.database_url))
+    if args.action == "list":
+        for user in review.users():
+            print(f"{user.name}\t{user.role}" + ("\t(disabled)" if user.disabled else ""))
+        return 0
+    if not args.name:
+        raise SystemExit(f"error: users {args.action} needs a NAME")
+    if args.password_stdin:  # for scripts: the first line of standard input
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"Password for {args.name}: ")
+        if getpass.getpass("Again: ") != password:
+            raise SystemExit("error: the passwords differ")
+    try:
+        hashed = hash_password(password)
+        if args.action == "add":
+            review.add_user(args.name, args.role, hashed)
+            review.audit("cli", "user_added", None, f"{args.name} ({args.role})")
+            print(f"user {args.name} added ({args.role})")
+        elif not review.set_password(args.name, hashed):
+            raise SystemExit(f"error: no user {args.name!r}")
+        else:
+            review.audit("cli", "password_set", None, args.name)
+            print(f"password of {args.name} changed; their sessions are closed")
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from e
+    return 0
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    from bot.console.retention import apply
+    from bot.store.calls import CallStore
+
+    s = args.settings
+    store = CallStore(args.database or s.database_url)
+    audio_days = s.retention_audio_days if args.audio_days is None else args.audio_days
+    text_days = s.retention_text_days if args.text_days is None else args.text_days
+    report = apply(store, audio_days, text_days, dry_run=args.dry_run)
+    store.close()
+    print(("dry run: " if args.dry_run else "") + report.summary())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -201,6 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("chat", help="talk to the bot in the terminal, as a caller would")
     p.add_argument("--model", type=Path)
+    p.add_argument(
+        "--script",
+        type=Path,
+        help="replay a conversation file (YAML as tests/data/conversations.yml, or one "
+        "caller turn a line) printing each turn and action",
+    )
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("train", help="generate spoken variants and train the Rasa model")
@@ -222,6 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="use the PyPI stand-in models (Korean Vosk, English Piper), for testing",
     )
+    p.add_argument(
+        "--stand-in-voice",
+        action="store_true",
+        help="swap only the voice for the English stand-in (where the Vietnamese Piper voice "
+        "cannot be had); the recogniser is still BOT_ASR_ENGINE's",
+    )
     p.set_defaults(func=cmd_call)
 
     p = sub.add_parser("models", help="check or fetch the Vietnamese speech models")
@@ -229,6 +329,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dest", type=Path, help="models directory to fetch into (default: settings)")
     p.add_argument("--timeout", type=float, help="seconds for a host to answer (BOT_FETCH_TIMEOUT)")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("users", help="console users: add, passwd, list")
+    p.add_argument("action", choices=["add", "passwd", "list"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--role", choices=["supervisor", "trainer", "admin"], default="supervisor")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.add_argument("--database", help="call records URL (default: BOT_DATABASE_URL)")
+    p.set_defaults(func=cmd_users)
+
+    p = sub.add_parser("retention", help="delete old recordings, redact old transcripts")
+    p.add_argument("--dry-run", action="store_true", help="say what would be done, do nothing")
+    p.add_argument("--audio-days", type=int, help="default: BOT_RETENTION_AUDIO_DAYS")
+    p.add_argument("--text-days", type=int, help="default: BOT_RETENTION_TEXT_DAYS")
+    p.add_argument("--database", help="call records URL (default: BOT_DATABASE_URL)")
+    p.set_defaults(func=cmd_retention)
 
     p = sub.add_parser("eval", help="score the held-out set: clean, no diacritics, accent-merged")
     p.add_argument("--model", type=Path)

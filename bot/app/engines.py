@@ -7,9 +7,10 @@ import logging
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from bot.app.settings import Settings
-from bot.asr.vosk_engine import VoskModel
+from bot.asr.types import SpeechModel
 from bot.call.machine import CallConfig
 from bot.call.prompts import Prompts
 from bot.call.turn_end import EndWords, example_texts
@@ -53,28 +54,68 @@ def decoder_pool(s: Settings) -> ThreadPoolExecutor:
     )
 
 
+def load_speech_model(
+    s: Settings, engine: str | None = None, stand_in: bool = False
+) -> SpeechModel:
+    """The recogniser ``engine`` (default: the settings' ``asr_engine``, ``BOT_ASR_ENGINE``:
+    vosk, vietasr, auto) names.
+
+    With ``stand_in`` (the PyPI stand-in models), "auto" means the stand-in Vosk model
+    (Korean); an explicit "vietasr" is still the embedded Vietnamese model."""
+    from bot.errors import ModelMissing
+    from bot.speech_models import asr_engine, require_vosk, stand_in_models
+
+    vosk_path = stand_in_models().vosk if stand_in else s.vosk_model
+    try:
+        chosen = asr_engine(engine or s.asr_engine, vosk_path)
+    except ValueError as e:
+        raise ModelMissing(str(e)) from e
+    if chosen == "vietasr":
+        from bot.asr.vietasr_engine import VietasrModel
+
+        try:
+            return VietasrModel(log_level=s.vietasr_log_level)
+        except ImportError as e:
+            raise ModelMissing(
+                f"vietasr: the viet-asr package is not installed ({e}): "
+                "pip install -r requirements.txt"
+            ) from e
+    from bot.asr.vosk_engine import VoskModel
+
+    return VoskModel(require_vosk(vosk_path), log_level=s.vosk_log_level)
+
+
 def load_engines(
     s: Settings,
     stand_in: bool = False,
     store_url: str | None = None,
     brain: BrainService | None = None,
+    asr_engine: str | None = None,
+    stand_in_voice: bool = False,
+    recordings: Path | None = None,
 ) -> Engines:
     """Load everything a voice call needs, once per process.
 
     ``stand_in`` is the explicit choice of the PyPI stand-in models (tests, benchmarks);
-    without it the configured Vietnamese models are required and a missing one raises
-    ``ModelMissing`` saying what is missing and how to get it. Every fixed prompt of
-    domain.yml is rendered into the prompt cache here, so none costs synthesis in a call.
-    ``store_url`` overrides the settings' database (a test's own file).
+    ``stand_in_voice`` swaps the voice alone for the stand-in (English) one, where the
+    Vietnamese voice cannot be had. Otherwise the configured Vietnamese models are required
+    and a missing one raises ``ModelMissing`` saying what is missing and how to get it.
+    ``asr_engine`` (default: the settings', ``BOT_ASR_ENGINE``) picks the recogniser
+    (``load_speech_model``). Every fixed prompt of domain.yml is rendered into the prompt cache
+    here, so none costs synthesis in a call. ``store_url`` overrides the settings' database
+    (a test's own file), ``recordings`` the folder calls are
+    recorded in (when ``record_calls`` is on).
     """
     from bot.audio.formats import TELEPHONE
     from bot.nlu.brain import Brain, newest_model
-    from bot.speech_models import require_piper, require_vosk, stand_in_models
+    from bot.speech_models import require_piper, stand_in_models
     from bot.tts.piper_voice import Voice
 
-    paths = stand_in_models() if stand_in else s.speech_models
-    speech = VoskModel(require_vosk(paths.vosk), log_level=s.vosk_log_level)
-    onnx, config = require_piper(paths.piper)
+    paths = stand_in_models() if stand_in or stand_in_voice else s.speech_models
+    onnx, config = require_piper(paths.piper)  # first: a missing voice is said at once
+    speech = load_speech_model(s, asr_engine, stand_in)
+    logger.info("speech recogniser: %s", speech.name)
+    logger.info("voice: %s%s", onnx, " (the stand-in, asked for)" if stand_in_voice else "")
     voice = Voice(onnx, config)
     cache = PromptCache(s.prompt_cache)
     engines = Engines(
@@ -90,7 +131,12 @@ def load_engines(
         brain_timeout_s=s.brain_timeout_s,
         max_calls=s.max_calls,
         decoder=decoder_pool(s),
+        recordings=s.recordings_dir if s.record_calls and recordings is None else recordings,
     )
+    if engines.recordings is not None and engines.store is not None:
+        from bot.session.recorder import recover
+
+        recover(engines.store)  # recordings left open by a server that was killed
     counts = cache.render_all(engines.speaker(TELEPHONE), engines.prompts.texts)
     logger.info("prompt cache: %d rendered, %d already cached", counts.rendered, counts.cached)
     return engines

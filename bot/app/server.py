@@ -3,7 +3,7 @@
 Loads the trained Rasa model once and serves, on http://BOT_HOST:BOT_PORT
 (127.0.0.1:8022 by default):
 
-  GET  /health      {"status": "ok", "model": ...}
+  GET  /health      {"status": "ok", "model": ..., "voice": ..., "asr": engine:model}
   POST /api/route   {"text": "..."}  ->  {"text", "route", "intent", "confidence"}
   POST /api/chat    {"conversation_id"?: "...", "text"?: "...", "digit"?: "0-9*#"}
                     ->  {"conversation_id", "actions": [{"kind": "say", "text"}, ...]}
@@ -54,6 +54,7 @@ from bot.errors import ModelMissing
 from bot.nlu.replies import action_dict
 from bot.session.brain_service import BrainService
 from bot.session.engines import Engines
+from bot.vocabulary import DTMF_KEYS
 
 logger = logging.getLogger("server")
 
@@ -235,12 +236,14 @@ def _text(data: dict[str, Any], required: bool, limit: int) -> str | None:
 
 
 async def health(request: web.Request) -> web.Response:
-    voice = "ready" if request.app[ENGINES] is not None else "unavailable"
+    engines = request.app[ENGINES]
     body: dict[str, Any] = {
         "status": "ok",
         "model": request.app[BRAIN].model_path.name,
-        "voice": voice,
+        "voice": "ready" if engines is not None else "unavailable",
     }
+    if engines is not None:
+        body["asr"] = engines.speech.name  # the engine and model that hear the calls
     if request.app[VOICE_PROBLEM]:
         body["voice_problem"] = request.app[VOICE_PROBLEM]
     ami_status = request.app[AMI_STATUS]
@@ -280,8 +283,8 @@ async def chat(request: web.Request) -> web.Response:
     elif not isinstance(conversation, str) or not conversation or len(conversation) > 128:
         raise bad_request('"conversation_id" must be a non-empty string of at most 128 characters')
     elif digit is not None:
-        if digit not in list("0123456"):
-            raise bad_request('"digit" must be one of 0-6')
+        if not isinstance(digit, str) or digit not in DTMF_KEYS:
+            raise bad_request('"digit" must be one key of the keypad: 0-9, * or #')
         chats.take_turn(conversation)
         actions = await brain.digit(sender(conversation), digit)
     elif text is not None:
@@ -323,6 +326,7 @@ def make_app(
             web.post("/api/chat", chat),
         ]
     )
+    _add_console(app, engines, settings)
     if engines is not None:
         transferer = transferer or make_transferer(settings)
         app[AMI_STATUS] = transferer.client.status
@@ -335,6 +339,20 @@ def make_app(
         )
         add_softphone(app, engines, limits)
     return app
+
+
+def _add_console(app: web.Application, engines: Engines | None, s: Settings) -> None:
+    """The supervisors' console under /console/ (bot/console/), with its nightly retention."""
+    from bot.console.app import add_console, live_calls
+    from bot.console.retention import nightly
+    from bot.store.calls import CallStore
+
+    if engines is not None and engines.store is not None:
+        store = engines.store
+    else:
+        store = CallStore(s.database_url)
+    add_console(app, store, s, live_calls(engines))
+    app.cleanup_ctx.append(nightly(store, s))
 
 
 def make_transferer(s: Settings) -> Any:
@@ -469,6 +487,11 @@ def main() -> None:
         action="store_true",
         help="run the voice line on the PyPI stand-in models (testing only)",
     )
+    parser.add_argument(
+        "--stand-in-voice",
+        action="store_true",
+        help="only the voice: the English stand-in, where the Vietnamese one cannot be had",
+    )
     args = parser.parse_args()
     quiet_libraries(s.log_level)  # before Rasa is imported
     from bot.nlu.brain import Brain, newest_model
@@ -495,13 +518,19 @@ def main() -> None:
         from bot.app.engines import load_engines
 
         try:
-            engines = load_engines(s, stand_in=args.stand_in_models, brain=brain)
+            engines = load_engines(
+                s, stand_in=args.stand_in_models, brain=brain, stand_in_voice=args.stand_in_voice
+            )
         except ModelMissing as e:
             problem = str(e)
             logger.error("voice line not started: %s", e)
         else:
             kind = "stand-in" if args.stand_in_models else "configured"
-            logger.info("voice line ready on the %s speech models", kind)
+            logger.info(
+                "voice line ready on the %s speech models; recogniser %s",
+                kind,
+                engines.speech.name,
+            )
             if engines.store is not None and s.recover_open_calls:
                 try:
                     engines.store.close_abandoned()

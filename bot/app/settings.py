@@ -107,6 +107,8 @@ class Settings:
     # Held-out routing set (never used for training) and Rasa test stories.
     heldout: Path = ROOT / "tests" / "data" / "heldout.tsv"  # BOT_HELDOUT
     test_stories: Path = ROOT / "tests" / "test_stories.yml"  # BOT_TEST_STORIES
+    # Whole conversations as callers have them (bot/tools/conversations.py has the format).
+    conversations: Path = ROOT / "tests" / "data" / "conversations.yml"  # BOT_CONVERSATIONS
     # Generated training variants (no diacritics, Hanoi merges); rebuilt on every train.
     build_dir: Path = ROOT / "build"  # BOT_BUILD_DIR
     # How many trained models to keep in models/ (older ones are pruned after training).
@@ -218,6 +220,12 @@ class Settings:
     # loop's (nice steps): decoding waits, the real-time audio of every call does not.
     asr_threads: int = os.cpu_count() or 2  # BOT_ASR_THREADS
     asr_nice: int = 10  # BOT_ASR_NICE
+    # Which recogniser hears the calls: "vosk" (the Vosk model above), "vietasr" (the
+    # Vietnamese model embedded in the viet-asr wheel: no download), or "auto": Vosk where its
+    # Vietnamese model is installed, the embedded model otherwise (bot.speech_models.asr_engine).
+    asr_engine: str = "auto"  # BOT_ASR_ENGINE
+    # vietasr's native log threshold: 2 prints its INFO lines on every model load, 3 warnings.
+    vietasr_log_level: int = 3  # BOT_VIETASR_LOG_LEVEL
 
     # --- the call's timing (bot/audio/vad.py, bot/call/machine.py) ---
     # webrtcvad's aggressiveness, the shortest speech, the trailing silence that ends an
@@ -241,6 +249,26 @@ class Settings:
     # The brain's deadline for one reply; the caller hears the apology after it.
     brain_timeout_s: float = CallConfig.brain_timeout_s  # BOT_BRAIN_TIMEOUT_S
 
+    # --- recordings and the supervisors' console (bot/session/recorder.py, bot/console/) ---
+    # Every call recorded (caller and bot, two channels of one WAV) under recordings_dir.
+    record_calls: bool = True  # BOT_RECORD_CALLS
+    recordings_dir: Path = ROOT / "var" / "recordings"  # BOT_RECORDINGS_DIR
+    # Days before a call's recording is deleted and its transcripts redacted (0: kept for
+    # ever); the server's nightly job (at retention_hour, Hanoi time) and
+    # `python -m bot retention` apply them.
+    retention_audio_days: int = 90  # BOT_RETENTION_AUDIO_DAYS
+    retention_text_days: int = 365  # BOT_RETENTION_TEXT_DAYS
+    retention_hour: int = 2  # BOT_RETENTION_HOUR
+    # A caller turn below this recogniser or NLU confidence is worth a supervisor's look.
+    review_confidence: float = 0.6  # BOT_REVIEW_CONFIDENCE
+    # Console logins: how long one lasts, and the throttle (failures per window, per user
+    # name and per address).
+    console_session_hours: float = 12.0  # BOT_CONSOLE_SESSION_HOURS
+    login_max_failures: int = 5  # BOT_LOGIN_MAX_FAILURES
+    login_window_s: float = 900.0  # BOT_LOGIN_WINDOW_S
+    # Secure cookies need HTTPS: on behind a TLS proxy.
+    console_secure_cookies: bool = False  # BOT_CONSOLE_SECURE_COOKIES
+
     @property
     def speech_models(self) -> ModelPaths:
         """The production speech models, where these settings place them."""
@@ -259,6 +287,7 @@ class Settings:
             models_dir=(models := e.path("BOT_MODELS_DIR", d.models_dir)),
             heldout=e.path("BOT_HELDOUT", d.heldout),
             test_stories=e.path("BOT_TEST_STORIES", d.test_stories),
+            conversations=e.path("BOT_CONVERSATIONS", d.conversations),
             build_dir=e.path("BOT_BUILD_DIR", d.build_dir),
             keep_models=e.integer("BOT_KEEP_MODELS", d.keep_models),
             host=e.text("BOT_HOST", d.host),
@@ -313,6 +342,8 @@ class Settings:
             asr_vocabulary=e.flag("BOT_ASR_VOCABULARY", d.asr_vocabulary),
             asr_threads=e.integer("BOT_ASR_THREADS", d.asr_threads),
             asr_nice=e.integer("BOT_ASR_NICE", d.asr_nice),
+            asr_engine=_asr_engine(e.text("BOT_ASR_ENGINE", d.asr_engine)),
+            vietasr_log_level=e.integer("BOT_VIETASR_LOG_LEVEL", d.vietasr_log_level),
             vad=dataclasses.replace(
                 d.vad,
                 aggressiveness=e.integer("BOT_VAD_AGGRESSIVENESS", d.vad.aggressiveness),
@@ -328,7 +359,24 @@ class Settings:
             silence_timeout_s=e.number("BOT_SILENCE_TIMEOUT_S", d.silence_timeout_s),
             barge_in_min_s=e.number("BOT_BARGE_IN_MIN_S", d.barge_in_min_s),
             brain_timeout_s=e.number("BOT_BRAIN_TIMEOUT_S", d.brain_timeout_s),
+            record_calls=e.flag("BOT_RECORD_CALLS", d.record_calls),
+            recordings_dir=e.path("BOT_RECORDINGS_DIR", d.recordings_dir),
+            retention_audio_days=e.integer("BOT_RETENTION_AUDIO_DAYS", d.retention_audio_days),
+            retention_text_days=e.integer("BOT_RETENTION_TEXT_DAYS", d.retention_text_days),
+            retention_hour=e.integer("BOT_RETENTION_HOUR", d.retention_hour),
+            review_confidence=e.number("BOT_REVIEW_CONFIDENCE", d.review_confidence),
+            console_session_hours=e.number("BOT_CONSOLE_SESSION_HOURS", d.console_session_hours),
+            login_max_failures=e.integer("BOT_LOGIN_MAX_FAILURES", d.login_max_failures),
+            login_window_s=e.number("BOT_LOGIN_WINDOW_S", d.login_window_s),
+            console_secure_cookies=e.flag("BOT_CONSOLE_SECURE_COOKIES", d.console_secure_cookies),
         )
+
+
+def _asr_engine(value: str) -> str:
+    value = value.strip().lower()
+    if value not in ("vosk", "vietasr", "auto"):
+        raise SettingsError(f"BOT_ASR_ENGINE: expected vosk, vietasr or auto, got {value!r}")
+    return value
 
 
 def quiet_libraries(level: str = "WARNING") -> None:

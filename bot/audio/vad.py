@@ -79,7 +79,7 @@ class VadConfig:
 
 
 @dataclass(frozen=True)
-class SpeechStarted:
+class VoiceStarted:
     """Speech has lasted `min_speech_ms`; it began at `at_ms`.
 
     Reported once the burst has lasted `min_speech_ms` plus webrtcvad's hangover
@@ -87,7 +87,7 @@ class SpeechStarted:
 
     `audio` is what the recogniser needs so far: from `max(0, at_ms - pre_roll_ms)` to the end
     of the audio fed (or to the end of this utterance, if it ended within the same `feed`). Give
-    it to the recogniser, then every later chunk until `SpeechEnded`. It is left out of equality
+    it to the recogniser, then every later chunk until `VoiceEnded`. It is left out of equality
     so that events compare by their times, whatever the chunking.
     """
 
@@ -96,7 +96,7 @@ class SpeechStarted:
 
 
 @dataclass(frozen=True)
-class SpeechEnded:
+class VoiceEnded:
     """Speech ended at `at_ms` (the end of its last speech frame, webrtcvad's hangover
     included), after `duration_ms` of speech. Reported once the silence, net of that
     hangover, reaches `trailing_silence_ms`, or at once by `VoiceActivity.end_now()`."""
@@ -106,7 +106,7 @@ class SpeechEnded:
 
 
 @dataclass(frozen=True)
-class SpeechPaused:
+class VoicePaused:
     """The speech has been silent for `pause_ms` (net of the hangover) since `at_ms`; it is
     not over yet. Reported once per pause."""
 
@@ -114,13 +114,13 @@ class SpeechPaused:
 
 
 @dataclass(frozen=True)
-class SpeechResumed:
-    """Speech came back, at `at_ms`, after a SpeechPaused and before the end."""
+class VoiceResumed:
+    """Speech came back, at `at_ms`, after a VoicePaused and before the end."""
 
     at_ms: int
 
 
-VadEvent = SpeechStarted | SpeechPaused | SpeechResumed | SpeechEnded
+VadEvent = VoiceStarted | VoicePaused | VoiceResumed | VoiceEnded
 
 
 class VoiceActivity:
@@ -149,19 +149,19 @@ class VoiceActivity:
         self._burst_start: int | None = None  # first frame of the current burst or speech
         self._last_speech = 0  # last frame judged speech in that burst or speech
         self._speaking = False
-        self._paused = False  # a SpeechPaused was reported for the current silence
+        self._paused = False  # a VoicePaused was reported for the current silence
 
     @property
     def in_speech(self) -> bool:
-        """Between a SpeechStarted and its SpeechEnded."""
+        """Between a VoiceStarted and its VoiceEnded."""
         return self._speaking
 
     @property
     def paused(self) -> bool:
-        """In speech, and silent since a SpeechPaused."""
+        """In speech, and silent since a VoicePaused."""
         return self._paused
 
-    def end_now(self) -> SpeechEnded | None:
+    def end_now(self) -> VoiceEnded | None:
         """End the current speech at once (a later stage decided the caller has finished);
         None when not in speech. The next sound starts a new utterance."""
         if not self._speaking:
@@ -198,9 +198,9 @@ class VoiceActivity:
             event = self._judge(self._vad.is_speech(frame, self.format.rate))
             if event is None:
                 continue
-            if isinstance(event, SpeechStarted):
+            if isinstance(event, VoiceStarted):
                 started = (len(events), self._pre_roll_from(event.at_ms))
-            elif isinstance(event, SpeechEnded) and started is not None:
+            elif isinstance(event, VoiceEnded) and started is not None:
                 index, first = started
                 events[index] = self._started(
                     events[index], first, self._frames * self._frame_samples
@@ -224,13 +224,13 @@ class VoiceActivity:
             self._last_speech = frame
             if self._paused:
                 self._paused = False
-                return SpeechResumed(frame * cfg.frame_ms)
+                return VoiceResumed(frame * cfg.frame_ms)
             lasted = (frame + 1 - self._burst_start) * cfg.frame_ms
             if not self._speaking and lasted >= cfg.min_speech_ms + cfg.hangover_ms:
                 self._speaking = True
                 # The audio is filled in by feed(), which knows where this feed ends.
                 empty = AudioChunk(b"", self.format)
-                return SpeechStarted(self._burst_start * cfg.frame_ms, empty)
+                return VoiceStarted(self._burst_start * cfg.frame_ms, empty)
             return None
         if self._burst_start is None:
             return None
@@ -246,11 +246,11 @@ class VoiceActivity:
             return self._end()
         if cfg.pause_ms and not self._paused and silent_ms >= cfg.pause_ms:
             self._paused = True
-            return SpeechPaused((self._last_speech + 1) * cfg.frame_ms)
+            return VoicePaused((self._last_speech + 1) * cfg.frame_ms)
         return None
 
-    def _end(self) -> SpeechEnded:
-        ended = SpeechEnded(
+    def _end(self) -> VoiceEnded:
+        ended = VoiceEnded(
             at_ms=(self._last_speech + 1) * self.config.frame_ms,
             duration_ms=self.speech_ms_since_start,
         )
@@ -264,11 +264,11 @@ class VoiceActivity:
         start = at_ms * self.format.rate // 1000
         return max(start - self._pre_roll_samples, self._audio_start)
 
-    def _started(self, event: VadEvent, from_sample: int, to_sample: int) -> SpeechStarted:
-        assert isinstance(event, SpeechStarted)  # feed() calls this for starts only
+    def _started(self, event: VadEvent, from_sample: int, to_sample: int) -> VoiceStarted:
+        assert isinstance(event, VoiceStarted)  # feed() calls this for starts only
         first, last = from_sample - self._audio_start, to_sample - self._audio_start
         audio = bytes(self._audio[first * _WIDTH : last * _WIDTH])
-        return SpeechStarted(event.at_ms, AudioChunk(audio, self.format))
+        return VoiceStarted(event.at_ms, AudioChunk(audio, self.format))
 
     def _trim(self) -> None:
         """Keep the pre-roll before the next frame, or before the burst being judged."""

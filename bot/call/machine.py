@@ -352,8 +352,10 @@ class CallMachine:
         if e.digit == "*":
             return [note, *self._stop_playback(), *self._replay(e.at)]
         route = branch_route(e.digit)
-        if route == Route.FALLBACK:
-            return [note]  # '#', 7-9: not a branch of this switchboard
+        if route == Route.FALLBACK:  # '#', 7-9: as /api/chat says, not used here; the menu
+            unused = [self.prompts.unused_key] if self.prompts.unused_key else []
+            menu: list[BotAction] = [*unused, self.prompts.menu]
+            return [note, *self._stop_playback(), *self._say(menu, e.at)]
         # The keypad works without the brain: it must, when the brain is down.
         self._utterance_consumed = self._speech_began is not None
         return [note, *self._stop_playback(), *self._transfer_now(route, e.at)]
@@ -384,7 +386,13 @@ class CallMachine:
             # A question already given up on (its deadline passed here first, or a transfer
             # overtook it): its failure is not a second one, which would end the call.
             return [Note(NoteKind.STALE_REPLY, e.reason, {"stage": e.stage})]
+        # A failed stage settles what the machine waited for from it: the brain's answer, or
+        # the recogniser's finals (a final that will never come would hold off the silence
+        # ladder for ever). A final that does come later is harmless (max(0, ...) above).
         self._waiting_for = None
+        if e.stage is Stage.ASR:
+            self._finals_due = 0
+            self._early_final = self._continuation_final = None
         return self._fail(e.stage, e.reason, e.at)
 
     # -- helpers -------------------------------------------------------------------

@@ -60,6 +60,7 @@ class Prompts:
     texts: tuple[str, ...] = ()  # every response text that can be rendered ahead
     # The emergency transfer failed: the caller is told to dial 115 themselves.
     transfer_failed_emergency: Say | None = None
+    unused_key: Say | None = None  # '#', 7-9: "phím này chưa dùng"
 
     @classmethod
     def from_domain(cls, path: Path) -> Prompts:
@@ -79,4 +80,5 @@ class Prompts:
             transfers={r: say(transfer_response(r)) for r in TRANSFER_ROUTES},
             texts=tuple(domain_texts(responses)),
             transfer_failed_emergency=say("utter_transfer_failed_emergency"),
+            unused_key=say("utter_unused_key"),
         )

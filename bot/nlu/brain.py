@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -27,9 +28,20 @@ from rasa.utils.endpoints import EndpointConfig
 from rasa_sdk.executor import ActionExecutor
 
 from bot.errors import ModelMissing
+from bot.nlu.components import BARE_ROLE
 from bot.nlu.replies import BotAction, HangUp, Say, Transfer
-from bot.nlu.routes import BRANCH_ENTITY, Parse, RouteResult, route_for
-from bot.vocabulary import Route
+from bot.nlu.routes import (
+    BRANCH_ENTITY,
+    CHOOSE_BRANCH_INTENT,
+    FAQ_INTENTS,
+    OPERATOR_INTENT,
+    TRANSFER_INTENTS,
+    Parse,
+    RouteResult,
+    route_for,
+)
+from bot.nlu.text import normalise, strip_diacritics
+from bot.vocabulary import DTMF_KEYS, REPEAT_KEY, Route
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +160,67 @@ def _to_actions(messages: list[dict[str, Any]]) -> list[BotAction]:
     return actions
 
 
+# Of the twelve keys of a phone keypad (DTMF_KEYS), 0-6 are routes, * repeats, the rest
+# are unused here.
+_BRANCH_KEYS = "0123456"
+# A request at least this sure counts as one need of several in one breath.
+_NEED_CONFIDENCE = 0.8
+_EMERGENCY_INTENT = "emergency"
+# "không phải, tôi muốn hỏi về …": a no, then the request that replaces the question.
+_CORRECTION = re.compile(
+    r"^(?:da |u |o )?(?:khong phai|khong dung|nham roi|sai roi|khong)"
+    r"(?: (?:dau|roi|a|em|chi|anh|the|cai do|y toi))* (?P<rest>.+)$"
+)
+_CORRECTION_CONFIDENCE = 0.6
+# "tôi muốn hỏi về …", "cho tôi hỏi …": the request is the question after it.
+_QUESTION_PREAMBLE = re.compile(
+    r"^(?:(?:tôi|em|chị|anh|mình|cháu|bác) )?(?:(?:muốn|cần|xin) )?(?:cho (?:tôi|em|chị|mình) )?"
+    r"hỏi(?: thăm)?(?: về| là)? "
+)
+# Words that join two needs said in one breath.
+_JOINS = re.compile(
+    r" (?:va|voi ca|voi lai|roi con|con nua la|them nua la|ngoai ra|con them|va ca|dong thoi) "
+)
+
+
+def _request_of(data: dict[str, Any], min_confidence: float) -> Route | None:
+    """The route of a parse if it is a request (a transfer, a FAQ, the operator, a key)."""
+    parse = parse_of(data)
+    request_intents = {*TRANSFER_INTENTS, *FAQ_INTENTS, OPERATOR_INTENT, CHOOSE_BRANCH_INTENT}
+    if parse.intent not in request_intents or parse.confidence < min_confidence:
+        return None
+    route = route_for(parse)
+    return None if route == Route.FALLBACK else route
+
+
+def _split_at(words: list[str], folded: list[str]) -> list[str]:
+    """Pieces of the utterance between joining words, in the caller's own spelling."""
+    text = " ".join(folded)
+    pieces, start = [], 0
+    for match in _JOINS.finditer(text):
+        left = len(text[: match.start()].split())
+        joint = len(match.group(0).split())
+        pieces.append(" ".join(words[start:left]))
+        start = left + joint
+    pieces.append(" ".join(words[start:]))
+    return [p for p in pieces if len(p.split()) >= 3]
+
+
+def _only_the_last_question(actions: list[BotAction]) -> list[BotAction]:
+    """Several needs answered in one turn: a question asked before a later answer
+    was never heard as the open one; keep only the last."""
+    last_say = max((i for i, a in enumerate(actions) if isinstance(a, Say)), default=-1)
+    return [
+        a
+        for i, a in enumerate(actions)
+        if not (
+            isinstance(a, Say)
+            and i < last_say
+            and (a.response or "").startswith(("utter_offer_", "utter_confirm_"))
+        )
+    ]
+
+
 def _clean(text: str) -> str:
     # A leading "/" is Rasa's syntax for injecting an intent; callers never mean it.
     return text.strip().lstrip("/").strip()
@@ -177,12 +250,31 @@ class Brain:
         data: dict[str, Any] = await self.agent.parse_message(_clean(text))
         return data
 
-    async def route(self, text: str) -> RouteResult:
+    async def route(self, text: str, partial: bool = False) -> RouteResult:
+        """The route of ``text``. ``partial``: a transcript still growing (the voice
+        line's fast path), where a number alone is no key yet: "cho tôi một…" goes on."""
         if not _clean(text):
             return RouteResult(text=text, route=Route.FALLBACK, intent="", confidence=0.0)
         data = await self.parse(text)
+        if partial and _bare_key(data):
+            return RouteResult(text=text, route=Route.FALLBACK, intent="", confidence=0.0)
         return RouteResult(
             text=text,
+            route=route_for(parse_of(data)),
+            intent=data["intent"].get("name") or "",
+            confidence=float(data["intent"].get("confidence") or 0.0),
+        )
+
+    async def last_route(self, conversation_id: str) -> RouteResult | None:
+        """How the conversation's last caller message was understood (None if none was):
+        read from the dialogue's tracker, so nothing is parsed twice."""
+        tracker = await self.agent.tracker_store.retrieve(conversation_id)
+        message = tracker.latest_message if tracker is not None else None
+        data = message.parse_data if message is not None else None
+        if not data or not data.get("intent") or str(data.get("text", "")).startswith("/"):
+            return None
+        return RouteResult(
+            text=str(data.get("text") or ""),
             route=route_for(parse_of(data)),
             intent=data["intent"].get("name") or "",
             confidence=float(data["intent"].get("confidence") or 0.0),
@@ -195,14 +287,79 @@ class Brain:
         return await self._handle(conversation_id, "/greet")
 
     async def turn(self, conversation_id: str, text: str) -> list[BotAction]:
-        """One caller utterance in; what the bot does, in order, out."""
+        """One caller utterance in; what the bot does, in order, out.
+
+        An utterance may hold more than one request: a correction ("không phải, tôi
+        muốn hỏi về …") answers the open question with the new request; two needs in
+        one breath are answered one after the other, an emergency alone and first."""
         cleaned = _clean(text)
         if not cleaned:
             return []  # nothing was said: the call layer decides about silence
-        return await self._handle(conversation_id, cleaned)
+        actions: list[BotAction] = []
+        for request in await self._requests_in(cleaned):
+            done = await self._handle(conversation_id, request)
+            actions += done
+            if any(isinstance(a, (Transfer, HangUp)) for a in done):
+                break
+        return _only_the_last_question(actions)
+
+    async def _requests_in(self, text: str) -> list[str]:
+        words = normalise(text).split()
+        folded = strip_diacritics(" ".join(words)).split()
+        correction = _CORRECTION.match(" ".join(folded))
+        pieces = _split_at(words, folded)
+        if not correction and len(pieces) < 2:
+            return [text]  # the common case costs no extra parse
+        whole = await self.parse(text)
+        if parse_of(whole).intent == _EMERGENCY_INTENT:
+            return [text]
+        if correction and parse_of(whole).intent not in (*TRANSFER_INTENTS, *FAQ_INTENTS):
+            rest = " ".join(words[len(folded) - len(correction.group("rest").split()) :])
+            new_request = await self._best_request(rest)
+            if new_request:
+                return [new_request]
+        needs: list[tuple[str, Route]] = []
+        for piece in pieces if len(pieces) >= 2 else []:
+            route = _request_of(await self.parse(piece), _NEED_CONFIDENCE)
+            if route and route not in [r for _, r in needs]:
+                needs.append((piece, route))
+        if len(needs) < 2:
+            return [text]
+        emergency = [p for p, r in needs if r == Route.TRANSFER_1]
+        if emergency:
+            return emergency[:1]
+        # Answers first, then at most one transfer: a transfer ends the conversation.
+        answers = [p for p, r in needs if r.faq_key]
+        others = [p for p, r in needs if not r.faq_key]
+        return answers + others[:1]
+
+    async def _best_request(self, text: str) -> str | None:
+        """``text`` or its question without the preamble ("tôi muốn hỏi về …"), whichever
+        is the surer request; None if neither is one. "Tôi muốn …" leans to a transfer."""
+        candidates = [text]
+        question = _QUESTION_PREAMBLE.sub("", text, count=1)
+        if question != text:
+            candidates.append(question)
+        best: tuple[float, str] | None = None
+        for candidate in candidates:
+            if len(candidate.split()) < 3:
+                continue
+            data = await self.parse(candidate)
+            if _request_of(data, _CORRECTION_CONFIDENCE):
+                confidence = parse_of(data).confidence
+                if best is None or confidence > best[0]:
+                    best = (confidence, candidate)
+        return best[1] if best else None
 
     async def digit(self, conversation_id: str, digit: str) -> list[BotAction]:
-        """A keypad digit 0-6 goes through the same branch action as "nhánh N"."""
+        """A keypad key, as on the phone: 0-6 go through the same branch action as
+        "nhánh N", * repeats, '#' and 7-9 say the key is not used and read the menu."""
+        if digit not in DTMF_KEYS:
+            raise ValueError(f"not a keypad key: {digit!r}")
+        if digit == REPEAT_KEY:
+            return await self._handle(conversation_id, "/repeat")
+        if digit not in _BRANCH_KEYS:
+            return await self._handle(conversation_id, "/unused_key")
         return await self._handle(
             conversation_id, f'/choose_branch{{"{BRANCH_ENTITY}": "{digit}"}}'
         )
@@ -215,6 +372,14 @@ class Brain:
         collector = _Collector()
         await self.agent.handle_message(UserMessage(payload, collector, sender_id=conversation_id))
         return _to_actions(collector.messages)
+
+
+def _bare_key(data: dict[str, Any]) -> bool:
+    """A key found from a number said alone (bot/nlu/components.py)."""
+    return (data.get("intent") or {}).get("name") == CHOOSE_BRANCH_INTENT and any(
+        e.get("entity") == BRANCH_ENTITY and e.get("role") == BARE_ROLE
+        for e in data.get("entities") or []
+    )
 
 
 def parse_of(data: dict[str, Any]) -> Parse:

@@ -31,7 +31,13 @@ class Brain(Protocol):
 
     async def digit(self, conversation_id: str, digit: str) -> list[BotAction]: ...
 
-    async def route(self, text: str) -> RouteResult: ...  # one sentence, no conversation
+    # One sentence, no conversation. ``partial``: a transcript still growing, where a
+    # number said alone is no key yet (the voice line's fast path).
+    async def route(self, text: str, partial: bool = False) -> RouteResult: ...
+
+    # How the conversation's last request was understood (None: no request yet), recorded
+    # with the call for review.
+    async def last_route(self, conversation_id: str) -> RouteResult | None: ...
 
     def close(self) -> None: ...
 
@@ -61,6 +67,9 @@ class BrainService:
     async def digit(self, conversation_id: str, digit: str) -> list[BotAction]:
         return await self._submit(self.brain.digit(conversation_id, digit))
 
+    async def last_route(self, conversation_id: str) -> RouteResult | None:
+        return await self._submit(self.brain.last_route(conversation_id))
+
     async def forget(self, conversation_id: str) -> None:
         await self._submit(self.brain.forget(conversation_id))
 
@@ -68,8 +77,8 @@ class BrainService:
     def model_path(self) -> Path:
         return self._model_path
 
-    async def route(self, text: str) -> RouteResult:
-        return await self._submit(self.brain.route(text))
+    async def route(self, text: str, partial: bool = False) -> RouteResult:
+        return await self._submit(self.brain.route(text, partial=partial))
 
     def close(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)

@@ -30,18 +30,19 @@ from typing import Any
 from bot.asr.types import Final, Partial, Recognition
 from bot.audio.formats import RECOGNISER, AudioChunk, Converter
 from bot.audio.vad import (
-    SpeechEnded,
-    SpeechPaused,
-    SpeechResumed,
-    SpeechStarted,
     VadEvent,
     VoiceActivity,
+    VoiceEnded,
+    VoicePaused,
+    VoiceResumed,
+    VoiceStarted,
 )
 from bot.call import events as ev
 from bot.call.machine import CallMachine
 from bot.session.engines import Engines
 from bot.session.line import Line, TransferResult
-from bot.store.calls import DuplicateCall, StoreError
+from bot.session.recorder import CallRecorder, SpeechClock, recording_path
+from bot.store.calls import DuplicateCall, StoreError, utc
 from bot.vocabulary import CallEnd, NoteKind, Outcome, Route
 
 logger = logging.getLogger(__name__)
@@ -109,6 +110,10 @@ class VoiceCall:
         self._overflow = False  # over Engines.max_calls: nothing is recognised
         self._deaf = False  # no recogniser could be made: keypad only
         self._transfer_failed: tuple[Route, TransferResult] | None = None  # the last one
+        self._recorder: CallRecorder | None = None  # opened in start() if calls are recorded
+        self._speech_clock = SpeechClock()  # recogniser time -> call time, for word times
+        self.started_at = utc()
+        self.last_text = ""  # the latest transcript or bot line, for the live page
 
     # -- from the transport ------------------------------------------------------
 
@@ -120,9 +125,11 @@ class VoiceCall:
         no_asr: Exception | None = None
         metrics.calls_active += 1
         metrics.calls_total[self.transport] = metrics.calls_total.get(self.transport, 0) + 1
-        await self._record_call_start()
+        self._open_recording()
+        self.engines.live_calls[self.call_id] = self
         limit = self.engines.max_calls
         self._overflow = bool(limit) and metrics.calls_active > limit
+        await self._record_call_start()  # after the limit: an overflow call hears no recogniser
         # The coroutines are made only once start() gets that far (a cut-short start
         # leaves none never awaited).
         work = [self._run_machine, self._run_player, self._run_clock]
@@ -149,29 +156,35 @@ class VoiceCall:
 
     async def audio(self, chunk: AudioChunk) -> None:
         """One chunk of caller audio, in the line's format, in order."""
-        if self._ended.is_set() or self._overflow or self._deaf:
+        if self._ended.is_set():
             return
         pcm = self._inbound.convert(chunk)
+        if self._recorder is not None:
+            self._recorder.caller(pcm)
+        if self._overflow or self._deaf:
+            return
         started_here = False
         for event in self._vad.feed(pcm):
             # A start's audio runs from the pre-roll to the end of this chunk.
-            started_here = started_here or isinstance(event, SpeechStarted)
+            started_here = started_here or isinstance(event, VoiceStarted)
             self._on_voice(event)
         if self._vad.in_speech and not started_here:
             self._asr.put_nowait(pcm)
+            self._speech_clock.fed(pcm.duration_ms, self._vad.fed_ms)
         self._emit(ev.Tick(self.now()))
 
     def _on_voice(self, event: VadEvent) -> None:
         """One VAD event: to the recogniser's queue and the machine, in that order."""
         at = self.now() - self._since(event.at_ms)
-        if isinstance(event, SpeechStarted):
+        if isinstance(event, VoiceStarted):
             self._asr.put_nowait(event.audio)
+            self._speech_clock.fed(event.audio.duration_ms, self._vad.fed_ms)
             self._emit(ev.SpeechStarted(self.now(), began_at=at))
-        elif isinstance(event, SpeechPaused):
+        elif isinstance(event, VoicePaused):
             self._emit(ev.SpeechPaused(self.now()))
-        elif isinstance(event, SpeechResumed):
+        elif isinstance(event, VoiceResumed):
             self._emit(ev.SpeechResumed(self.now()))
-        elif isinstance(event, SpeechEnded):
+        elif isinstance(event, VoiceEnded):
             self._speech_ended_at = at
             self._asr.put_nowait(UtteranceEnded())
             self._emit(ev.SpeechEnded(self.now()))
@@ -242,6 +255,8 @@ class VoiceCall:
         elif isinstance(action, ev.StopPlayback):
             self._plays.clear()
             await self.line.stop_audio()
+            if self._recorder is not None:
+                self._recorder.bot_stopped()
             self._play_wakeup.set()
         elif isinstance(action, ev.AskBrain):
             if self._speech_ended_at is not None:
@@ -251,7 +266,7 @@ class VoiceCall:
             self._route_partial(action.text)
         elif isinstance(action, ev.EndUtterance):
             # Only if the caller is still silent: had they spoken again since the pause, the
-            # machine hears of it (SpeechResumed) right after this.
+            # machine hears of it (VoiceResumed) right after this.
             ended = self._vad.end_now() if self._vad.paused else None
             if ended is not None:
                 self._on_voice(ended)
@@ -277,6 +292,23 @@ class VoiceCall:
             self._emit(ev.StageFailed(self.now(), ev.Stage.BRAIN, repr(e)))
             return
         self._emit(ev.BrainReplied(self.now(), ask.request_id, tuple(actions)))
+        await self._note_understood()
+
+    async def _note_understood(self) -> None:
+        """The route, intent and confidence the brain gave the last request, for review."""
+        try:
+            routed = await self.engines.brain.last_route(self.call_id)
+        except Exception as e:  # only the record misses it; the call goes on
+            logger.debug("call %s: no route to record: %r", self.call_id, e)
+            return
+        if routed is not None:
+            await self._store_turn(
+                kind=NoteKind.ROUTED,
+                text=routed.text,
+                route=routed.route,
+                intent=routed.intent,
+                confidence=routed.confidence,
+            )
 
     def _route_partial(self, text: str) -> None:
         if self._routing:  # one at a time; the newest waits
@@ -287,7 +319,7 @@ class VoiceCall:
 
     async def _route(self, text: str) -> None:
         try:
-            result = await self.engines.brain.route(text)
+            result = await self.engines.brain.route(text, partial=True)  # no bare numbers
             self._emit(
                 ev.PartialRouted(self.now(), text, result.route, result.confidence, result.intent)
             )
@@ -380,6 +412,8 @@ class VoiceCall:
                 note = ev.Note(NoteKind.RESPONSE_LATENCY, data={"latency_ms": latency})
                 await self._note_turn(note)
             await self.line.send_audio(chunk)
+            if self._recorder is not None:
+                self._recorder.bot(chunk)
         await self.line.wait_played()
         return bool(self._plays) and self._plays[0] is play
 
@@ -408,6 +442,7 @@ class VoiceCall:
         if self._ended.is_set():
             return
         self._ended.set()
+        self.engines.live_calls.pop(self.call_id, None)
         if self._transfer_failed is not None and outcome in (CallEnd.HANGUP, CallEnd.GOODBYE):
             # Ended without reaching anyone after a transfer failed: say so in the record.
             route, failed = self._transfer_failed
@@ -432,6 +467,7 @@ class VoiceCall:
                 await self.engines.store.async_end_call(self.call_id, outcome, reason)
             except StoreError as e:
                 logger.error("call %s: %s", self.call_id, e)
+        await self._close_recording()
         self._events.put_nowait(None)
         self._finished.set()
         forget = getattr(self.engines.brain, "forget", None)
@@ -446,31 +482,66 @@ class VoiceCall:
     async def _record_call_start(self) -> None:
         if self.engines.store is None:
             return
+        path = str(self._recorder.path) if self._recorder is not None else None
         try:
+            # Which recogniser heard the call (none for a call over the limit).
+            asr = None if self._overflow else self.engines.speech.name
             try:
-                await self.engines.store.async_start_call(self.call_id, self.transport, self.caller)
+                await self.engines.store.async_start_call(
+                    self.call_id, self.transport, self.caller, asr_engine=asr, audio_path=path
+                )
             except DuplicateCall:
                 # A reused id (a PBX replaying a UUID): never append to another call's
                 # record; this call gets its own id (the line keeps the transport's).
                 old, self.call_id = self.call_id, f"{self.call_id}~{uuid.uuid4().hex[:8]}"
                 logger.warning("call %s: id already recorded; recording as %s", old, self.call_id)
-                await self.engines.store.async_start_call(self.call_id, self.transport, self.caller)
+                await self.engines.store.async_start_call(
+                    self.call_id, self.transport, self.caller, asr_engine=asr, audio_path=path
+                )
         except StoreError as e:  # the call goes on without its record
             logger.error("call %s: %s", self.call_id, e)
+
+    def _open_recording(self) -> None:
+        if self.engines.recordings is None:
+            return
+        path = recording_path(self.engines.recordings, self.call_id, utc())
+        try:
+            self._recorder = CallRecorder(path, self.line.format)
+        except (OSError, RuntimeError) as e:  # the call goes on unrecorded
+            logger.error("call %s: cannot record to %s: %s", self.call_id, path, e)
+
+    async def _close_recording(self) -> None:
+        recorder, self._recorder = self._recorder, None
+        if recorder is None:
+            return
+        try:
+            seconds = await asyncio.to_thread(recorder.close)
+            if self.engines.store is not None:
+                await self.engines.store.async_set_audio(self.call_id, str(recorder.path), seconds)
+        except (OSError, RuntimeError, StoreError) as e:
+            logger.error("call %s: recording not finished: %s", self.call_id, e)
 
     async def _note_words(self, final: Final) -> None:
         if not final.text:
             return
+        # Times in the call's recording: the recogniser heard only the speech.
+        at = self._speech_clock.call_seconds
         words = [
-            {"word": w.word, "start": w.start, "end": w.end, "conf": w.conf} for w in final.words
+            {
+                "word": w.word,
+                "start": round(at(w.start), 3),
+                "end": round(at(w.end), 3),
+                "conf": w.conf,
+            }
+            for w in final.words
         ]
         await self._store_turn(
             kind=NoteKind.UTTERANCE,
             text=final.text,
             confidence=final.confidence,
             words=words,
-            started_ms=int(final.words[0].start * 1000) if final.words else None,
-            ended_ms=int(final.words[-1].end * 1000) if final.words else None,
+            started_ms=int(at(final.words[0].start) * 1000) if final.words else None,
+            ended_ms=int(at(final.words[-1].end) * 1000) if final.words else None,
         )
 
     async def _note_turn(self, note: ev.Note) -> None:
@@ -484,6 +555,8 @@ class VoiceCall:
         await self._show({"kind": note.kind, "text": note.text, **dict(note.data)})
 
     async def _show(self, message: dict[str, Any]) -> None:
+        if message.get("text") and message.get("kind") in ("partial", "heard", "say", "digit"):
+            self.last_text = str(message["text"])
         try:
             await self.line.show(message)
         except Exception as e:  # the display is a courtesy; the call goes on

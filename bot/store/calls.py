@@ -67,6 +67,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
     update,
 )
@@ -156,6 +157,10 @@ calls = Table(
     Column("outcome", Text),
     Column("end_reason", Text),
     Column("audio_path", Text),
+    # The recogniser that heard the call, as "engine:model" (SpeechModel.name). Added after
+    # the first release: _add_missing_columns puts it into older databases.
+    Column("asr_engine", Text),
+    Column("audio_seconds", Float),  # the recording's length; added later, as asr_engine
     Index("ix_calls_started_at", "started_at"),  # calls by day, newest first
     Index("ix_calls_outcome_started_at", "outcome", "started_at"),  # calls by outcome
 )
@@ -194,6 +199,8 @@ class CallRecord:
     outcome: Outcome | None
     end_reason: str | None
     audio_path: str | None
+    asr_engine: str | None = None  # engine:model that heard the call (None: none, or older)
+    audio_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -362,6 +369,7 @@ class CallStore:
             elif conn.dialect.name == "postgresql":
                 conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK_ID)))
             metadata.create_all(conn)
+            _add_missing_columns(conn)
 
     def close(self) -> None:
         """Finish the queued writes, then close every connection."""
@@ -395,6 +403,7 @@ class CallStore:
         caller: str | None = None,
         at: datetime | None = None,
         audio_path: str | None = None,
+        asr_engine: str | None = None,
     ) -> None:
         transport = Transport(transport)  # ValueError for one that does not exist
         engine = self._engine_ready()
@@ -404,6 +413,7 @@ class CallStore:
             "caller": caller,
             "started_at": utc(at),
             "audio_path": audio_path,
+            "asr_engine": asr_engine,
         }
         try:
             with engine.begin() as conn:
@@ -510,6 +520,36 @@ class CallStore:
         logger.warning(
             "call %s already ended; ignoring a second end (%s: %s)", call_id, outcome, reason
         )
+
+    def set_audio(self, call_id: str, path: str | None, seconds: float | None) -> None:
+        """The call's recording: where it is and how long (None, None: deleted)."""
+        engine = self._engine_ready()
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    update(calls)
+                    .where(calls.c.id == call_id)
+                    .values(audio_path=path, audio_seconds=seconds)
+                )
+        except SQLAlchemyError as e:
+            raise self._fail(f"cannot store the recording of call {call_id}", e) from e
+
+    def unsized_recordings(self) -> list[tuple[str, str]]:
+        """(call id, audio path) of recordings whose length was never stored: the server
+        stopped before their call ended."""
+        engine = self._engine_ready()
+        query = select(calls.c.id, calls.c.audio_path).where(
+            calls.c.audio_path.is_not(None), calls.c.audio_seconds.is_(None)
+        )
+        try:
+            with engine.connect() as conn:
+                return [(row.id, row.audio_path) for row in conn.execute(query)]
+        except SQLAlchemyError as e:
+            raise self._fail("cannot list recordings", e) from e
+
+    def engine(self) -> Engine:
+        """The database engine (created on first use), for the console's own tables."""
+        return self._engine_ready()
 
     def close_abandoned(self, reason: str = RESTARTED) -> int:
         """Close every call still open (a crash left it so): outcome ``error``. Call at
@@ -645,8 +685,9 @@ class CallStore:
         caller: str | None = None,
         at: datetime | None = None,
         audio_path: str | None = None,
+        asr_engine: str | None = None,
     ) -> None:
-        await self._write(self.start_call, call_id, transport, caller, at, audio_path)
+        await self._write(self.start_call, call_id, transport, caller, at, audio_path, asr_engine)
 
     async def async_add_turn(
         self,
@@ -709,6 +750,9 @@ class CallStore:
     ) -> dict[str, int]:
         return await self._read(self.counts, since, until)
 
+    async def async_set_audio(self, call_id: str, path: str | None, seconds: float | None) -> None:
+        await self._write(self.set_audio, call_id, path, seconds)
+
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)
 
@@ -723,7 +767,23 @@ def _call_record(row: Any) -> CallRecord:
         outcome=parse_outcome(row.outcome) if row.outcome is not None else None,
         end_reason=row.end_reason,
         audio_path=row.audio_path,
+        asr_engine=row.asr_engine,
+        audio_seconds=row.audio_seconds,
     )
+
+
+# Columns added to a table after its first release (additive: nullable, no default), which
+# create_all does not add to an existing table. The hand-written step of the note above.
+_ADDED_COLUMNS = ((calls, "asr_engine"), (calls, "audio_seconds"))
+
+
+def _add_missing_columns(conn: Any) -> None:
+    for table, name in _ADDED_COLUMNS:
+        present = {c["name"] for c in inspect(conn).get_columns(table.name)}
+        if name not in present:
+            column = table.c[name]
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}")
 
 
 def _turn_record(row: Any) -> TurnRecord:

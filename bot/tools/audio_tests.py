@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+import numpy as np
+
 from bot.app.settings import ROOT, Settings, quiet_libraries
 from bot.audio.formats import RECOGNISER, AudioChunk, Converter, read_wav
 from bot.call.turn_end import example_texts
@@ -50,7 +52,7 @@ from bot.nlu.text import normalise
 from bot.vocabulary import Route, branch_route
 
 if TYPE_CHECKING:
-    from bot.asr.vosk_engine import VoskModel
+    from bot.asr.types import SpeechModel
     from bot.session.engines import Engines
     from bot.store.calls import TurnRecord
 
@@ -205,18 +207,24 @@ def digit_events(digits: str) -> list[tuple[float, str]]:
 
 
 def transcribe(
-    model: VoskModel, path: Path, phrases: Sequence[str] | None = None
+    model: SpeechModel, path: Path, phrases: Sequence[str] | None = None
 ) -> tuple[str, float]:
     """The recogniser's transcript of a recording (decoded with a grammar of `phrases` if
-    given), and when its last word ends (s)."""
-    from bot.asr.types import Final
-    from bot.asr.vosk_engine import VoskRecognition
-
+    given), and when its last word ends (s; the recording's end if the engine gives no
+    word times)."""
     audio = read_wav(path)
     converter = Converter(audio.format, RECOGNISER)
-    pcm = converter.convert(audio).data + converter.flush().data
+    return transcribe_pcm(model, converter.convert(audio).data + converter.flush().data, phrases)
+
+
+def transcribe_pcm(
+    model: SpeechModel, pcm: bytes, phrases: Sequence[str] | None = None
+) -> tuple[str, float]:
+    """``transcribe`` of RECOGNISER-format audio, fed in the 20 ms frames a call feeds."""
+    from bot.asr.types import Final
+
     step = RECOGNISER.bytes_for_ms(20)  # the frames a call feeds
-    recognition = VoskRecognition(model, phrases)
+    recognition = model.recognition(phrases)
     pieces: list[Final] = []
     for start in range(0, len(pcm), step):
         frame = pcm[start : start + step]
@@ -231,7 +239,7 @@ def transcribe(
 
 
 def transcribe_call(
-    call: AudioTestCall, model: VoskModel, router: Router, phrases: Sequence[str] | None = None
+    call: AudioTestCall, model: SpeechModel, router: Router, phrases: Sequence[str] | None = None
 ) -> CallResult:
     """One call through the recogniser and the router; the digits decide by their time."""
     result = CallResult(call)
@@ -444,6 +452,19 @@ def build_parser(s: Settings) -> argparse.ArgumentParser:
     )
     parser.add_argument("--manifest", type=Path, default=MANIFEST, help="default: %(default)s")
     parser.add_argument(
+        "--engine",
+        choices=("vosk", "vietasr", "auto"),
+        help="the recogniser (default: BOT_ASR_ENGINE); with --stand-in-models, "
+        "auto and vosk mean the Korean stand-in",
+    )
+    parser.add_argument(
+        "--folder",
+        type=Path,
+        help="instead of the manifest: score every NAME.wav of this folder against its "
+        "NAME.txt, clean, through 8 kHz μ-law and with white noise at 20 and 10 dB SNR "
+        "(a WER table, with the recogniser's CPU per second of audio)",
+    )
+    parser.add_argument(
         "--linger",
         type=float,
         default=LINGER_S,
@@ -471,6 +492,10 @@ def main(
     args = build_parser(s).parse_args(argv)
     s = dataclasses.replace(s, asr_vocabulary=args.vocabulary)
     out = out or sys.stdout
+    if args.folder is not None:
+        return score_folder_command(
+            args.folder, args.engine or s.asr_engine, args.stand_in_models, out, s
+        )
     try:
         calls = read_manifest(args.manifest)
     except ManifestError as e:
@@ -483,11 +508,13 @@ def main(
             return 2
 
     from bot.errors import ModelMissing
-    from bot.speech_models import require_vosk, stand_in_models
+    from bot.speech_models import asr_engine, require_vosk, stand_in_models
 
     try:
         paths = stand_in_models() if args.stand_in_models else s.speech_models
-        require_vosk(paths.vosk)
+        engine = asr_engine(args.engine or s.asr_engine, paths.vosk)
+        if engine == "vosk":
+            require_vosk(paths.vosk)
     except ModelMissing as e:
         print(f"error: {e}", file=sys.stderr)
         if not args.stand_in_models:
@@ -511,7 +538,7 @@ def main(
     if args.stand_in_models:
         print(STAND_IN_WARNING, file=out)
     else:
-        print(f"models: the configured ones (Vosk {paths.vosk})", file=out)
+        print(f"models: the configured ones (recogniser: {engine})", file=out)
     print(file=out, flush=True)
 
     shown = 0
@@ -524,9 +551,13 @@ def main(
 
     try:
         if args.transcripts_only:
-            results = _run_transcripts(calls, paths.vosk, router, show, s, out)
+            model = _load_model(s, engine, args.stand_in_models)
+            print(f"recogniser: {model.name}", file=out)
+            results = _run_transcripts(calls, model, router, show, s, out)
         else:
-            results = _run_calls(calls, args.stand_in_models, args.linger, args.parallel, show, s)
+            results = _run_calls(
+                calls, args.stand_in_models, args.linger, args.parallel, show, s, engine
+            )
     except SetupError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -565,31 +596,34 @@ def _load_router(s: Settings) -> Router:
     return route
 
 
-def _grammar_note(model: VoskModel, phrases: Sequence[str]) -> str:
+def _grammar_note(model: SpeechModel, phrases: Sequence[str]) -> str:
     """What --vocabulary does with this model, in one line."""
     note = f"{len(phrases)} phrases from nlu_data/ with words the model knows; "
     if not phrases:
         return note + "no grammar"
-    if not model.supports_grammar:
+    if not getattr(model, "supports_grammar", False):
         return note + "no grammar: the model has no lookahead graph (HCLr.fst, Gr.fst)"
     return note + "decoding with that grammar"
 
 
+def _load_model(s: Settings, engine: str, stand_in: bool) -> SpeechModel:
+    from bot.app.engines import load_speech_model
+    from bot.errors import ModelMissing
+
+    try:
+        return load_speech_model(s, engine, stand_in)
+    except ModelMissing as e:
+        raise SetupError(str(e)) from e
+
+
 def _run_transcripts(
     calls: Sequence[AudioTestCall],
-    vosk_path: Path,
+    model: SpeechModel,
     router: Router | None,
     show: Callable[[CallResult], None],
     s: Settings,
     out: TextIO | None = None,
 ) -> list[CallResult]:
-    from bot.asr.vosk_engine import VoskModel
-    from bot.errors import ModelMissing
-
-    try:
-        model = VoskModel(vosk_path, log_level=s.vosk_log_level)
-    except ModelMissing as e:
-        raise SetupError(str(e)) from e
     phrases = model.vocabulary_phrases(example_texts(s.nlu_data)) if s.asr_vocabulary else None
     if s.asr_vocabulary:
         print(f"vocabulary: {_grammar_note(model, phrases or [])}\n", file=out)
@@ -609,6 +643,7 @@ def _run_calls(
     parallel: int,
     show: Callable[[CallResult], None],
     s: Settings,
+    engine: str | None = None,
 ) -> list[CallResult]:
     from bot.app.engines import load_engines
     from bot.errors import ModelMissing
@@ -618,7 +653,10 @@ def _run_calls(
         try:
             quiet_libraries(s.log_level)  # before Rasa is imported
             engines = load_engines(
-                s, stand_in=stand_in, store_url=f"sqlite:///{folder}/calls.sqlite3"
+                s,
+                stand_in=stand_in,
+                store_url=f"sqlite:///{folder}/calls.sqlite3",
+                asr_engine=engine,
             )
         except ModelMissing as e:
             raise SetupError(str(e)) from e
@@ -626,6 +664,140 @@ def _run_calls(
             return asyncio.run(play_calls(engines, calls, linger, parallel, show))
         finally:
             engines.close()
+
+
+# --- a folder of recordings: WER per condition ------------------------------------------------
+
+CONDITIONS = ("clean", "μ-law 8 kHz", "20 dB SNR", "10 dB SNR")
+NOISE_SEED = 1022  # the same noise on every run: figures that can be compared
+
+
+@dataclass(frozen=True)
+class Recording:
+    name: str
+    wav: Path
+    text: str
+
+
+@dataclass
+class ConditionScore:
+    edits: int = 0
+    syllables: int = 0
+    cpu_seconds: float = 0.0
+    audio_seconds: float = 0.0
+    per_file: dict[str, tuple[int, int, str]] = field(default_factory=dict)
+
+    @property
+    def wer(self) -> float | None:
+        return self.edits / self.syllables if self.syllables else None
+
+    @property
+    def cpu_per_audio_second(self) -> float | None:
+        return self.cpu_seconds / self.audio_seconds if self.audio_seconds else None
+
+
+def read_folder(folder: Path) -> list[Recording]:
+    """Every NAME.wav with a NAME.txt beside it (its transcript), by name."""
+    if not folder.is_dir():
+        raise ManifestError(f"{folder} is not a folder")
+    found = []
+    for wav in sorted(folder.glob("*.wav")):
+        text = wav.with_suffix(".txt")
+        if text.is_file():
+            found.append(Recording(wav.stem, wav, text.read_text(encoding="utf-8").strip()))
+    if not found:
+        raise ManifestError(f"{folder}: no NAME.wav with a NAME.txt transcript beside it")
+    return found
+
+
+def condition_audio(pcm: bytes, condition: str, rng: np.random.Generator) -> bytes:
+    """16 kHz PCM16 ``pcm`` as heard in ``condition``: through a G.711 μ-law phone line
+    (8 kHz, converted as the line's edge does), or with white noise at an SNR over the
+    whole recording's mean power."""
+    from bot.audio.formats import AudioFormat
+
+    chunk = AudioChunk(pcm, RECOGNISER)
+    if condition == "clean":
+        return pcm
+    if condition == "μ-law 8 kHz":
+        line = AudioFormat(8000, "ulaw")
+        down, up = Converter(RECOGNISER, line), Converter(line, RECOGNISER)
+        on_line = down.convert(chunk).data + down.flush().data
+        return up.convert(AudioChunk(on_line, line)).data + up.flush().data
+    snr_db = float(condition.split()[0])
+    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float64)
+    power = float(np.mean(samples**2)) if samples.size else 0.0
+    noise = rng.normal(0.0, np.sqrt(power / 10 ** (snr_db / 10)), samples.shape)
+    return np.clip(np.round(samples + noise), -32768, 32767).astype(np.int16).tobytes()
+
+
+def score_folder(
+    model: SpeechModel, recordings: Sequence[Recording]
+) -> dict[str, ConditionScore]:
+    """Each recording in each condition through ``model``, decoded on this thread (its CPU
+    time is the recogniser's cost: the audio is prepared before the clock starts)."""
+    rng = np.random.default_rng(NOISE_SEED)
+    scores = {c: ConditionScore() for c in CONDITIONS}
+    for recording in recordings:
+        audio = read_wav(recording.wav)
+        converter = Converter(audio.format, RECOGNISER)
+        pcm = converter.convert(audio).data + converter.flush().data
+        for condition in CONDITIONS:
+            heard = condition_audio(pcm, condition, rng)
+            started = time.thread_time()
+            text, _ = transcribe_pcm(model, heard)
+            score = scores[condition]
+            score.cpu_seconds += time.thread_time() - started
+            score.audio_seconds += len(heard) / RECOGNISER.bytes_for_ms(1000)
+            edits, syllables = syllable_edits(recording.text, text)
+            score.edits += edits
+            score.syllables += syllables
+            score.per_file[recording.name] = (edits, syllables, text)
+    return scores
+
+
+def format_folder_scores(
+    scores: dict[str, ConditionScore], recordings: Sequence[Recording]
+) -> str:
+    width = max(len(r.name) for r in recordings)
+    lines = [f"{'condition':<12} {'WER':>6} {'edits/syll.':>11} {'CPU s per audio s':>18}"]
+    for condition, score in scores.items():
+        wer = "-" if score.wer is None else f"{100 * score.wer:.1f}%"
+        cpu = score.cpu_per_audio_second
+        lines.append(
+            f"{condition:<12} {wer:>6} {f'{score.edits}/{score.syllables}':>11} "
+            f"{'-' if cpu is None else f'{cpu:.3f}':>18}"
+        )
+    lines += ["", f"{'recording':<{width}}  " + "  ".join(f"{c:>12}" for c in scores)]
+    for recording in recordings:
+        cells = []
+        for score in scores.values():
+            edits, syllables, _ = score.per_file[recording.name]
+            cells.append(f"{f'{edits}/{syllables}':>12}")
+        lines.append(f"{recording.name:<{width}}  " + "  ".join(cells))
+    return "\n".join(lines)
+
+
+def score_folder_command(
+    folder: Path, engine: str, stand_in: bool, out: TextIO, s: Settings
+) -> int:
+    try:
+        recordings = read_folder(folder)
+        model = _load_model(s, engine, stand_in)
+    except (ManifestError, SetupError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    seconds = sum(read_wav(r.wav).duration_ms for r in recordings) / 1000
+    print(f"recogniser: {model.name}", file=out)
+    print(f"recordings: {len(recordings)} from {folder} ({seconds:.1f} s)", file=out)
+    print("WER counts syllables (edits / reference syllables, both normalised)\n", file=out)
+    scores = score_folder(model, recordings)
+    print(format_folder_scores(scores, recordings), file=out)
+    for recording in recordings:
+        print(f"\n{recording.name}\n  said : {normalise(recording.text)}", file=out)
+        for condition, score in scores.items():
+            print(f"  {condition:<12}: {score.per_file[recording.name][2]}", file=out)
+    return 0
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ class RemoteError:
 Event = CallStarted | AudioReceived | DigitPressed | HungUp | RemoteError
 
 
-class ProtocolError(Exception):
+class AudioSocketProtocolError(Exception):
     """The peer broke the AudioSocket protocol; this call cannot go on.
 
     ``events`` holds what the failing ``feed`` decoded before the violation, so
@@ -116,7 +116,7 @@ class AudioSocketParser:
     """Bytes from Asterisk in, events out; no I/O, any split of the stream.
 
     Header checks run as soon as the header bytes arrive, so a bad or oversized
-    frame fails before its payload is buffered. After a ProtocolError the parser
+    frame fails before its payload is buffered. After a AudioSocketProtocolError the parser
     stays failed: the stream's framing can no longer be trusted."""
 
     def __init__(self, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
@@ -152,7 +152,7 @@ class AudioSocketParser:
                 if self._ended and self._buffer:
                     # No byte count: it would depend on how the reads split the stream.
                     self._fail("data after hang-up")
-        except ProtocolError as e:
+        except AudioSocketProtocolError as e:
             e.events = events
             raise
         return events
@@ -176,12 +176,12 @@ class AudioSocketParser:
 
     def _check_not_failed(self) -> None:
         if self._failure is not None:
-            raise ProtocolError(f"stream already failed: {self._failure}")
+            raise AudioSocketProtocolError(f"stream already failed: {self._failure}")
 
     def _fail(self, reason: str) -> None:
         self._failure = f"{reason} (at byte {self._offset} of the stream)"
         self._buffer.clear()
-        raise ProtocolError(self._failure)
+        raise AudioSocketProtocolError(self._failure)
 
     def _next_event(self) -> Event | None:
         """Decode one whole frame from the buffer, or None until more bytes arrive."""
@@ -389,7 +389,7 @@ class AudioSocketConnection:
         reason: str | None = None
         try:
             await self._read_loop(handler_factory)
-        except ProtocolError as e:
+        except AudioSocketProtocolError as e:
             reason = f"protocol error: {e}"
         except _CallFailed as e:
             reason = str(e)
@@ -434,7 +434,7 @@ class AudioSocketConnection:
                 return  # we hung up; what arrives now is not the caller's
             try:
                 events = self._parser.feed(data) if data else self._parser.feed_eof()
-            except ProtocolError as e:
+            except AudioSocketProtocolError as e:
                 for event in e.events:  # what came before the fault still counts
                     await self._dispatch(handler_factory, event)
                 raise

@@ -67,6 +67,7 @@ class SocketLimits:
     idle_timeout_s: float = 120.0  # a page without a microphone has only its keypad
     max_connections: int = 64
 
+
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PAGE = STATIC_DIR / "softphone.html"
 
@@ -94,7 +95,7 @@ class Digit:
 
 
 @dataclass(frozen=True)
-class HangUp:
+class HangUpPressed:
     pass
 
 
@@ -103,10 +104,10 @@ class Audio:
     chunk: AudioChunk
 
 
-PageEvent = Start | Digit | HangUp | Audio
+PageEvent = Start | Digit | HangUpPressed | Audio
 
 
-class ProtocolError(Exception):
+class SoftphoneProtocolError(Exception):
     """The page broke the protocol: its call ends (and no other)."""
 
 
@@ -117,38 +118,48 @@ def _shown(value: object) -> str:
 
 def parse_binary(data: bytes) -> Audio:
     if len(data) > MAX_FRAME_BYTES:
-        raise ProtocolError(f"audio frame of {len(data)} bytes; at most {MAX_FRAME_BYTES}")
+        raise SoftphoneProtocolError(f"audio frame of {len(data)} bytes; at most {MAX_FRAME_BYTES}")
     try:
         return Audio(AudioChunk(bytes(data), RECOGNISER))
     except AudioFormatError as e:  # an odd byte count: not whole 16-bit samples
-        raise ProtocolError(f"audio frame of {len(data)} bytes: not whole 16-bit samples") from e
+        raise SoftphoneProtocolError(
+            f"audio frame of {len(data)} bytes: not whole 16-bit samples"
+        ) from e
 
 
 def parse_text(text: str) -> PageEvent:
     if len(text) > MAX_FRAME_BYTES:
-        raise ProtocolError(f"text frame of {len(text)} characters; at most {MAX_FRAME_BYTES}")
+        raise SoftphoneProtocolError(
+            f"text frame of {len(text)} characters; at most {MAX_FRAME_BYTES}"
+        )
     try:
         data = json.loads(text)
     except ValueError as e:
-        raise ProtocolError(f"a text frame must be a JSON object ({e})") from e
+        raise SoftphoneProtocolError(f"a text frame must be a JSON object ({e})") from e
     except RecursionError as e:
-        raise ProtocolError("a text frame must be a JSON object (nested too deeply)") from e
+        raise SoftphoneProtocolError(
+            "a text frame must be a JSON object (nested too deeply)"
+        ) from e
     if not isinstance(data, dict):
-        raise ProtocolError(f"a text frame must be a JSON object, not {type(data).__name__}")
+        raise SoftphoneProtocolError(
+            f"a text frame must be a JSON object, not {type(data).__name__}"
+        )
     problem = json_problem(data)
     if problem:
-        raise ProtocolError(f"a text frame must be a JSON object ({problem})")
+        raise SoftphoneProtocolError(f"a text frame must be a JSON object ({problem})")
     kind = data.get("type")
     if kind == "start":
         return Start()
     if kind == "hangup":
-        return HangUp()
+        return HangUpPressed()
     if kind == "dtmf":
         digit = data.get("digit")
         if not isinstance(digit, str) or digit not in DTMF_KEYS:
-            raise ProtocolError(f"dtmf digit {_shown(digit)}: not one of 0-9 * #")
+            raise SoftphoneProtocolError(f"dtmf digit {_shown(digit)}: not one of 0-9 * #")
         return Digit(digit)
-    raise ProtocolError(f"unknown message type {_shown(kind)}; expected start, dtmf or hangup")
+    raise SoftphoneProtocolError(
+        f"unknown message type {_shown(kind)}; expected start, dtmf or hangup"
+    )
 
 
 def branch_name(route: Route) -> str:
@@ -343,7 +354,7 @@ class SoftphoneCall:
                     else:
                         event = parse_text(msg.data)
                     await self._dispatch(event)
-                except ProtocolError as e:
+                except SoftphoneProtocolError as e:
                     await self.line.send_error(str(e))
                     return f"protocol error: {e}"
                 if self._caller_hung_up:
@@ -362,20 +373,22 @@ class SoftphoneCall:
     async def _dispatch(self, event: PageEvent) -> None:
         if isinstance(event, Start):
             if self.call is not None:
-                raise ProtocolError("the call has already started")
+                raise SoftphoneProtocolError("the call has already started")
             self.call = VoiceCall(self.call_id, self.line, self.engines, "websocket")
             logger.info("softphone call %s: started from %s", self.call_id, self.peer)
             await self.line.send_started(self.call_id)
             await self.call.start()
             return
-        if isinstance(event, HangUp):
+        if isinstance(event, HangUpPressed):
             self._caller_hung_up = True
             if self.call is not None:
                 await self.call.hung_up()
             return
         if self.call is None:
             what = "audio" if isinstance(event, Audio) else "dtmf"
-            raise ProtocolError(f'{what} before the call started: send {{"type": "start"}} first')
+            raise SoftphoneProtocolError(
+                f'{what} before the call started: send {{"type": "start"}} first'
+            )
         if isinstance(event, Audio):
             if event.chunk.data:
                 await self.call.audio(event.chunk)

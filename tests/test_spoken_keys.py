@@ -1,0 +1,94 @@
+"""Spoken numbers are keys only where they mean one (issue 13), and the whole-utterance
+shapes the NLU component settles by rule. No model needed: bot/nlu/components.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.nlu.components import spoken_branch, spoken_key, utterance_shape
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # The issue's cases: ordinary words that looked like "ấn một", "nhấn tư".
+        "con tôi bị ép không mà không chịu ăn một chút nào",
+        "tôi muốn được nhận tư vấn về chế độ ăn cho ép không",
+        # Typed without marks: "an", "nhan", "tu" are not cues or digits there.
+        "con toi bi ep khong ma khong chiu an mot chut nao",
+        "toi muon duoc nhan tu van ve che do an cho ep khong",
+        "tôi chờ từ tháng tư đến giờ",
+        "số tiền hai triệu",
+        "nhánh ba mươi",
+        "bấm hai lần rồi mà không được",
+        "tôi ăn năm bữa",
+    ],
+)
+def test_ordinary_words_are_not_keys(text):
+    assert spoken_branch(text) is None
+
+
+@pytest.mark.parametrize(
+    "text, branch",
+    [
+        ("chuyển sang nhánh số bốn", 4),
+        ("chuyển sang sáu", 6),
+        ("nối máy hai", 2),
+        ("ấn năm", 5),
+        ("nhấn phím hai", 2),
+        ("nhánh tư", 4),
+        ("cho tôi số hai", 2),
+        ("tôi muốn nối máy sang một một lăm", 1),
+        ("con tôi khó thở gọi 115 giúp tôi", 1),
+    ],
+)
+def test_cue_words_make_a_number_a_key(text, branch):
+    assert spoken_branch(text) == branch
+
+
+@pytest.mark.parametrize("text", ["sáu", "dạ năm ạ", "cho tôi một", "số không"])
+def test_a_bare_number_is_a_key_only_when_the_utterance_has_ended(text):
+    branch, bare = spoken_key(text) or (None, None)
+    assert branch is not None and bare
+    # The voice line's fast path routes partial transcripts: "cho tôi một…" goes on.
+    assert spoken_key(text, partial=True) is None
+
+
+@pytest.mark.parametrize("text", ["nhánh năm", "nối máy một một lăm", "bấm số ba"])
+def test_cue_words_and_115_work_on_partial_transcripts(text):
+    assert spoken_key(text, partial=True) == spoken_key(text)
+
+
+@pytest.mark.parametrize(
+    "text, shape",
+    [
+        ("ừm", "filler"),
+        ("ờ", "filler"),
+        ("ờ thì", "filler"),
+        ("um", "filler"),
+        ("phải", "affirm"),
+        ("chắc là vậy", "affirm"),
+        ("dạ phải ạ", "affirm"),
+        ("vâng cảm ơn em", "affirm"),
+        ("đúng rồi cảm ơn em nhé", "affirm"),
+        ("chuyển đi", "affirm"),
+        ("cảm ơn em", "thank"),
+        ("cam on em", "thank"),
+        ("chuyển cho tôi sang bên đó", "refer_offered"),
+        ("bên đó", "refer_offered"),
+        ("thế còn hồ sơ nộp ở đâu", "follow_up"),
+        ("còn thủ tục thế nào", "follow_up"),
+        ("thôi cảm ơn em nhé", "goodbye"),
+        ("cảm ơn em chào em", "goodbye"),
+        ("thoi cam on em", "goodbye"),
+        # Not shapes: left to the classifier.
+        ("thôi không cần đâu", None),
+        ("không phải bên đó", None),
+        ("thế còn người có công thì sao", None),
+        ("tôi muốn hỏi về hồ sơ lao động tự do nộp ở đâu", None),
+    ],
+)
+def test_whole_utterance_shapes(text, shape):
+    assert utterance_shape(text) == shape
