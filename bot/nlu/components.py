@@ -22,6 +22,7 @@ alone, "bên đó" (the branch just offered), a follow-up about the last topic
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,7 @@ from rasa.shared.nlu.constants import (
     TEXT,
 )
 from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from bot.nlu.routes import BRANCH_ENTITY, CHOOSE_BRANCH_INTENT, FAQ_INTENTS
 from bot.nlu.text import merge_accent, normalise, numbers_as_digits, strip_diacritics
@@ -356,3 +358,72 @@ def _set_intent(message: Message, name: str) -> None:
     ranking = [intent] + [i for i in message.get(INTENT_RANKING_KEY, []) if i.get("name") != name]
     message.set(INTENT, intent, add_to_output=True)
     message.set(INTENT_RANKING_KEY, ranking, add_to_output=True)
+
+
+# An utterance of at least this many syllables, at least this share of them never seen in
+# training, is noise or another language, not a request: the classifier's answer to it is
+# a guess ("quạc quạc tùng xèng lô tô" scored 0.92 as an emergency, from "quạt" in one
+# example). No held-out or hard-set sentence has half its syllables unknown.
+UNKNOWN_MIN_SYLLABLES = 3
+UNKNOWN_MAX_SHARE = 0.5
+
+
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=True)
+class UnknownWordsGuard(GraphComponent):
+    """Rasa pipeline component: an utterance made mostly of syllables the training data
+    never had becomes ``nlu_fallback``. It learns the syllables (every variant the
+    training sees, so typed text without diacritics is known too) and keeps them in
+    the model; it runs after the FallbackClassifier and before the rules that
+    recognise keys and red flags, which still win."""
+
+    def __init__(
+        self, model_storage: ModelStorage, resource: Resource, known: set[str] | None = None
+    ) -> None:
+        self._model_storage, self._resource = model_storage, resource
+        self.known = known or set()
+
+    @classmethod
+    def create(
+        cls,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> UnknownWordsGuard:
+        return cls(model_storage, resource)
+
+    def train(self, training_data: TrainingData) -> Resource:
+        self.known = {
+            w for m in training_data.training_examples for w in normalise(m.get(TEXT) or "").split()
+        }
+        with self._model_storage.write_to(self._resource) as folder:
+            (folder / "known.json").write_text(json.dumps(sorted(self.known), ensure_ascii=False))
+        return self._resource
+
+    @classmethod
+    def load(
+        cls,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+        **kwargs: Any,
+    ) -> UnknownWordsGuard:
+        with model_storage.read_from(resource) as folder:
+            known = set(json.loads((folder / "known.json").read_text()))
+        return cls(model_storage, resource, known)
+
+    def unknown_share(self, text: str) -> float:
+        words = normalise(text).split()
+        return sum(w not in self.known for w in words) / len(words) if words else 0.0
+
+    def process(self, messages: list[Message]) -> list[Message]:
+        for message in messages:
+            text = message.get(TEXT) or ""
+            if (
+                self.known
+                and len(text.split()) >= UNKNOWN_MIN_SYLLABLES
+                and self.unknown_share(text) >= UNKNOWN_MAX_SHARE
+            ):
+                _set_intent(message, FALLBACK_INTENT)
+        return messages
