@@ -143,7 +143,10 @@ def _dumps(obj: Any) -> str:
 
 
 def make_app(
-    brain: BrainService, engines: Engines | None = None, voice_problem: str | None = None
+    brain: BrainService,
+    engines: Engines | None = None,
+    voice_problem: str | None = None,
+    follow_registry: bool = False,
 ) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[json_errors])
     app[BRAIN] = brain
@@ -157,12 +160,33 @@ def make_app(
             web.post("/api/chat", chat),
         ]
     )
+    if follow_registry:
+        app.cleanup_ctx.append(_follow_registry(brain))
     if engines is not None:
         app.cleanup_ctx.append(_audiosocket(engines))
         from bot.transports.softphone import add_routes as add_softphone  # the browser's voice line
 
         add_softphone(app, engines)
     return app
+
+
+def _follow_registry(brain: BrainService) -> Any:
+    """A model activated in the registry (console or `python -m bot models activate`)
+    goes live for new calls without a restart."""
+
+    async def follow(app: web.Application) -> Any:
+        import asyncio
+
+        from bot.session.brain_service import follow_registry
+        from bot.tools.model_registry import default_registry
+
+        task = asyncio.create_task(
+            follow_registry(brain, default_registry().active_path, Brain, settings.MODEL_POLL_S)
+        )
+        yield
+        task.cancel()
+
+    return follow
 
 
 def _audiosocket(engines: Engines) -> Any:
@@ -185,7 +209,10 @@ def main() -> None:
     )
     parser.add_argument("--host", default=settings.HOST)
     parser.add_argument("--port", type=int, default=settings.PORT)
-    parser.add_argument("--model", help="Rasa model file (default: newest in models/)")
+    parser.add_argument(
+        "--model",
+        help="Rasa model file, fixed (default: the registry's active model, followed as it changes)",
+    )
     parser.add_argument("--no-voice", action="store_true", help="text endpoints only")
     parser.add_argument(
         "--stand-in-models",
@@ -215,7 +242,7 @@ def main() -> None:
             kind = "stand-in" if args.stand_in_models else "configured"
             logger.info("voice line ready on the %s speech models", kind)
     web.run_app(
-        make_app(brain, engines, problem),
+        make_app(brain, engines, problem, follow_registry=args.model is None),
         host=args.host,
         port=args.port,
         print=lambda _: logger.info("serving on http://%s:%d", args.host, args.port),

@@ -157,3 +157,20 @@ MAX_CALLS = int(os.environ.get("BOT_MAX_CALLS", "0"))
 SILENCE_TIMEOUT_S = float(os.environ.get("BOT_SILENCE_TIMEOUT_S", "8"))
 BARGE_IN_MIN_S = float(os.environ.get("BOT_BARGE_IN_MIN_S", "0.5"))
 BRAIN_TIMEOUT_S = float(os.environ.get("BOT_BRAIN_TIMEOUT_S", "6"))
+
+
+# --- The trainers' loop (bot/tools/model_registry.py, bot/tools/train_job.py) ---
+
+# Every trained model with its figures, and which one is live; the server re-reads it
+# every MODEL_POLL_S seconds and switches new calls to a newly activated model.
+MODEL_REGISTRY = _path("BOT_MODEL_REGISTRY", str(MODELS_DIR / "registry.json"))
+MODEL_POLL_S = float(os.environ.get("BOT_MODEL_POLL_S", "2"))
+# A training job is refused while more calls than this are up (it runs at nice 19 anyway).
+TRAIN_MAX_LIVE_CALLS = int(os.environ.get("BOT_TRAIN_MAX_LIVE_CALLS", "2"))
+TRAIN_NICE = int(os.environ.get("BOT_TRAIN_NICE", "19"))
+# Share of the configured epochs a fine-tune from the active model runs
+# (bench/finetune_bench.py measures it against a full training).
+FINETUNE_EPOCH_FRACTION = float(os.environ.get("BOT_FINETUNE_EPOCH_FRACTION", "0.5"))
+# At most this many new examples since the active model are offered a fine-tune; more: full.
+FINETUNE_MAX_NEW_EXAMPLES = int(os.environ.get("BOT_FINETUNE_MAX_NEW_EXAMPLES", "20"))
+TRAIN_LOG_DIR = _path("BOT_TRAIN_LOG_DIR", "var/training")

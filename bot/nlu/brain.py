@@ -41,6 +41,13 @@ def newest_model(models_dir: Path = settings.MODELS_DIR) -> Path:
     return models[-1]
 
 
+def active_model() -> Path:
+    """The live model: the registry's active one (bot/tools/model_registry.py), else the newest."""
+    from bot.tools.model_registry import default_registry
+
+    return default_registry().active_path()
+
+
 @dataclass(frozen=True)
 class RouteResult:
     text: str
@@ -119,7 +126,7 @@ class Brain:
     """One trained model, shared by every conversation of the process."""
 
     def __init__(self, model_path: Path | None = None) -> None:
-        self.model_path = Path(model_path) if model_path else newest_model()
+        self.model_path = Path(model_path) if model_path else active_model()
         if not self.model_path.exists():
             raise ModelNotFound(f"model file not found: {self.model_path}")
         self.agent = Agent.load(str(self.model_path), action_endpoint=InProcessActionEndpoint())

@@ -66,8 +66,10 @@ def variants_of(text: str) -> list[str]:
     return [strip_diacritics(clean), merge_accent(clean), merge_accent(clean, rng, rate=0.5)]
 
 
-def write_variants(out_dir: Path = settings.BUILD_DIR) -> tuple[Path, int]:
-    examples = load_examples()
+def write_variants(
+    out_dir: Path = settings.BUILD_DIR, data_dir: Path = settings.NLU_DATA_DIR
+) -> tuple[Path, int]:
+    examples = load_examples(data_dir)
     owner: dict[str, str] = {}  # exact sentence -> intent, to keep variants unambiguous
     for intent, texts in examples.items():
         for text in texts:
@@ -113,7 +115,21 @@ def up_to_date_model() -> Path | None:
     return None
 
 
-def train(if_changed: bool = False) -> Path:
+def train(
+    if_changed: bool = False,
+    *,
+    data_dir: Path | None = None,
+    output: Path | None = None,
+    finetune_from: Path | None = None,
+    epoch_fraction: float = 1.0,
+) -> Path:
+    """Train into ``output`` (models/ by default) from ``data_dir`` (nlu_data/).
+
+    ``finetune_from``: Rasa's incremental training, starting from that model's weights
+    with ``epoch_fraction`` of the configured epochs (same config and domain; new
+    examples of existing intents only)."""
+    data_dir = data_dir or settings.NLU_DATA_DIR
+    output = output or settings.MODELS_DIR
     if if_changed:
         model = up_to_date_model()
         if model:
@@ -122,33 +138,44 @@ def train(if_changed: bool = False) -> Path:
     settings.quiet_libraries("INFO")
     from rasa.api import train as rasa_train
 
-    variants, count = write_variants()
+    build = settings.BUILD_DIR if data_dir == settings.NLU_DATA_DIR else output / "build"
+    variants, count = write_variants(build, data_dir)
     print(f"==> generated {count} diacritic-free and accent-merged variants -> {variants}")
-    print("==> training the Rasa model (NLU + dialogue); progress bars follow")
+    kind = (
+        f"fine-tuning {finetune_from.name} ({epoch_fraction:g} of the epochs)"
+        if finetune_from
+        else "training"
+    )
+    print(f"==> {kind} the Rasa model (NLU + dialogue); progress bars follow", flush=True)
     started = time.monotonic()
     inputs = fingerprint()  # of the files as trained, not as they are when training ends
     result = rasa_train(
         domain=str(settings.DOMAIN_FILE),
         config=str(settings.CONFIG_FILE),
-        training_files=[str(settings.NLU_DATA_DIR), str(variants)],
-        output=str(settings.MODELS_DIR),
+        training_files=[str(data_dir), str(variants)],
+        output=str(output),
         force_training=True,
+        model_to_finetune=str(finetune_from) if finetune_from else None,
+        finetuning_epoch_fraction=epoch_fraction,
     )
     if result.code != 0 or not result.model:
         raise SystemExit(f"error: Rasa training failed (code {result.code})")
     model = Path(result.model)
     seconds = time.monotonic() - started
-    (settings.MODELS_DIR / FINGERPRINT_FILE).write_text(
+    (output / FINGERPRINT_FILE).write_text(
         json.dumps({"fingerprint": inputs, "model": model.name, "seconds": round(seconds, 1)})
     )
-    _prune_models(keep=settings.KEEP_MODELS)
-    print(f"==> trained {model.name} in {seconds:.0f} s")
+    if output == settings.MODELS_DIR:
+        _prune_models(keep=settings.KEEP_MODELS)
+    print(f"==> trained {model.name} in {seconds:.0f} s", flush=True)
     return model
 
 
 def _prune_models(keep: int) -> None:
-    models = sorted(settings.MODELS_DIR.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime)
-    for old in models[:-keep]:
+    """Old model files, except any that was ever live (bot/tools/model_registry.py)."""
+    from bot.tools.model_registry import default_registry
+
+    for old in default_registry().prunable(keep):
         old.unlink()
 
 
