@@ -1,4 +1,4 @@
-"""Command line: ``python -m bot route|chat|call|train|eval|models``."""
+"""Command line: ``python -m bot route|chat|call|train|eval|models|users|retention``."""
 
 from __future__ import annotations
 
@@ -243,6 +243,53 @@ def _models_registry(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users(args: argparse.Namespace) -> int:
+    import getpass
+
+    from bot.console.auth import hash_password
+    from bot.store.calls import CallStore
+    from bot.store.review import ReviewStore
+
+    review = ReviewStore(CallStore(args.database))
+    if args.action == "list":
+        for user in review.users():
+            print(f"{user.name}\t{user.role}" + ("\t(disabled)" if user.disabled else ""))
+        return 0
+    if not args.name:
+        raise SystemExit(f"error: users {args.action} needs a NAME")
+    if args.password_stdin:  # for scripts: the first line of standard input
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"Password for {args.name}: ")
+        if getpass.getpass("Again: ") != password:
+            raise SystemExit("error: the passwords differ")
+    try:
+        hashed = hash_password(password)
+        if args.action == "add":
+            review.add_user(args.name, args.role, hashed)
+            review.audit("cli", "user_added", None, f"{args.name} ({args.role})")
+            print(f"user {args.name} added ({args.role})")
+        elif not review.set_password(args.name, hashed):
+            raise SystemExit(f"error: no user {args.name!r}")
+        else:
+            review.audit("cli", "password_set", None, args.name)
+            print(f"password of {args.name} changed; their sessions are closed")
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from e
+    return 0
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    from bot.console.retention import apply
+    from bot.store.calls import CallStore
+
+    store = CallStore(args.database)
+    report = apply(store, args.audio_days, args.text_days, dry_run=args.dry_run)
+    store.close()
+    print(("dry run: " if args.dry_run else "") + report.summary())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -307,6 +354,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="activate although the gate refuses (an admin's decision, recorded with the reason)",
     )
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("users", help="console users: add, passwd, list")
+    p.add_argument("action", choices=["add", "passwd", "list"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--role", choices=["supervisor", "trainer", "admin"], default="supervisor")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.add_argument("--database", help="call records URL (default: BOT_DATABASE_URL)")
+    p.set_defaults(func=cmd_users)
+
+    p = sub.add_parser("retention", help="delete old recordings, redact old transcripts")
+    p.add_argument("--dry-run", action="store_true", help="say what would be done, do nothing")
+    p.add_argument("--audio-days", type=int, default=settings.RETENTION_AUDIO_DAYS)
+    p.add_argument("--text-days", type=int, default=settings.RETENTION_TEXT_DAYS)
+    p.add_argument("--database", help="call records URL (default: BOT_DATABASE_URL)")
+    p.set_defaults(func=cmd_retention)
 
     p = sub.add_parser("eval", help="score the held-out set: clean, no diacritics, accent-merged")
     p.add_argument("--model", type=Path)

@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from bot.app import settings
 from bot.asr.vosk_engine import SpeechModel
@@ -66,6 +67,7 @@ def load_engines(
     store_url: str | None = None,
     vocabulary: bool = settings.ASR_VOCABULARY,
     brain: BrainService | None = None,
+    recordings: Path | None = settings.RECORDINGS_DIR if settings.RECORD_CALLS else None,
 ) -> Engines:
     """Load everything a voice call needs, once per process.
 
@@ -97,7 +99,12 @@ def load_engines(
         brain_timeout_s=settings.BRAIN_TIMEOUT_S,
         max_calls=settings.MAX_CALLS,
         decoder=_decoder_pool(),
+        recordings=recordings,
     )
+    if engines.recordings is not None and engines.store is not None:
+        from bot.session.recorder import recover
+
+        recover(engines.store)  # recordings left open by a server that was killed
     counts = cache.render_all(engines.speaker(TELEPHONE))
     logger.info("prompt cache: %d rendered, %d already cached", counts.rendered, counts.cached)
     return engines

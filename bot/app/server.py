@@ -162,6 +162,7 @@ def make_app(
     )
     if follow_registry:
         app.cleanup_ctx.append(_follow_registry(brain))
+    _add_console(app, engines)
     if engines is not None:
         app.cleanup_ctx.append(_audiosocket(engines))
         from bot.transports.softphone import add_routes as add_softphone  # the browser's voice line
@@ -187,6 +188,17 @@ def _follow_registry(brain: BrainService) -> Any:
         task.cancel()
 
     return follow
+
+
+def _add_console(app: web.Application, engines: Engines | None) -> None:
+    """The supervisors' console under /console/ (bot/console/), with its nightly retention."""
+    from bot.console.app import add_console, live_calls
+    from bot.console.retention import nightly
+    from bot.store.calls import CallStore
+
+    store = engines.store if engines is not None and engines.store is not None else CallStore()
+    add_console(app, store, live_calls(engines))
+    app.cleanup_ctx.append(nightly(store))
 
 
 def _audiosocket(engines: Engines) -> Any:

@@ -174,3 +174,28 @@ FINETUNE_EPOCH_FRACTION = float(os.environ.get("BOT_FINETUNE_EPOCH_FRACTION", "0
 # At most this many new examples since the active model are offered a fine-tune; more: full.
 FINETUNE_MAX_NEW_EXAMPLES = int(os.environ.get("BOT_FINETUNE_MAX_NEW_EXAMPLES", "20"))
 TRAIN_LOG_DIR = _path("BOT_TRAIN_LOG_DIR", "var/training")
+
+# --- Recordings and the supervisors' console (bot/session/recorder.py, bot/console/) ---
+
+# Every call recorded (caller and bot, two channels of one WAV) under RECORDINGS_DIR.
+RECORD_CALLS = os.environ.get("BOT_RECORD_CALLS", "1").lower() not in ("0", "false", "no", "off")
+RECORDINGS_DIR = _path("BOT_RECORDINGS_DIR", "var/recordings")
+# Days before a call's recording is deleted and its transcripts redacted (0: kept for ever);
+# the server's nightly job and `python -m bot retention` apply them.
+RETENTION_AUDIO_DAYS = int(os.environ.get("BOT_RETENTION_AUDIO_DAYS", "90"))
+RETENTION_TEXT_DAYS = int(os.environ.get("BOT_RETENTION_TEXT_DAYS", "365"))
+# Hour (local time of the server) at which the nightly retention job runs.
+RETENTION_HOUR = int(os.environ.get("BOT_RETENTION_HOUR", "2"))
+# A caller turn below this recogniser or NLU confidence is worth a supervisor's look.
+REVIEW_CONFIDENCE = float(os.environ.get("BOT_REVIEW_CONFIDENCE", "0.6"))
+# Console sessions: how long a login lasts, and the login throttle (failures per window).
+CONSOLE_SESSION_HOURS = float(os.environ.get("BOT_CONSOLE_SESSION_HOURS", "12"))
+LOGIN_MAX_FAILURES = int(os.environ.get("BOT_LOGIN_MAX_FAILURES", "5"))
+LOGIN_WINDOW_S = float(os.environ.get("BOT_LOGIN_WINDOW_S", "900"))
+# Secure cookies need HTTPS; behind a TLS proxy set this to 1.
+CONSOLE_SECURE_COOKIES = os.environ.get("BOT_CONSOLE_SECURE_COOKIES", "").lower() in (
+    "1",
+    "true",
+    "yes",
+    "on",
+)

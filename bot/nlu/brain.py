@@ -150,6 +150,21 @@ class Brain:
             confidence=float(data["intent"].get("confidence") or 0.0),
         )
 
+    async def last_route(self, conversation_id: str) -> RouteResult | None:
+        """How the conversation's last caller message was understood (None if none was):
+        read from the dialogue's tracker, so nothing is parsed twice."""
+        tracker = await self.agent.tracker_store.retrieve(conversation_id)
+        message = tracker.latest_message if tracker is not None else None
+        data = message.parse_data if message is not None else None
+        if not data or not data.get("intent") or str(data.get("text", "")).startswith("/"):
+            return None
+        return RouteResult(
+            text=str(data.get("text") or ""),
+            route=route_for(parse_of(data)),
+            intent=data["intent"].get("name") or "",
+            confidence=float(data["intent"].get("confidence") or 0.0),
+        )
+
     # -- dialogue --------------------------------------------------------------
 
     async def start(self, conversation_id: str) -> list[BotAction]:

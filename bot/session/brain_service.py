@@ -80,6 +80,9 @@ class BrainService:
     async def digit(self, conversation_id: str, digit: str) -> list[BotAction]:
         return await self._submit(self.brain_of(conversation_id).digit(conversation_id, digit))
 
+    async def last_route(self, conversation_id: str) -> Any:
+        return await self._submit(self.brain.last_route(conversation_id))
+
     async def route(self, text: str) -> Any:
         return await self._submit(self.brain.route(text))
 

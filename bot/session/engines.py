@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from bot.asr.vosk_engine import SpeechModel
 from bot.audio.formats import AudioFormat
@@ -36,7 +38,10 @@ class Engines:
     cache: PromptCache | None = None
     store: CallStore | None = None
     phrases: list[str] | None = None  # the recogniser's vocabulary, when the model allows
+    recordings: Path | None = None  # where calls are recorded; None: not recorded
     metrics: Metrics = field(default_factory=Metrics)
+    # Calls in progress by id (VoiceCall), for the console's live page.
+    live_calls: dict[str, Any] = field(default_factory=dict)
     # Piper and the prompt cache, on the reply's path: normal priority.
     executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="speech")

@@ -37,7 +37,8 @@ from bot.call import events as ev
 from bot.call.machine import CallMachine
 from bot.session.engines import Engines
 from bot.session.line import Line
-from bot.store.calls import StoreError
+from bot.session.recorder import CallRecorder, SpeechClock, recording_path
+from bot.store.calls import StoreError, utc
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,10 @@ class VoiceCall:
         self._pending_partial: str | None = None
         self._ended = asyncio.Event()
         self._overflow = False  # over Engines.max_calls: nothing is recognised
+        self._recorder: CallRecorder | None = None  # opened in start() if calls are recorded
+        self._speech_clock = SpeechClock()  # recogniser time -> call time, for word times
+        self.started_at = utc()
+        self.last_text = ""  # the latest transcript or bot line, for the live page
 
     # -- from the transport ------------------------------------------------------
 
@@ -103,6 +108,8 @@ class VoiceCall:
         metrics = self.engines.metrics
         metrics.calls_active += 1
         metrics.calls_total[self.transport] = metrics.calls_total.get(self.transport, 0) + 1
+        self._open_recording()
+        self.engines.live_calls[self.call_id] = self
         await self._record_call_start()
         limit = self.engines.max_calls
         self._overflow = bool(limit) and metrics.calls_active > limit
@@ -125,9 +132,13 @@ class VoiceCall:
 
     async def audio(self, chunk: AudioChunk) -> None:
         """One chunk of caller audio, in the line's format, in order."""
-        if self._ended.is_set() or self._overflow:
+        if self._ended.is_set():
             return
         pcm = self._inbound.convert(chunk)
+        if self._recorder is not None:
+            self._recorder.caller(pcm)
+        if self._overflow:
+            return
         started_here = False
         for event in self._vad.feed(pcm):
             # A start's audio runs from the pre-roll to the end of this chunk.
@@ -135,6 +146,7 @@ class VoiceCall:
             self._on_voice(event)
         if self._vad.in_speech and not started_here:
             self._asr.put_nowait(pcm)
+            self._speech_clock.fed(pcm.duration_ms, self._vad.fed_ms)
         self._emit(ev.Tick(self.now()))
 
     def _on_voice(self, event: VadEvent) -> None:
@@ -142,6 +154,7 @@ class VoiceCall:
         at = self.now() - self._since(event.at_ms)
         if isinstance(event, SpeechStarted):
             self._asr.put_nowait(event.audio)
+            self._speech_clock.fed(event.audio.duration_ms, self._vad.fed_ms)
             self._emit(ev.SpeechStarted(self.now(), began_at=at))
         elif isinstance(event, SpeechPaused):
             self._emit(ev.SpeechPaused(self.now()))
@@ -210,6 +223,8 @@ class VoiceCall:
         elif isinstance(action, ev.StopPlayback):
             self._plays.clear()
             await self.line.stop_audio()
+            if self._recorder is not None:
+                self._recorder.bot_stopped()
             self._play_wakeup.set()
         elif isinstance(action, ev.AskBrain):
             if self._speech_ended_at is not None:
@@ -245,6 +260,24 @@ class VoiceCall:
             self._emit(ev.StageFailed(self.now(), "brain", repr(e)))
             return
         self._emit(ev.BrainReplied(self.now(), ask.request_id, tuple(actions)))
+        await self._note_understood()
+
+    async def _note_understood(self) -> None:
+        """The route, intent and confidence the brain gave the last request, for review."""
+        try:
+            routed = await self.engines.brain.last_route(self.call_id)
+        except Exception as e:  # only the record misses it; the call goes on
+            logger.debug("call %s: no route to record: %r", self.call_id, e)
+            return
+        if routed is not None:
+            await self._store_turn(
+                speaker="caller",
+                kind="routed",
+                text=routed.text,
+                route=routed.route,
+                intent=routed.intent,
+                confidence=routed.confidence,
+            )
 
     def _route_partial(self, text: str) -> None:
         if self._routing:  # one at a time; the newest waits
@@ -347,6 +380,8 @@ class VoiceCall:
                 self.engines.metrics.latencies_ms.append(latency)
                 await self._note_turn(ev.Note("response_latency", data={"latency_ms": latency}))
             await self.line.send_audio(chunk)
+            if self._recorder is not None:
+                self._recorder.bot(chunk)
         await self.line.wait_played()
         return bool(self._plays) and self._plays[0] is play
 
@@ -356,6 +391,7 @@ class VoiceCall:
         if self._ended.is_set():
             return
         self._ended.set()
+        self.engines.live_calls.pop(self.call_id, None)
         metrics = self.engines.metrics
         metrics.calls_active -= 1
         metrics.outcomes[outcome] = metrics.outcomes.get(outcome, 0) + 1
@@ -375,6 +411,7 @@ class VoiceCall:
                 await self.engines.store.async_end_call(self.call_id, outcome, reason)
             except StoreError as e:
                 logger.error("call %s: %s", self.call_id, e)
+        await self._close_recording()
         self._events.put_nowait(None)
 
     # -- the call record -------------------------------------------------------------
@@ -382,16 +419,47 @@ class VoiceCall:
     async def _record_call_start(self) -> None:
         if self.engines.store is None:
             return
+        path = str(self._recorder.path) if self._recorder is not None else None
         try:
-            await self.engines.store.async_start_call(self.call_id, self.transport, self.caller)
+            await self.engines.store.async_start_call(
+                self.call_id, self.transport, self.caller, audio_path=path
+            )
         except StoreError as e:  # the call goes on without its record
             logger.error("call %s: %s", self.call_id, e)
+
+    def _open_recording(self) -> None:
+        if self.engines.recordings is None:
+            return
+        path = recording_path(self.engines.recordings, self.call_id, utc())
+        try:
+            self._recorder = CallRecorder(path, self.line.format)
+        except (OSError, RuntimeError) as e:  # the call goes on unrecorded
+            logger.error("call %s: cannot record to %s: %s", self.call_id, path, e)
+
+    async def _close_recording(self) -> None:
+        recorder, self._recorder = self._recorder, None
+        if recorder is None:
+            return
+        try:
+            seconds = await asyncio.to_thread(recorder.close)
+            if self.engines.store is not None:
+                await self.engines.store.async_set_audio(self.call_id, str(recorder.path), seconds)
+        except (OSError, RuntimeError, StoreError) as e:
+            logger.error("call %s: recording not finished: %s", self.call_id, e)
 
     async def _note_words(self, final: Final) -> None:
         if not final.text:
             return
+        # Times in the call's recording: the recogniser heard only the speech.
+        at = self._speech_clock.call_seconds
         words = [
-            {"word": w.word, "start": w.start, "end": w.end, "conf": w.conf} for w in final.words
+            {
+                "word": w.word,
+                "start": round(at(w.start), 3),
+                "end": round(at(w.end), 3),
+                "conf": w.conf,
+            }
+            for w in final.words
         ]
         await self._store_turn(
             speaker="caller",
@@ -399,8 +467,8 @@ class VoiceCall:
             text=final.text,
             confidence=final.confidence,
             words=words,
-            started_ms=int(final.words[0].start * 1000) if final.words else None,
-            ended_ms=int(final.words[-1].end * 1000) if final.words else None,
+            started_ms=int(at(final.words[0].start) * 1000) if final.words else None,
+            ended_ms=int(at(final.words[-1].end) * 1000) if final.words else None,
         )
 
     async def _note_turn(self, note: ev.Note) -> None:
@@ -416,6 +484,8 @@ class VoiceCall:
         await self._show({"kind": note.kind, "text": note.text, **dict(note.data)})
 
     async def _show(self, message: dict[str, Any]) -> None:
+        if message.get("text") and message.get("kind") in ("partial", "heard", "say", "digit"):
+            self.last_text = str(message["text"])
         try:
             await self.line.show(message)
         except Exception as e:  # the display is a courtesy; the call goes on
@@ -437,5 +507,3 @@ def _joined(pieces: list[Final]) -> Final:
     words = tuple(w for p in pieces for w in p.words)
     confidence = min(p.confidence for p in pieces)
     return Final(" ".join(p.text for p in pieces), words, confidence)
-
-

@@ -75,6 +75,7 @@ from sqlalchemy.types import TypeDecorator
 
 from bot.app import settings
 from bot.nlu.routes import ALL_ROUTES, BRANCHES, OPERATOR, transfer
+from bot.store.schema import add_missing_columns
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +145,7 @@ calls = Table(
     Column("outcome", Text),
     Column("end_reason", Text),
     Column("audio_path", Text),
+    Column("audio_seconds", Float),  # added later: see bot/store/schema.py
     Index("ix_calls_started_at", "started_at"),  # calls by day, newest first
     Index("ix_calls_outcome_started_at", "outcome", "started_at"),  # calls by outcome
 )
@@ -182,6 +184,7 @@ class CallRecord:
     outcome: str | None
     end_reason: str | None
     audio_path: str | None
+    audio_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -328,6 +331,7 @@ class CallStore:
             elif conn.dialect.name == "postgresql":
                 conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK_ID)))
             metadata.create_all(conn)
+            add_missing_columns(conn, metadata)
 
     def close(self) -> None:
         """Finish the queued writes, then close every connection."""
@@ -476,6 +480,36 @@ class CallStore:
         logger.warning(
             "call %s already ended; ignoring a second end (%s: %s)", call_id, outcome, reason
         )
+
+    def set_audio(self, call_id: str, path: str | None, seconds: float | None) -> None:
+        """The call's recording: where it is and how long (None, None: deleted)."""
+        engine = self._engine_ready()
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    update(calls)
+                    .where(calls.c.id == call_id)
+                    .values(audio_path=path, audio_seconds=seconds)
+                )
+        except SQLAlchemyError as e:
+            raise self._fail(f"cannot store the recording of call {call_id}", e) from e
+
+    def unsized_recordings(self) -> list[tuple[str, str]]:
+        """(call id, audio path) of recordings whose length was never stored: the server
+        stopped before their call ended."""
+        engine = self._engine_ready()
+        query = select(calls.c.id, calls.c.audio_path).where(
+            calls.c.audio_path.is_not(None), calls.c.audio_seconds.is_(None)
+        )
+        try:
+            with engine.connect() as conn:
+                return [(row.id, row.audio_path) for row in conn.execute(query)]
+        except SQLAlchemyError as e:
+            raise self._fail("cannot list recordings", e) from e
+
+    def engine(self) -> Engine:
+        """The database engine (created on first use), for the console's own tables."""
+        return self._engine_ready()
 
     # --- reads ------------------------------------------------------------------------
 
@@ -657,6 +691,9 @@ class CallStore:
     ) -> dict[str, int]:
         return await self._read(self.counts, since, until)
 
+    async def async_set_audio(self, call_id: str, path: str | None, seconds: float | None) -> None:
+        await self._write(self.set_audio, call_id, path, seconds)
+
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)
 
@@ -671,6 +708,7 @@ def _call_record(row: Any) -> CallRecord:
         outcome=row.outcome,
         end_reason=row.end_reason,
         audio_path=row.audio_path,
+        audio_seconds=row.audio_seconds,
     )
 
 
