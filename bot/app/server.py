@@ -163,6 +163,9 @@ def make_app(
     if follow_registry:
         app.cleanup_ctx.append(_follow_registry(brain))
     _add_console(app, engines)
+    from bot.console.trainer import add_trainer  # the trainers' pages, in the console's shell
+
+    add_trainer(app, brain, lambda: engines.metrics.calls_active if engines is not None else 0)
     if engines is not None:
         app.cleanup_ctx.append(_audiosocket(engines))
         from bot.transports.softphone import add_routes as add_softphone  # the browser's voice line

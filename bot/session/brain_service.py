@@ -81,10 +81,14 @@ class BrainService:
         return await self._submit(self.brain_of(conversation_id).digit(conversation_id, digit))
 
     async def last_route(self, conversation_id: str) -> Any:
-        return await self._submit(self.brain.last_route(conversation_id))
+        return await self._submit(self.brain_of(conversation_id).last_route(conversation_id))
 
     async def route(self, text: str) -> Any:
         return await self._submit(self.brain.route(text))
+
+    async def on(self, brain: Any, coro_fn: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+        """Run ``coro_fn(brain)`` on the brain thread (another model, e.g. a candidate)."""
+        return await self._submit(coro_fn(brain))
 
     def close(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)

@@ -21,9 +21,9 @@ from ruamel.yaml import YAML
 from ruamel.yaml.scalarstring import LiteralScalarString
 
 from bot.app import settings
+from bot.console.labels import ROUTE_CHOICES
 from bot.nlu.routes import (
     ALL_ROUTES,
-    BRANCHES,
     FALLBACK,
     FAQ_INTENTS,
     OPERATOR,
@@ -34,27 +34,8 @@ from bot.nlu.text import fold, normalise
 from bot.tts.normalise import normalise_vi
 
 # What a trainer reads in the route picker: every route of the route table, in Vietnamese.
-FAQ_NAMES: dict[str, str] = {
-    "lao_dong_tu_do": "Hỏi đáp: hỗ trợ lao động tự do",
-    "cham_dut_hdld": "Hỏi đáp: chấm dứt hợp đồng lao động",
-    "giao_duc_tu_thuc": "Hỏi đáp: giáo viên, nhân viên trường tư thục",
-    "tam_hoan_hdld": "Hỏi đáp: tạm hoãn hợp đồng lao động",
-    "ho_ngheo": "Hỏi đáp: hộ nghèo, hộ cận nghèo",
-    "nguoi_co_cong": "Hỏi đáp: người có công",
-    "chi_tra": "Hỏi đáp: chi trả tiền hỗ trợ",
-    "f0_cach_ly_tai_nha": "Hỏi đáp F0: cách ly tại nhà",
-    "f0_dau_hieu_nguy_hiem": "Hỏi đáp F0: dấu hiệu nguy hiểm",
-    "f0_spo2": "Hỏi đáp F0: đo SpO2",
-    "f0_thuoc": "Hỏi đáp F0: thuốc điều trị",
-    "f0_ket_thuc_cach_ly": "Hỏi đáp F0: kết thúc cách ly",
-    "f0_dinh_duong": "Hỏi đáp F0: dinh dưỡng",
-}
-ROUTE_NAMES: dict[str, str] = {
-    **{f"transfer:{n}": f"Nhánh {n}: {name}" for n, name in BRANCHES.items()},
-    **{f"faq:{key}": name for key, name in FAQ_NAMES.items()},
-    OPERATOR: "Tổng đài viên",
-    FALLBACK: "Không phải yêu cầu (ngoài phạm vi)",
-}
+# The console's Vietnamese names of the routes (one list for supervisors and trainers).
+ROUTE_NAMES: dict[str, str] = dict(ROUTE_CHOICES)
 assert tuple(ROUTE_NAMES) == ALL_ROUTES, "every route needs a Vietnamese name"
 
 OUT_OF_SCOPE_INTENT = "out_of_scope"
