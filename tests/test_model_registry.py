@@ -42,7 +42,9 @@ def registry(tmp_path: Path, active_figures: Figures) -> Registry:
     for name in ("a-active.tar.gz", "b-candidate.tar.gz"):
         (tmp_path / name).symlink_to(real)
     reg = Registry(tmp_path / "registry.json")
-    reg.register(tmp_path / "a-active.tar.gz", trained_by="lan", kind="full", figures=active_figures)
+    reg.register(
+        tmp_path / "a-active.tar.gz", trained_by="lan", kind="full", figures=active_figures
+    )
     reg._make_active("a-active.tar.gz", "lan", "activate", None, None, [])
     return reg
 
@@ -57,7 +59,12 @@ def test_a_candidate_worse_on_the_heldout_set_is_refused(registry: Registry, act
     n = iter(range(10**6))
     worse = answers_like(active_figures, lambda t, got: "fallback" if next(n) % 5 == 0 else got)
     assert worse.accuracy("clean") < 0.95
-    registry.register(registry.models_dir / "b-candidate.tar.gz", trained_by="minh", kind="finetune", figures=worse)
+    registry.register(
+        registry.models_dir / "b-candidate.tar.gz",
+        trained_by="minh",
+        kind="finetune",
+        figures=worse,
+    )
     with pytest.raises(ActivationRefused) as refused:
         registry.activate("b-candidate.tar.gz", by="minh")
     assert any("clean" in p and "95%" in p for p in refused.value.problems)
@@ -69,7 +76,9 @@ def test_a_candidate_missing_an_emergency_the_active_catches_is_refused(registry
     caught = next(t for t, e, g in clean if e == EMERGENCY and g == EMERGENCY)
     worse = answers_like(active_figures, lambda t, got: "faq:f0_spo2" if t == caught else got)
     assert worse.accuracy("clean") >= 0.95  # above the targets: only the emergency stops it
-    registry.register(registry.models_dir / "b-candidate.tar.gz", trained_by="minh", kind="full", figures=worse)
+    registry.register(
+        registry.models_dir / "b-candidate.tar.gz", trained_by="minh", kind="full", figures=worse
+    )
     with pytest.raises(ActivationRefused) as refused:
         registry.activate("b-candidate.tar.gz", by="minh")
     assert any(caught in p for p in refused.value.problems)
@@ -81,12 +90,16 @@ def test_a_candidate_missing_an_emergency_the_active_catches_is_refused(registry
 def test_only_an_admin_with_a_reason_overrides_the_gate(registry, active_figures):
     n = iter(range(10**6))
     worse = answers_like(active_figures, lambda t, got: "fallback" if next(n) % 4 == 0 else got)
-    registry.register(registry.models_dir / "b-candidate.tar.gz", trained_by="minh", kind="full", figures=worse)
+    registry.register(
+        registry.models_dir / "b-candidate.tar.gz", trained_by="minh", kind="full", figures=worse
+    )
     with pytest.raises(ActivationRefused):
         registry.activate("b-candidate.tar.gz", by="minh", override_reason="tôi chắc chắn")
     with pytest.raises(ActivationRefused):
         registry.activate("b-candidate.tar.gz", by="hoa", role="admin", override_reason="  ")
-    record = registry.activate("b-candidate.tar.gz", by="hoa", role="admin", override_reason="sự cố")
+    record = registry.activate(
+        "b-candidate.tar.gz", by="hoa", role="admin", override_reason="sự cố"
+    )
     assert registry.active_name() == "b-candidate.tar.gz"
     assert record["override_reason"] == "sự cố" and record["overridden"]
     assert registry.read()["history"][-1]["by"] == "hoa"
@@ -97,8 +110,15 @@ def test_a_good_candidate_goes_live_and_rolls_back(registry, active_figures):
     wrong = next(t for t, e, g in active_figures.data["routed"]["clean"] if e != g)
     expected = {t: e for t, e, _ in active_figures.data["routed"]["clean"]}[wrong]
     better = answers_like(active_figures, lambda t, got: expected if t == wrong else got)
-    registry.register(registry.models_dir / "b-candidate.tar.gz", trained_by="minh", kind="finetune", figures=better)
-    assert ("clean", wrong, expected) in [(v, t, e) for v, t, e, _ in compare(active_figures, better).fixed]
+    registry.register(
+        registry.models_dir / "b-candidate.tar.gz",
+        trained_by="minh",
+        kind="finetune",
+        figures=better,
+    )
+    assert ("clean", wrong, expected) in [
+        (v, t, e) for v, t, e, _ in compare(active_figures, better).fixed
+    ]
     registry.activate("b-candidate.tar.gz", by="minh")
     assert registry.active_path().name == "b-candidate.tar.gz"
     record = registry.rollback(by="minh")
@@ -117,17 +137,27 @@ def test_an_unscored_or_unknown_model_is_not_activated(registry):
 
 
 def _models(registry: Registry, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "BOT_MODEL_REGISTRY": str(registry.path), "BOT_MODELS_DIR": str(registry.models_dir)}
+    env = {
+        **os.environ,
+        "BOT_MODEL_REGISTRY": str(registry.path),
+        "BOT_MODELS_DIR": str(registry.models_dir),
+    }
     return subprocess.run(
         [sys.executable, "-m", "bot", "models", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
 def test_the_command_line_lists_refuses_activates_and_rolls_back(registry, active_figures):
     n = iter(range(10**6))
     worse = answers_like(active_figures, lambda t, got: "fallback" if next(n) % 5 == 0 else got)
-    registry.register(registry.models_dir / "b-candidate.tar.gz", trained_by="minh", kind="full", figures=worse)
+    registry.register(
+        registry.models_dir / "b-candidate.tar.gz", trained_by="minh", kind="full", figures=worse
+    )
     listed = _models(registry, "list")
     assert listed.returncode == 0, listed.stderr
     assert "* a-active.tar.gz" in listed.stdout and "b-candidate.tar.gz" in listed.stdout

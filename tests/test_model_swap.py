@@ -44,7 +44,10 @@ def served(tmp_path: Path):  # type: ignore[no-untyped-def]
     }
     proc = subprocess.Popen(
         [sys.executable, "server.py", "--port", str(port), "--no-voice"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
@@ -72,7 +75,9 @@ def test_activation_reaches_new_calls_and_spares_calls_in_progress(served):
     # A call in progress: the bot asked "... CDC phải không ạ?" and waits for the answer.
     _, started = post(base + "/api/chat", {})
     talking = started["conversation_id"]
-    _, asked = post(base + "/api/chat", {"conversation_id": talking, "text": "tôi muốn đi xét nghiệm"})
+    _, asked = post(
+        base + "/api/chat", {"conversation_id": talking, "text": "tôi muốn đi xét nghiệm"}
+    )
     assert ("say", "utter_confirm_2") in _kinds(asked)
 
     registry._make_active("b-second.tar.gz", "test", "activate", "a-first.tar.gz", None, [])
@@ -87,7 +92,9 @@ def test_activation_reaches_new_calls_and_spares_calls_in_progress(served):
     assert ("transfer", "transfer:2") in _kinds(answered)
     # A new call is on the new model, and it works.
     _, fresh = post(base + "/api/chat", {})
-    _, routed = post(base + "/api/chat", {"conversation_id": fresh["conversation_id"], "text": "vâng"})
+    _, routed = post(
+        base + "/api/chat", {"conversation_id": fresh["conversation_id"], "text": "vâng"}
+    )
     assert not any(kind == "transfer" for kind, _ in _kinds(routed))
     _, direct = post(base + "/api/route", {"text": "nhà tôi hết gạo rồi"})
     assert direct["route"] == "transfer:6"

@@ -103,7 +103,14 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, brain):  # type: igno
     (tiny / "config.yml").write_text(TINY_CONFIG)
     (tiny / "nlu.yml").write_text(TINY_DATA)
     (tiny / "domain.yml").write_text(TINY_DOMAIN)
-    yield {"store": store, "review": review, "call": call, "data": data, "tiny": tiny, "models": models}
+    yield {
+        "store": store,
+        "review": review,
+        "call": call,
+        "data": data,
+        "tiny": tiny,
+        "models": models,
+    }
     store.close()
 
 
@@ -145,16 +152,31 @@ def test_queue_try_preview_add_and_dismiss(setup: dict[str, Any]) -> None:
             page = await (await client.get("/console/trainer")).text()
             assert FELL_BACK in page and NOISE in page and "Không hiểu" in page
             token = await csrf(client)
-            tried = await (await client.post("/console/trainer/try", data={"text": "nhà tôi hết gạo rồi", "csrf": token})).text()
+            tried = await (
+                await client.post(
+                    "/console/trainer/try", data={"text": "nhà tôi hết gạo rồi", "csrf": token}
+                )
+            ).text()
             assert "Nhánh 6" in tried and "essential_supplies" in tried
-            diff = await (await client.post("/console/trainer/preview", data={"text": "Cho tôi hỏi mũi 3", "csrf": token})).text()
-            assert "cho tôi hỏi mũi ba" in diff and "<del>3</del>" in diff and "<ins>ba</ins>" in diff
+            diff = await (
+                await client.post(
+                    "/console/trainer/preview", data={"text": "Cho tôi hỏi mũi 3", "csrf": token}
+                )
+            ).text()
+            assert (
+                "cho tôi hỏi mũi ba" in diff and "<del>3</del>" in diff and "<ins>ba</ins>" in diff
+            )
             # The fell-back turn becomes an example of branch 2 (CDC).
             turn = re.search(r'name="turn_id" value="(\d+)"', page.split(FELL_BACK, 1)[1])
             assert turn
             added = await client.post(
                 "/console/trainer/examples",
-                data={"text": FELL_BACK, "route": "transfer:2", "turn_id": turn.group(1), "csrf": token},
+                data={
+                    "text": FELL_BACK,
+                    "route": "transfer:2",
+                    "turn_id": turn.group(1),
+                    "csrf": token,
+                },
                 allow_redirects=False,
             )
             assert added.status == 303 and "m=" in added.headers["Location"]
@@ -167,7 +189,9 @@ def test_queue_try_preview_add_and_dismiss(setup: dict[str, Any]) -> None:
             assert "trùng" in await again.text()
             noise = re.search(r'name="turn_id" value="(\d+)"', page.split(NOISE, 1)[1])
             assert noise
-            await client.post("/console/trainer/dismiss", data={"turn_id": noise.group(1), "csrf": token})
+            await client.post(
+                "/console/trainer/dismiss", data={"turn_id": noise.group(1), "csrf": token}
+            )
             page = await (await client.get("/console/trainer")).text()
             queue = page.split('id="queue"', 1)[1].split("</section>", 1)[0]
             assert FELL_BACK not in queue and NOISE not in queue
@@ -186,7 +210,11 @@ def test_training_is_refused_while_calls_are_up(setup: dict[str, Any]) -> None:
         async with TestClient(TestServer(app_for(setup, live_calls=2))) as client:
             assert await login(client, "huanluyen") == 303
             token = await csrf(client)
-            page = await (await client.post("/console/trainer/train", data={"kind": "finetune", "csrf": token})).text()
+            page = await (
+                await client.post(
+                    "/console/trainer/train", data={"kind": "finetune", "csrf": token}
+                )
+            ).text()
             assert "Đang có 2 cuộc gọi" in page
 
     run(main())
@@ -198,9 +226,13 @@ def test_a_training_job_runs_to_the_end_with_its_progress(setup: dict[str, Any])
         async with TestClient(TestServer(app)) as client:
             assert await login(client, "huanluyen") == 303
             token = await csrf(client)
-            started = await client.post("/console/trainer/train", data={"kind": "full", "csrf": token})
+            started = await client.post(
+                "/console/trainer/train", data={"kind": "full", "csrf": token}
+            )
             assert "Đã bắt đầu" in await started.text()
-            again = await client.post("/console/trainer/train", data={"kind": "full", "csrf": token})
+            again = await client.post(
+                "/console/trainer/train", data={"kind": "full", "csrf": token}
+            )
             assert "mỗi lần chỉ chạy một lượt" in await again.text()
             from bot.console.trainer import JOBS
 
@@ -226,7 +258,10 @@ def test_progress_is_read_from_rasas_bars() -> None:
     p = parse_progress(log, 100, 30.0)
     assert (p.epochs_done, p.stage) == (43, "ResponseSelector")
     assert p.remaining_s == pytest.approx(30.0 / 43 * 57)
-    assert planned_epochs(settings.CONFIG_FILE) == 100 and planned_epochs(settings.CONFIG_FILE, 0.5) == 50
+    assert (
+        planned_epochs(settings.CONFIG_FILE) == 100
+        and planned_epochs(settings.CONFIG_FILE, 0.5) == 50
+    )
 
 
 def test_activation_without_figures_is_refused_and_audited_rollback(setup: dict[str, Any]) -> None:
@@ -237,8 +272,12 @@ def test_activation_without_figures_is_refused_and_audited_rollback(setup: dict[
         async with TestClient(TestServer(app_for(setup))) as client:
             assert await login(client, "huanluyen") == 303
             token = await csrf(client)  # the page registers the live model
-            registry.register(setup["models"] / "b-new.tar.gz", trained_by="huanluyen", kind="finetune")
-            refused = await client.post("/console/trainer/activate", data={"model": "b-new.tar.gz", "csrf": token})
+            registry.register(
+                setup["models"] / "b-new.tar.gz", trained_by="huanluyen", kind="finetune"
+            )
+            refused = await client.post(
+                "/console/trainer/activate", data={"model": "b-new.tar.gz", "csrf": token}
+            )
             assert "Không kích hoạt" in await refused.text()
             assert registry.active_name() == "a-live.tar.gz"
             back = await client.post("/console/trainer/rollback", data={"csrf": token})

@@ -95,7 +95,11 @@ def _text(data: dict[str, Any], required: bool) -> str | None:
 
 async def health(request: web.Request) -> web.Response:
     voice = "ready" if request.app[ENGINES] is not None else "unavailable"
-    body = {"status": "ok", "model": request.app[BRAIN].model_path.name, "voice": voice}
+    body: dict[str, Any] = {
+        "status": "ok",
+        "model": request.app[BRAIN].model_path.name,
+        "voice": voice,
+    }
     if request.app[VOICE_PROBLEM]:
         body["voice_problem"] = request.app[VOICE_PROBLEM]
     return web.json_response(body, dumps=_dumps)
@@ -226,7 +230,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=settings.PORT)
     parser.add_argument(
         "--model",
-        help="Rasa model file, fixed (default: the registry's active model, followed as it changes)",
+        help="Rasa model file, fixed (default: the registry's active model, followed)",
     )
     parser.add_argument("--no-voice", action="store_true", help="text endpoints only")
     parser.add_argument(

@@ -26,7 +26,7 @@ from bot.session.brain_service import BrainService
 from bot.store.calls import turns
 from bot.store.review import audit_log, turn_flags
 from bot.tools import comparison, examples
-from bot.tools.model_registry import ActivationRefused, RegistryError, Registry, adopt_active
+from bot.tools.model_registry import ActivationRefused, Registry, RegistryError, adopt_active
 from bot.tools.train_job import FINETUNE, FULL, JobRefused, TrainingJobs
 
 PREFIX = "/console/trainer"
@@ -72,7 +72,9 @@ def queue(request: web.Request, limit: int = 50) -> list[dict[str, Any]]:
                 continue
             around = conn.execute(
                 select(turns.c.seq, turns.c.speaker, turns.c.kind, turns.c.text)
-                .where(turns.c.call_id == row.call_id, turns.c.seq.between(row.seq - 3, row.seq + 3))
+                .where(
+                    turns.c.call_id == row.call_id, turns.c.seq.between(row.seq - 3, row.seq + 3)
+                )
                 .where(turns.c.kind.in_(("say", "routed")))
                 .order_by(turns.c.seq)
             ).all()
@@ -236,7 +238,9 @@ async def add_example(request: web.Request) -> web.StreamResponse:
     )
     if turn:
         await _audit(request, DISMISS, None, turn)
-    raise _back(message=f"Đã thêm «{added.change.text}» vào {route_name(route)} ({added.file.name}).")
+    raise _back(
+        message=f"Đã thêm «{added.change.text}» vào {route_name(route)} ({added.file.name})."
+    )
 
 
 async def dismiss(request: web.Request) -> web.StreamResponse:
@@ -294,7 +298,12 @@ async def rollback(request: web.Request) -> web.StreamResponse:
         record = await asyncio.to_thread(_registry().rollback, by=auth.current(request).user.name)
     except RegistryError as e:
         raise _back(error=str(e)) from e
-    await _audit(request, "trainer_model_rolled_back", None, f"{record['model']} (trước: {record['previous']})")
+    await _audit(
+        request,
+        "trainer_model_rolled_back",
+        None,
+        f"{record['model']} (trước: {record['previous']})",
+    )
     raise _back(message=f"Đã quay lại {record['model']}.")
 
 
@@ -311,7 +320,10 @@ def add_trainer(
     app[BRAINS] = {}
     app[SERVICE] = brain
     app[LIVE_COUNT] = live_count
-    add_nav(PREFIX, "Huấn luyện", (TRAINER,), landing_for=TRAINER)
+    from bot.console.app import NAV
+
+    if not any(item.path == PREFIX for item in NAV):  # once per process, however many apps
+        add_nav(PREFIX, "Huấn luyện", (TRAINER,), landing_for=TRAINER)
     r = auth.require(TRAINER)
     app.add_routes(
         [

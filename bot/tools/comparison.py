@@ -52,6 +52,10 @@ def _variant_figures(s: Score) -> dict[str, Any]:
     }
 
 
+def _answers(got: list[str]) -> Callable[[list[str]], list[str]]:
+    return lambda _texts: got
+
+
 def figures_for(
     route: Callable[[list[str]], list[str]], added: list[tuple[str, str]] | None = None
 ) -> Figures:
@@ -62,7 +66,7 @@ def figures_for(
     caught = total = 0
     for name, rows in sets.items():
         got = route([t for t, _ in rows]) if rows else []
-        s = score(name, rows, lambda _texts, got=got: got)
+        s = score(name, rows, _answers(got))
         data["variants"][name] = _variant_figures(s)
         data["routed"][name] = [[t, e, g] for (t, e), g in zip(rows, got, strict=True)]
         if name in TARGETS:
@@ -153,6 +157,7 @@ def activation_problems(candidate: Figures, active: Figures | None) -> list[str]
     if active is not None:
         for variant, text, got in compare(active, candidate).emergencies_missed:
             problems.append(
-                f"Bỏ lỡ một ca cấp cứu mà mô hình đang chạy bắt được ({variant}): «{text}» -> {got}."
+                f"Bỏ lỡ một ca cấp cứu mà mô hình đang chạy bắt được ({variant}): "
+                f"«{text}» -> {got}."
             )
     return problems

@@ -102,8 +102,8 @@ def preview(text: str) -> Change:
 def _yaml() -> YAML:
     yaml = YAML()  # round-trip: comments, order and quoting kept
     yaml.indent(mapping=2, sequence=2, offset=0)
-    yaml.width = 4096
-    yaml.preserve_quotes = True
+    yaml.width = 4096  # type: ignore[assignment]  # (ruamel's attribute is untyped)
+    yaml.preserve_quotes = True  # type: ignore[assignment]
     return yaml
 
 
