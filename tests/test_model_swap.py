@@ -98,3 +98,33 @@ def test_activation_reaches_new_calls_and_spares_calls_in_progress(served):
     assert not any(kind == "transfer" for kind, _ in _kinds(routed))
     _, direct = post(base + "/api/route", {"text": "nhà tôi hết gạo rồi"})
     assert direct["route"] == "transfer:6"
+
+
+def test_a_model_that_fails_to_load_leaves_the_live_one_serving(brain, tmp_path: Path) -> None:
+    import asyncio
+
+    from bot.nlu.brain import Brain
+    from bot.session.brain_service import BrainService, follow_registry
+
+    broken = tmp_path / "broken.tar.gz"
+    broken.write_bytes(b"not a model")  # a truncated copy, a disk error: Rasa cannot load it
+    service = BrainService(brain)
+    tries: list[Path] = []
+
+    def load(path: Path) -> object:
+        tries.append(path)
+        return Brain(path)
+
+    async def main() -> None:
+        task = asyncio.create_task(follow_registry(service, lambda: broken, load, 0.05))
+        await asyncio.sleep(2)
+        task.cancel()
+        result = await service.route("nhà tôi hết gạo rồi")
+        assert result.route == "transfer:6"
+
+    try:
+        asyncio.run(main())
+    finally:
+        service.close()
+    assert service.model_path == brain.model_path
+    assert tries == [broken]  # tried once, not reloaded on every poll
