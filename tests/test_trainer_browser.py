@@ -61,7 +61,8 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engines]:
 
 @pytest.fixture(scope="module")
 def fell_back(engines: Engines, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A simulated call whose request the bot did not understand."""
+    """A simulated call whose request the bot did not understand (the speech after the
+    greeting, which the stand-in voice spells out slowly; silence after it, for the routing)."""
     for tool in ("espeak-ng", "sox"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is needed to synthesise the caller (apt-get install {tool})")
@@ -71,12 +72,12 @@ def fell_back(engines: Engines, tmp_path_factory: pytest.TempPathFactory) -> str
         ["espeak-ng", "-v", "ko", "-w", str(spoken), "안녕하세요 도와주세요"], check=True
     )
     subprocess.run(
-        ["sox", str(spoken), "-r", "16000", "-c", "1", "-b", "16", str(wav), "pad", "5", "2"],
+        ["sox", str(spoken), "-r", "16000", "-c", "1", "-b", "16", str(wav), "pad", "14", "10"],
         check=True,
     )
 
     async def make() -> str:
-        _, call = await run_simulated_call(engines, wav, "", 40)
+        _, call = await run_simulated_call(engines, wav, "", 60)
         return str(call.call_id)
 
     call_id = asyncio.run(make())
