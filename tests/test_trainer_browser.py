@@ -129,9 +129,7 @@ def test_the_trainers_loop_in_chromium(
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        follower = asyncio.create_task(
-            follow_registry(service, registry.active_path, Brain, 0.5)
-        )
+        follower = asyncio.create_task(follow_registry(service, registry.active_path, Brain, 0.5))
         try:
             async with async_playwright() as playwright:
                 browser = await playwright.chromium.launch(
