@@ -171,8 +171,6 @@ TRAIN_NICE = int(os.environ.get("BOT_TRAIN_NICE", "19"))
 # Share of the configured epochs a fine-tune from the active model runs
 # (bench/finetune_bench.py measures it against a full training).
 FINETUNE_EPOCH_FRACTION = float(os.environ.get("BOT_FINETUNE_EPOCH_FRACTION", "0.5"))
-# At most this many new examples since the active model are offered a fine-tune; more: full.
-FINETUNE_MAX_NEW_EXAMPLES = int(os.environ.get("BOT_FINETUNE_MAX_NEW_EXAMPLES", "20"))
 TRAIN_LOG_DIR = _path("BOT_TRAIN_LOG_DIR", "var/training")
 
 # --- Recordings and the supervisors' console (bot/session/recorder.py, bot/console/) ---
