@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import settings
-from bot.nlu.routes import ALL_ROUTES
 from bot.tools.examples import (
     ROUTE_NAMES,
     ExampleRefused,
@@ -19,18 +17,23 @@ from bot.tools.examples import (
     validation_errors,
 )
 from bot.tools.training import load_examples
+from bot.vocabulary import Route
+from tests.config import SETTINGS
+
+# Rasa's validator and the training data, no model loaded.
+pytestmark = pytest.mark.unit
 
 
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
     copy = tmp_path / "nlu_data"
-    shutil.copytree(settings.NLU_DATA_DIR, copy)
+    shutil.copytree(SETTINGS.nlu_data, copy)
     return copy
 
 
 def test_every_route_has_a_vietnamese_name_and_an_intent_that_teaches_it():
-    assert list(ROUTE_NAMES) == list(ALL_ROUTES) and len(ROUTE_NAMES) == 21
-    for route in ALL_ROUTES:
+    assert list(ROUTE_NAMES) == list(Route) and len(ROUTE_NAMES) == 21
+    for route in Route:
         assert route_of_intent(intent_for_route(route)) == route
 
 
@@ -44,7 +47,7 @@ def test_text_is_put_in_the_recognisers_form_with_a_diff():
 
 def test_an_example_goes_into_its_topic_file_and_nothing_else_changes(data: Path):
     before = {p.name: p.read_text(encoding="utf-8") for p in (data / "nlu").glob("*.yml")}
-    added = add_example("transfer:2", "Cho tôi hỏi chỗ tiêm vắc xin mũi 3 ở đâu", data)
+    added = add_example(SETTINGS, "transfer:2", "Cho tôi hỏi chỗ tiêm vắc xin mũi 3 ở đâu", data)
     assert added.intent == "cdc" and added.file.name == "transfer.yml"
     assert "cho tôi hỏi chỗ tiêm vắc xin mũi ba ở đâu" in load_examples(data)["cdc"]
     after = {p.name: p.read_text(encoding="utf-8") for p in (data / "nlu").glob("*.yml")}
@@ -54,11 +57,11 @@ def test_an_example_goes_into_its_topic_file_and_nothing_else_changes(data: Path
     assert len(new) == len(old) + 1
     inserted = new.index("    - cho tôi hỏi chỗ tiêm vắc xin mũi ba ở đâu")
     assert new[:inserted] + new[inserted + 1 :] == old
-    assert validation_errors(data) == []
+    assert validation_errors(SETTINGS, data) == []
 
 
 def test_a_faq_example_goes_to_the_retrieval_intent(data: Path):
-    added = add_example("faq:f0_thuoc", "ép không thì uống thuốc hạ sốt loại nào", data)
+    added = add_example(SETTINGS, "faq:f0_thuoc", "ép không thì uống thuốc hạ sốt loại nào", data)
     assert added.intent == "faq_f0/f0_thuoc" and added.file.name == "faq.yml"
 
 
@@ -69,25 +72,25 @@ def test_a_duplicate_of_another_intents_example_is_refused_and_nothing_is_writte
 
     # The same sentence typed without diacritics, taught to another route.
     with pytest.raises(ExampleRefused, match="emergency"):
-        add_example("transfer:3", strip_diacritics(existing).upper(), data)
+        add_example(SETTINGS, "transfer:3", strip_diacritics(existing).upper(), data)
     with pytest.raises(ExampleRefused, match="đã có"):
-        add_example("transfer:1", existing, data)
+        add_example(SETTINGS, "transfer:1", existing, data)
     assert {p: p.read_text(encoding="utf-8") for p in before} == before
 
 
 def test_a_heldout_sentence_is_refused(data: Path):
     from bot.tools.evaluation import load_heldout
 
-    text, route = load_heldout(settings.HELDOUT_FILE)[0]
+    text, route = load_heldout(SETTINGS.heldout)[0]
     with pytest.raises(ExampleRefused, match="heldout"):
-        add_example(route, text, data)
+        add_example(SETTINGS, route, text, data)
 
 
 def test_unknown_route_and_empty_text_are_refused(data: Path):
     with pytest.raises(ExampleRefused, match="tuyến"):
-        add_example("transfer:9", "xin chào", data)
+        add_example(SETTINGS, "transfer:9", "xin chào", data)
     with pytest.raises(ExampleRefused, match="trống"):
-        add_example("transfer:1", " ?! ", data)
+        add_example(SETTINGS, "transfer:1", " ?! ", data)
 
 
 def test_rasas_validator_finds_a_broken_project(data: Path):
@@ -95,4 +98,4 @@ def test_rasas_validator_finds_a_broken_project(data: Path):
     (data / "nlu" / "broken.yml").write_text(
         'version: "3.1"\nnlu:\n- intent: greet\n  examples: [1, 2]\n', encoding="utf-8"
     )
-    assert validation_errors(data)
+    assert validation_errors(SETTINGS, data)

@@ -18,12 +18,16 @@ import pytest
 from bot.nlu.brain import newest_model
 from bot.tools.comparison import EMERGENCY, Figures, compare, figures_for, score_model
 from bot.tools.model_registry import ActivationRefused, Registry, RegistryError
+from tests.config import SETTINGS
 from tests.conftest import ROOT
+
+# The real model, and `python -m bot models` in a subprocess; no server.
+pytestmark = pytest.mark.engines
 
 
 @pytest.fixture(scope="module")
 def active_figures(brain) -> Figures:  # type: ignore[no-untyped-def]
-    return score_model(brain, [])
+    return score_model(brain, [], SETTINGS.heldout)
 
 
 def answers_like(figures: Figures, change) -> Figures:  # type: ignore[no-untyped-def]
@@ -33,12 +37,12 @@ def answers_like(figures: Figures, change) -> Figures:  # type: ignore[no-untype
     def route(texts: list[str]) -> list[str]:
         return [change(t, cache[t]) for t in texts]
 
-    return figures_for(route, [])
+    return figures_for(route, [], SETTINGS.heldout)
 
 
 @pytest.fixture
 def registry(tmp_path: Path, active_figures: Figures) -> Registry:
-    real = newest_model()
+    real = newest_model(SETTINGS.models_dir)
     for name in ("a-active.tar.gz", "b-candidate.tar.gz"):
         (tmp_path / name).symlink_to(real)
     reg = Registry(tmp_path / "registry.json")

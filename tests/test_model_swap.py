@@ -17,8 +17,11 @@ import pytest
 
 from bot.nlu.brain import newest_model
 from bot.tools.model_registry import Registry
+from tests.config import SETTINGS
 from tests.conftest import ROOT
 from tests.test_server import _free_port, post
+
+pytestmark = pytest.mark.e2e
 
 
 def _health(base: str) -> dict:  # type: ignore[type-arg]
@@ -28,7 +31,7 @@ def _health(base: str) -> dict:  # type: ignore[type-arg]
 
 @pytest.fixture
 def served(tmp_path: Path):  # type: ignore[no-untyped-def]
-    real = newest_model()
+    real = newest_model(SETTINGS.models_dir)
     for name in ("a-first.tar.gz", "b-second.tar.gz"):
         (tmp_path / name).symlink_to(real)
     registry = Registry(tmp_path / "registry.json")

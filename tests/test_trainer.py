@@ -6,6 +6,7 @@ takes 10-25 minutes, too long for the suite), activation refused and rollback.""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import shutil
 import sys
@@ -17,7 +18,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.app import settings
+from bot.app.settings import Settings
 from bot.console import auth
 from bot.console.app import add_console
 from bot.console.trainer import add_trainer
@@ -28,7 +29,10 @@ from bot.store.review import ReviewStore
 from bot.tools.model_registry import Registry
 from bot.tools.train_job import TrainingJobs, parse_progress, planned_epochs
 from bot.tools.training import load_examples
+from tests.config import SETTINGS
 from tests.test_console import PASSWORD, _call, login
+
+pytestmark = pytest.mark.e2e
 
 FELL_BACK = "cho tôi hỏi chỗ tiêm vắc xin mũi ba ở đâu"
 NOISE = "ờ ờ ừ"
@@ -67,8 +71,8 @@ TINY_TRAIN = textwrap.dedent(
     """\
     import sys, time
     from pathlib import Path
-    from bot.app import settings
-    settings.quiet_libraries("INFO")
+    from bot.app.settings import quiet_libraries
+    quiet_libraries("INFO")
     from rasa.api import train
     root = Path(sys.argv[1])
     started = time.monotonic()
@@ -87,12 +91,14 @@ def run(coroutine: Any) -> None:
 @pytest.fixture
 def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, brain):  # type: ignore[no-untyped-def]
     data = tmp_path / "nlu_data"
-    shutil.copytree(settings.NLU_DATA_DIR, data)
-    monkeypatch.setattr(settings, "NLU_DATA_DIR", data)
+    shutil.copytree(SETTINGS.nlu_data, data)
     models = tmp_path / "models"
     models.mkdir()
-    (models / "a-live.tar.gz").symlink_to(newest_model())
-    monkeypatch.setattr(settings, "MODEL_REGISTRY", models / "registry.json")
+    (models / "a-live.tar.gz").symlink_to(newest_model(SETTINGS.models_dir))
+    # The pages' settings: the copy of the data, and a registry of their own.
+    s = dataclasses.replace(
+        SETTINGS, nlu_data=data, models_dir=models, model_registry=models / "registry.json"
+    )
     store = CallStore(f"sqlite:///{tmp_path / 'calls.db'}")
     review = ReviewStore(store)
     review.add_user("huanluyen", "trainer", auth.hash_password(PASSWORD))
@@ -110,20 +116,24 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, brain):  # type: igno
         "data": data,
         "tiny": tiny,
         "models": models,
+        "settings": s,
     }
     store.close()
 
 
 def app_for(setup: dict[str, Any], live_calls: int = 0) -> web.Application:
     app = web.Application()
-    add_console(app, setup["store"])
+    s: Settings = setup["settings"]
+    add_console(app, setup["store"], s)
     jobs = TrainingJobs(
         log_dir=setup["tiny"] / "logs",
         command=[sys.executable, "-c", TINY_TRAIN, str(setup["tiny"])],
         max_live_calls=1,
         config=setup["tiny"] / "config.yml",
+        nice=s.train_nice,
+        finetune_fraction=s.finetune_epoch_fraction,
     )
-    add_trainer(app, BrainService_for(), lambda: live_calls, jobs)
+    add_trainer(app, BrainService_for(), s, lambda: live_calls, jobs)
     return app
 
 
@@ -134,7 +144,7 @@ def BrainService_for() -> BrainService:  # noqa: N802  (one brain thread for the
     from bot.nlu.brain import Brain
 
     if not _SERVICE:
-        _SERVICE.append(BrainService(Brain(newest_model())))
+        _SERVICE.append(BrainService(Brain(newest_model(SETTINGS.models_dir))))
     return _SERVICE[0]
 
 
@@ -259,14 +269,14 @@ def test_progress_is_read_from_rasas_bars() -> None:
     assert (p.epochs_done, p.stage) == (43, "ResponseSelector")
     assert p.remaining_s == pytest.approx(30.0 / 43 * 57)
     assert (
-        planned_epochs(settings.CONFIG_FILE) == 100
-        and planned_epochs(settings.CONFIG_FILE, 0.5) == 50
+        planned_epochs(SETTINGS.rasa_config) == 100
+        and planned_epochs(SETTINGS.rasa_config, 0.5) == 50
     )
 
 
 def test_activation_without_figures_is_refused_and_audited_rollback(setup: dict[str, Any]) -> None:
     registry = Registry(setup["models"] / "registry.json")
-    (setup["models"] / "b-new.tar.gz").symlink_to(newest_model())
+    (setup["models"] / "b-new.tar.gz").symlink_to(newest_model(SETTINGS.models_dir))
 
     async def main() -> None:
         async with TestClient(TestServer(app_for(setup))) as client:

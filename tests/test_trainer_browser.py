@@ -15,6 +15,7 @@ with figures showing the new sentence fixed (what bench/finetune_bench.py measur
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bot.app import settings
+from bot.app.settings import ROOT
 from bot.console import auth
 from bot.console.app import add_console, live_calls
 from bot.console.trainer import add_trainer
@@ -38,8 +39,11 @@ from bot.tools.model_registry import Registry
 from bot.tools.train_job import TrainingJobs
 from bot.tools.training import load_examples
 from bot.transports.simulated import run_simulated_call
+from tests.config import SETTINGS
 from tests.test_console_browser import ARGS, CHROMIUM, PASSWORD
 from tests.test_trainer import TINY_CONFIG, TINY_DATA, TINY_DOMAIN, TINY_TRAIN
+
+pytestmark = pytest.mark.e2e
 
 SENTENCE = "cho tôi hỏi chỗ tiêm vắc xin mũi ba ở đâu"
 TIMEOUT_MS = 600_000
@@ -51,6 +55,7 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engines]:
 
     folder = tmp_path_factory.mktemp("trainer")
     loaded = load_engines(
+        SETTINGS,
         stand_in=True,
         store_url=f"sqlite:///{folder / 'calls.db'}",
         recordings=folder / "recordings",
@@ -89,22 +94,22 @@ def fell_back(engines: Engines, tmp_path_factory: pytest.TempPathFactory) -> str
     return call_id
 
 
-def test_the_trainers_loop_in_chromium(
-    engines: Engines, fell_back: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_trainers_loop_in_chromium(engines: Engines, fell_back: str, tmp_path: Path) -> None:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is not installed (Debian package chromium)")
     from playwright.async_api import async_playwright
 
     assert engines.store is not None
     data = tmp_path / "nlu_data"
-    shutil.copytree(settings.NLU_DATA_DIR, data)
-    monkeypatch.setattr(settings, "NLU_DATA_DIR", data)
+    shutil.copytree(SETTINGS.nlu_data, data)
     models = tmp_path / "models"
     models.mkdir()
     for name in ("a-live.tar.gz", "b-candidate.tar.gz"):
-        (models / name).symlink_to(newest_model())
-    monkeypatch.setattr(settings, "MODEL_REGISTRY", models / "registry.json")
+        (models / name).symlink_to(newest_model(SETTINGS.models_dir))
+    # The pages' settings: the copy of the data, and a registry of their own.
+    s = dataclasses.replace(
+        SETTINGS, nlu_data=data, models_dir=models, model_registry=models / "registry.json"
+    )
     registry = Registry(models / "registry.json")
     tiny = tmp_path / "tiny"
     tiny.mkdir()
@@ -112,18 +117,21 @@ def test_the_trainers_loop_in_chromium(
     (tiny / "nlu.yml").write_text(TINY_DATA)
     (tiny / "domain.yml").write_text(TINY_DOMAIN)
     service = engines.brain
-    build = settings.ROOT / "build"
+    build = ROOT / "build"
     build.mkdir(exist_ok=True)
 
     async def main() -> None:
         app = web.Application()
-        add_console(app, engines.store, live_calls(engines))  # type: ignore[arg-type]
+        add_console(app, engines.store, s, live_calls(engines))  # type: ignore[arg-type]
         jobs = TrainingJobs(
             log_dir=tiny / "logs",
             command=[sys.executable, "-c", TINY_TRAIN, str(tiny)],
             config=tiny / "config.yml",
+            max_live_calls=s.train_max_live_calls,
+            nice=s.train_nice,
+            finetune_fraction=s.finetune_epoch_fraction,
         )
-        add_trainer(app, service, lambda: engines.metrics.calls_active, jobs)
+        add_trainer(app, service, s, lambda: engines.metrics.calls_active, jobs)
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -205,11 +213,15 @@ def test_the_trainers_loop_in_chromium(
                 for t in texts
             ]
 
-        live = await asyncio.to_thread(figures_for, on_service, [])
+        live = await asyncio.to_thread(figures_for, on_service, [], SETTINGS.heldout)
         answers = {t: g for rows in live.data["routed"].values() for t, _, g in rows}
         added = [(SENTENCE, "transfer:2")]
-        before = figures_for(lambda ts: [answers.get(t, "fallback") for t in ts], added)
-        after = figures_for(lambda ts: [answers.get(t, "transfer:2") for t in ts], added)
+        before = figures_for(
+            lambda ts: [answers.get(t, "fallback") for t in ts], added, SETTINGS.heldout
+        )
+        after = figures_for(
+            lambda ts: [answers.get(t, "transfer:2") for t in ts], added, SETTINGS.heldout
+        )
         registry.set_figures("a-live.tar.gz", before)
         registry.register(models / "b-candidate.tar.gz", trained_by="huanluyen", kind="finetune")
         registry.set_figures("b-candidate.tar.gz", after)
