@@ -11,6 +11,7 @@ import re
 import shutil
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,8 @@ TINY_DOMAIN = 'version: "3.1"\nintents:\n  - greet\n  - goodbye\n'
 TINY_TRAIN = textwrap.dedent(
     """\
     import sys, time
-    from pathlib import Path
+    from collections.abc import Iterator
+from pathlib import Path
     from bot.app.settings import quiet_libraries
     quiet_libraries("INFO")
     from rasa.api import train
@@ -88,8 +90,17 @@ def run(coroutine: Any) -> None:
     asyncio.run(asyncio.wait_for(coroutine, 900))
 
 
+@pytest.fixture(scope="module")
+def service(brain) -> Iterator[BrainService]:  # type: ignore[no-untyped-def]
+    """The session's model on a brain thread, as the server runs it (one model load for the
+    module: the pages only parse sentences with it, no conversation)."""
+    s = BrainService(brain)
+    yield s
+    s.close()
+
+
 @pytest.fixture
-def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, brain):  # type: ignore[no-untyped-def]
+def setup(tmp_path: Path, service: BrainService) -> Iterator[dict[str, Any]]:
     data = tmp_path / "nlu_data"
     shutil.copytree(SETTINGS.nlu_data, data)
     models = tmp_path / "models"
@@ -117,6 +128,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, brain):  # type: igno
         "tiny": tiny,
         "models": models,
         "settings": s,
+        "service": service,
     }
     store.close()
 
@@ -133,19 +145,8 @@ def app_for(setup: dict[str, Any], live_calls: int = 0) -> web.Application:
         nice=s.train_nice,
         finetune_fraction=s.finetune_epoch_fraction,
     )
-    add_trainer(app, BrainService_for(), s, lambda: live_calls, jobs)
+    add_trainer(app, setup["service"], s, lambda: live_calls, jobs)
     return app
-
-
-_SERVICE: list[BrainService] = []
-
-
-def BrainService_for() -> BrainService:  # noqa: N802  (one brain thread for the module)
-    from bot.nlu.brain import Brain
-
-    if not _SERVICE:
-        _SERVICE.append(BrainService(Brain(newest_model(SETTINGS.models_dir))))
-    return _SERVICE[0]
 
 
 async def csrf(client: TestClient) -> str:

@@ -144,14 +144,14 @@ def test_the_trainers_loop_in_chromium(engines: Engines, fell_back: str, tmp_pat
                     executable_path=CHROMIUM, headless=True, args=ARGS
                 )
                 try:
-                    await walk(browser, base)
+                    await walk(browser, base, follower)
                 finally:
                     await browser.close()
         finally:
             follower.cancel()
             await runner.cleanup()
 
-    async def walk(browser: Any, base: str) -> None:
+    async def walk(browser: Any, base: str, follower: asyncio.Task[None]) -> None:
         context = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="vi-VN")
         context.set_default_timeout(TIMEOUT_MS)
         page = await context.new_page()
@@ -245,6 +245,9 @@ def test_the_trainers_loop_in_chromium(engines: Engines, fell_back: str, tmp_pat
         assert service.model_path.name == "b-candidate.tar.gz"
         assert "(đang chạy)" in await page.inner_text("tr.active-model")
         assert "b-candidate" in await page.inner_text("tr.active-model")
+        # The service's switch is asserted: stop following, or the rollback would load the
+        # live model once more in a thread that asyncio.run then waits for (a minute or more).
+        follower.cancel()
 
         # One click back.
         await page.click("#rollback")
