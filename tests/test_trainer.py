@@ -71,8 +71,7 @@ TINY_DOMAIN = 'version: "3.1"\nintents:\n  - greet\n  - goodbye\n'
 TINY_TRAIN = textwrap.dedent(
     """\
     import sys, time
-    from collections.abc import Iterator
-from pathlib import Path
+    from pathlib import Path
     from bot.app.settings import quiet_libraries
     quiet_libraries("INFO")
     from rasa.api import train
