@@ -8,6 +8,8 @@ own tests (test_asr, test_dialogue, test_tts, test_voice_line) run the real ones
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import wave
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -15,6 +17,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from bot.asr.types import Final, Partial
 from bot.audio.formats import RECOGNISER, AudioChunk, AudioFormat
@@ -51,6 +54,23 @@ def write_caller(path: Path, *parts: tuple[str, float], rate: int = 8000) -> Pat
         out.setframerate(rate)
         out.writeframes(np.concatenate(pieces).tobytes())
     return path
+
+
+def korean_speech_wav(folder: Path, rate: int, before_s: float, after_s: float) -> Path:
+    """A caller saying "hello, please help me" in Korean (the stand-in recogniser is Korean),
+    spoken by espeak-ng, at ``rate``, with silence before and after: the fake microphone and
+    the simulated caller of the browser tests."""
+    for tool in ("espeak-ng", "sox"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is needed to synthesise the caller (apt-get install {tool})")
+    spoken, wav = folder / "spoken.wav", folder / "caller.wav"
+    words = "안녕하세요 도와주세요"  # "hello, please help me"
+    subprocess.run(["espeak-ng", "-v", "ko", "-w", str(spoken), words], check=True)
+    pad = ["pad", str(before_s), str(after_s)]
+    subprocess.run(
+        ["sox", str(spoken), "-r", str(rate), "-c", "1", "-b", "16", str(wav), *pad], check=True
+    )
+    return wav
 
 
 class ScriptedRecognition:

@@ -13,8 +13,6 @@ the call page and the dashboard go to build/ (copied to docs/ for the README).
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -32,6 +30,7 @@ from bot.session.engines import Engines
 from bot.store.review import ReviewStore
 from bot.transports.simulated import run_simulated_call
 from tests.conftest import ROOT
+from tests.fakes import korean_speech_wav
 
 pytestmark = pytest.mark.e2e
 
@@ -71,18 +70,7 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engines]:
 @pytest.fixture(scope="module")
 def caller_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Korean speech (the stand-in recogniser is Korean) after the greeting, then silence."""
-    for tool in ("espeak-ng", "sox"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is needed to synthesise the caller (apt-get install {tool})")
-    folder = tmp_path_factory.mktemp("caller")
-    spoken, wav = folder / "spoken.wav", folder / "caller.wav"
-    words = "안녕하세요 도와주세요"  # "hello, please help me"
-    subprocess.run(["espeak-ng", "-v", "ko", "-w", str(spoken), words], check=True)
-    subprocess.run(
-        ["sox", str(spoken), "-r", "16000", "-c", "1", "-b", "16", str(wav), "pad", "5", "2"],
-        check=True,
-    )
-    return wav
+    return korean_speech_wav(tmp_path_factory.mktemp("caller"), 16000, 5, 2)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from bot.nlu.replies import HangUp, Say, Transfer
+from bot.vocabulary import Route
 from tests.config import SETTINGS
 
 pytestmark = pytest.mark.engines
@@ -30,7 +31,10 @@ def said(actions) -> list[str]:
 
 
 def transfers(actions) -> list[str]:
-    return [a.route for a in actions if isinstance(a, Transfer)]
+    routes = [a.route for a in actions if isinstance(a, Transfer)]
+    # Typed from the brain on: a plain string here once reached a line that needs a Route.
+    assert all(isinstance(r, Route) for r in routes), routes
+    return routes
 
 
 # Sentences nobody could route: the dialogue must say it did not understand.

@@ -17,8 +17,6 @@ import asyncio
 import dataclasses
 import json
 import logging
-import shutil
-import subprocess
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -50,6 +48,7 @@ from bot.transports.softphone import (
 from bot.vocabulary import BRANCHES, Route
 from tests.config import SETTINGS
 from tests.conftest import ROOT
+from tests.fakes import korean_speech_wav
 
 pytestmark = pytest.mark.e2e
 
@@ -250,7 +249,7 @@ def test_stop_audio_drops_the_queue_and_tells_the_page() -> None:
         assert len(socket.sent) == sent_at_stop < 100
         assert socket.sent[-1] == {"type": "stop"}
         assert all(len(f) == FRAME_BYTES for f in socket.sent[:-1] if isinstance(f, bytes))
-        await line.transfer("transfer:2")
+        await line.transfer(Route.TRANSFER_2)
         await line.close()
         assert socket.sent[-1] == {
             "type": "transfer",
@@ -430,18 +429,7 @@ def test_server_make_app_adds_the_softphone_with_the_voice_line(engines: Engines
 def caller_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The fake microphone: Korean speech from espeak-ng (the stand-in recogniser is
     Korean), at 48 kHz like a real microphone, a second of silence either side."""
-    for tool in ("espeak-ng", "sox"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is needed to synthesise the caller (apt-get install {tool})")
-    folder = tmp_path_factory.mktemp("caller")
-    spoken, wav = folder / "spoken.wav", folder / "caller.wav"
-    words = "안녕하세요 도와주세요"  # "hello, please help me"
-    subprocess.run(["espeak-ng", "-v", "ko", "-w", str(spoken), words], check=True)
-    subprocess.run(
-        ["sox", str(spoken), "-r", "48000", "-c", "1", "-b", "16", str(wav), "pad", "1", "1"],
-        check=True,
-    )
-    return wav
+    return korean_speech_wav(tmp_path_factory.mktemp("caller"), 48000, 1, 1)
 
 
 def test_the_page_in_chromium_talks_to_the_bot(

@@ -343,7 +343,10 @@ def test_a_call_survives_sigkill_mid_call(db_file: Path) -> None:
     finally:
         os.kill(child.pid, signal.SIGKILL)  # no atexit, no finally, no flush: a crash
         child.wait(timeout=30)
-        rest, err = child.communicate(timeout=30)
+        # Read the rest through the same buffered reader the loop used: communicate()
+        # reads the raw pipe and would lose lines the loop had already buffered.
+        rest = child.stdout.read()
+        err = child.stderr.read() if child.stderr else ""
     assert reported >= 50, f"the writer stopped early: {err}"
     committed = max([reported, *(int(n) for n in rest.split())])
     assert child.returncode == -signal.SIGKILL

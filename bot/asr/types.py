@@ -21,12 +21,15 @@ Importing this module needs no engine installed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import asyncio
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from bot.audio.formats import AudioChunk
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -78,3 +81,27 @@ class SpeechModel(Protocol):
     def recognition(
         self, phrases: Sequence[str] | None = None, executor: Executor | None = None
     ) -> Recognition: ...
+
+
+class DecodesOffLoop:
+    """The async twins every engine's recognition shares: decoding blocks, so it runs on the
+    recognition's executor (or a worker thread), never on the event loop."""
+
+    _executor: Executor | None = None
+
+    def accept(self, chunk: AudioChunk) -> Partial | Final | None:
+        raise NotImplementedError
+
+    def finish(self) -> Final:
+        raise NotImplementedError
+
+    async def accept_async(self, chunk: AudioChunk) -> Partial | Final | None:
+        return await self._off_loop(self.accept, chunk)
+
+    async def finish_async(self) -> Final:
+        return await self._off_loop(self.finish)
+
+    async def _off_loop(self, fn: Callable[..., _T], *args: object) -> _T:
+        if self._executor is None:
+            return await asyncio.to_thread(fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)

@@ -19,14 +19,13 @@ Audio must be RECOGNISER format (16 kHz PCM16 mono), like every engine (bot.asr.
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Executor
 from importlib import metadata
 from typing import Any, TypeVar
 
-from bot.asr.types import Final, Partial
+from bot.asr.types import DecodesOffLoop, Final, Partial
 from bot.audio.formats import RECOGNISER, AudioChunk, AudioFormatError
 
 _T = TypeVar("_T")
@@ -69,7 +68,7 @@ class VietasrModel:
         return VietasrRecognition(self._pipeline.stream(float(RECOGNISER.rate)), executor)
 
 
-class VietasrRecognition:
+class VietasrRecognition(DecodesOffLoop):
     """One call's session. Feed it RECOGNISER-format chunks in order; ``phrases`` are not
     taken (no grammar). Not for concurrent use by several tasks (a lock keeps the native
     session safe when the async twins land on different pool threads)."""
@@ -108,17 +107,6 @@ class VietasrRecognition:
                 self._session.reset()
                 self._last_partial = ""
         return Final(text)  # no word times, no confidence: the engine gives none
-
-    async def accept_async(self, chunk: AudioChunk) -> Partial | Final | None:
-        return await self._off_loop(self.accept, chunk)
-
-    async def finish_async(self) -> Final:
-        return await self._off_loop(self.finish)
-
-    async def _off_loop(self, fn: Callable[..., _T], *args: object) -> _T:
-        if self._executor is None:
-            return await asyncio.to_thread(fn, *args)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
 
 def _text(raw: str) -> str:

@@ -13,17 +13,16 @@ Decoding blocks, so the ``*_async`` methods run it in a thread pool. Both keep t
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, TypeVar
 
 import vosk
 
-from bot.asr.types import Final, Partial, Word
+from bot.asr.types import DecodesOffLoop, Final, Partial, Word
 from bot.audio.formats import RECOGNISER, AudioChunk, AudioFormatError
 from bot.errors import ModelMissing
 from bot.speech_models import require_vosk, vosk_howto
@@ -77,7 +76,7 @@ class VoskModel:
         return VoskRecognition(self, phrases, executor)
 
 
-class VoskRecognition:
+class VoskRecognition(DecodesOffLoop):
     """One call's decoder. Feed it RECOGNISER-format chunks in order.
 
     Word times count from the first audio fed to this Recognition, across utterances,
@@ -138,17 +137,6 @@ class VoskRecognition:
             final = _final(self._rec.FinalResult())
             self._last_partial = ""
         return final
-
-    async def accept_async(self, chunk: AudioChunk) -> Partial | Final | None:
-        return await self._off_loop(self.accept, chunk)
-
-    async def finish_async(self) -> Final:
-        return await self._off_loop(self.finish)
-
-    async def _off_loop(self, fn: Callable[..., _T], *args: object) -> _T:
-        if self._executor is None:
-            return await asyncio.to_thread(fn, *args)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
 
 def _final(result_json: str) -> Final:

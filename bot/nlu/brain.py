@@ -155,7 +155,7 @@ def _to_actions(messages: list[dict[str, Any]]) -> list[BotAction]:
             actions.append(Say(message["text"], message.get("utter_action")))
         custom = message.get("custom") or {}
         if custom.get("action") == "transfer":
-            actions.append(Transfer(custom["route"]))
+            actions.append(Transfer(Route(custom["route"])))  # a typed route from here on
         elif custom.get("action") == "hangup":
             actions.append(HangUp())
     return actions
