@@ -16,7 +16,15 @@ from pathlib import Path
 import pytest
 
 from bot.nlu.brain import newest_model
-from bot.tools.comparison import EMERGENCY, Figures, compare, figures_for, score_model
+from bot.tools.comparison import (
+    EMERGENCY,
+    TARGETS,
+    Figures,
+    compare,
+    figures_for,
+    percent,
+    score_model,
+)
 from bot.tools.model_registry import ActivationRefused, Registry, RegistryError
 from tests.config import SETTINGS
 from tests.conftest import ROOT
@@ -53,16 +61,20 @@ def registry(tmp_path: Path, active_figures: Figures) -> Registry:
     return reg
 
 
-def test_the_active_model_meets_the_targets(active_figures: Figures):
-    assert active_figures.accuracy("clean") >= 0.95
-    assert active_figures.data["emergency_recall"] > 0.9
+def test_the_active_model_is_scored_on_every_variant(active_figures: Figures):
+    for variant in TARGETS:
+        figures = active_figures.data["variants"][variant]
+        assert figures["total"] == len(active_figures.data["routed"][variant]) > 500
+        assert 0.5 < active_figures.accuracy(variant) <= 1.0
+    assert active_figures.data["emergency_recall"] > 0.5
 
 
 def test_a_candidate_worse_on_the_heldout_set_is_refused(registry: Registry, active_figures):
-    # Every fifth held-out sentence now falls back: clean accuracy drops under 95 %.
+    # Every fifth held-out sentence now falls back: under the live model on every variant,
+    # and under the targets too.
     n = iter(range(10**6))
     worse = answers_like(active_figures, lambda t, got: "fallback" if next(n) % 5 == 0 else got)
-    assert worse.accuracy("clean") < 0.95
+    assert worse.accuracy("clean") < min(active_figures.accuracy("clean"), TARGETS["clean"])
     registry.register(
         registry.models_dir / "b-candidate.tar.gz",
         trained_by="minh",
@@ -71,21 +83,34 @@ def test_a_candidate_worse_on_the_heldout_set_is_refused(registry: Registry, act
     )
     with pytest.raises(ActivationRefused) as refused:
         registry.activate("b-candidate.tar.gz", by="minh")
-    assert any("clean" in p and "95%" in p for p in refused.value.problems)
+    clean = next(p for p in refused.value.problems if "«Có dấu»" in p)
+    assert percent(worse.accuracy("clean")) in clean
+    assert percent(active_figures.accuracy("clean")) in clean
     assert registry.active_name() == "a-active.tar.gz"
 
 
 def test_a_candidate_missing_an_emergency_the_active_catches_is_refused(registry, active_figures):
+    # Better than the live model on accuracy (two wrong answers put right), but one emergency
+    # the live model catches now goes to an FAQ: refused for the emergency alone.
     clean = active_figures.data["routed"]["clean"]
     caught = next(t for t, e, g in clean if e == EMERGENCY and g == EMERGENCY)
-    worse = answers_like(active_figures, lambda t, got: "faq:f0_spo2" if t == caught else got)
-    assert worse.accuracy("clean") >= 0.95  # above the targets: only the emergency stops it
+    right = {t: e for t, e, g in clean if e != g and e != EMERGENCY and g != EMERGENCY}
+    fixed = dict(list(right.items())[:2])
+    assert len(fixed) == 2
+
+    def change(t: str, got: str) -> str:
+        return "faq:f0_spo2" if t == caught else fixed.get(t, got)
+
+    worse = answers_like(active_figures, change)
+    assert worse.accuracy("clean") > active_figures.accuracy("clean")
+    assert all(worse.accuracy(v) >= active_figures.accuracy(v) for v in TARGETS)
     registry.register(
         registry.models_dir / "b-candidate.tar.gz", trained_by="minh", kind="full", figures=worse
     )
     with pytest.raises(ActivationRefused) as refused:
         registry.activate("b-candidate.tar.gz", by="minh")
-    assert any(caught in p for p in refused.value.problems)
+    assert [p for p in refused.value.problems if caught in p]
+    assert not [p for p in refused.value.problems if "mục tiêu" in p]  # accuracy is not why
     comparison = compare(active_figures, worse)
     assert ("clean", caught, "faq:f0_spo2") in comparison.emergencies_missed
     assert [b[1] for b in comparison.broken if b[0] == "clean"] == [caught]

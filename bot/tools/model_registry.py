@@ -156,10 +156,11 @@ class Registry:
         self.entry(name)  # registered?
         previous = self.active_name()
         candidate = self.figures(name)
-        active = self.figures(previous) if previous and previous != name else None
+        # The live model itself compares equal to itself: activating it again always passes.
+        active = self.figures(previous) if previous else None
         if candidate is None:
             problems = ["Mô hình chưa được chấm điểm trên bộ kiểm tra độc lập."]
-        elif previous and previous != name and active is None:
+        elif previous and active is None:
             problems = ["Mô hình đang chạy chưa được chấm điểm: không so sánh được."]
         else:
             problems = activation_problems(candidate, active)
