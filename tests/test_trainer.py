@@ -288,7 +288,7 @@ def test_activation_without_figures_is_refused_and_audited_rollback(setup: dict[
             refused = await client.post(
                 "/console/trainer/activate", data={"model": "b-new.tar.gz", "csrf": token}
             )
-            assert "Không kích hoạt" in await refused.text()
+            assert "Chưa kích hoạt được" in await refused.text()
             assert registry.active_name() == "a-live.tar.gz"
             back = await client.post("/console/trainer/rollback", data={"csrf": token})
             assert "no earlier model" in await back.text()

@@ -39,6 +39,7 @@ from bot.console import auth, charts, labels, pii
 from bot.console.queries import TZ, CallFilter, Queries
 from bot.store.calls import CallStore, StoreError
 from bot.store.review import FLAG_KINDS, ReviewStore
+from bot.tools.comparison import percent
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ def _duration(seconds: float | None) -> str:
 
 _env.filters.update(local=_local, duration=_duration, route_name=labels.route_name)
 _env.filters["end_reason"] = lambda reason: end_reason(reason)
+_env.filters["percent"] = percent
 _env.globals.update(labels=labels, FLAG_KINDS=FLAG_KINDS)
 
 

@@ -199,6 +199,8 @@ async def page(request: web.Request) -> web.Response:
         compared=compared,
         problems=problems,
         targets=comparison.TARGETS,
+        variant_names=comparison.VARIANT_NAMES,
+        gate_rule=comparison.gate_rule(),
         job=request.app[JOBS].current,
         message=request.query.get("m", ""),
         error=request.query.get("e", ""),
@@ -296,7 +298,7 @@ async def activate(request: web.Request) -> web.StreamResponse:
             _registry(request).activate, name, by=user.name, role=user.role, override_reason=reason
         )
     except ActivationRefused as e:
-        raise _back(error="Không kích hoạt: " + " ".join(e.problems)) from e
+        raise _back(error="Chưa kích hoạt được: " + " ".join(e.problems)) from e
     except RegistryError as e:
         raise _back(error=str(e)) from e
     detail = f"{name} (trước: {record['previous']})"
