@@ -67,7 +67,7 @@ def test_a_candidate_worse_than_the_live_model_under_the_target_is_refused(given
     live = given(falls_back(0, 1))  # 90%: under the clean target (95%)
     worse = given(falls_back(0, 1, 2))  # 85%
     problems = refusal(worse, live)
-    clean = [p for p in problems if "«Có dấu»" in p]
+    clean = [p for p in problems if "«có dấu»" in p]
     assert len(clean) == 1
     assert percent(worse.accuracy("clean")) == "85,0%"
     assert "85,0%" in clean[0] and "90,0%" in clean[0] and "95%" in clean[0]
@@ -95,8 +95,9 @@ def test_an_emergency_the_live_model_catches_refuses_even_a_better_candidate(giv
     candidate = given({0: "fallback", 19: "faq:f0_spo2"})  # 90%, misses row 19
     assert candidate.accuracy("clean") > live.accuracy("clean")
     problems = refusal(candidate, live)
-    assert len(problems) == 3  # the same sentence in each variant
-    assert [p for p in problems if "«Có dấu»" in p and ROWS[19][0] in p]
+    # One problem: the sentence, missed in each of the three variants, with examples.
+    assert len(problems) == 1
+    assert "bỏ lỡ 3 câu cấp cứu" in problems[0] and f"«{ROWS[19][0]}» (có dấu)" in problems[0]
     assert not [p for p in problems if "mục tiêu" in p]
     # An emergency the live model missed too is no reason to refuse.
     assert refusal(candidate, given({0: "fallback", 1: "fallback", 19: "fallback"})) == []
@@ -105,10 +106,19 @@ def test_an_emergency_the_live_model_catches_refuses_even_a_better_candidate(giv
 def test_without_a_live_model_the_targets_decide(given: Model):
     assert refusal(given(falls_back(0)), None) == []
     problems = refusal(given(falls_back(0, 1)), None)
-    assert [p for p in problems if "«Có dấu»" in p and "90,0%" in p and "95%" in p]
+    assert [p for p in problems if "«có dấu»" in p and "90,0%" in p and "95%" in p]
 
 
 def test_the_page_states_the_gate_with_the_targets():
     rule = gate_rule()
     assert "có dấu 95%" in rule and "không dấu 90%" in rule and "giọng Hà Nội 90%" in rule
     assert "không thấp hơn mô hình đang chạy" in rule and "cấp cứu" in rule
+
+
+def test_a_refusal_names_a_few_missed_emergencies_not_all(given: Model):
+    live = given({})
+    candidate = given(falls_back(16, 17, 18, 19))  # every emergency, in every variant
+    problems = refusal(candidate, live)
+    missed = [p for p in problems if "cấp cứu" in p]
+    assert len(missed) == 1
+    assert "bỏ lỡ 12 câu cấp cứu" in missed[0] and "và 9 câu nữa" in missed[0]

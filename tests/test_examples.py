@@ -91,6 +91,9 @@ def test_unknown_route_and_empty_text_are_refused(data: Path):
         add_example(SETTINGS, "transfer:9", "xin chào", data)
     with pytest.raises(ExampleRefused, match="trống"):
         add_example(SETTINGS, "transfer:1", " ?! ", data)
+    # The page's route list starts unchosen (its first route is the emergency branch).
+    with pytest.raises(ExampleRefused, match="chưa chọn tuyến"):
+        add_example(SETTINGS, "", "xin chào", data)
 
 
 def test_rasas_validator_finds_a_broken_project(data: Path):

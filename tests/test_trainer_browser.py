@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +39,7 @@ from bot.tools.train_job import TrainingJobs
 from bot.tools.training import load_examples
 from bot.transports.simulated import run_simulated_call
 from tests.config import SETTINGS
+from tests.fakes import korean_speech_wav
 from tests.test_console_browser import ARGS, CHROMIUM, PASSWORD
 from tests.test_trainer import TINY_CONFIG, TINY_DATA, TINY_DOMAIN, TINY_TRAIN
 
@@ -68,18 +68,7 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engines]:
 def fell_back(engines: Engines, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A simulated call whose request the bot did not understand (the speech after the
     greeting, which the stand-in voice spells out slowly; silence after it, for the routing)."""
-    for tool in ("espeak-ng", "sox"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is needed to synthesise the caller (apt-get install {tool})")
-    folder = tmp_path_factory.mktemp("caller")
-    spoken, wav = folder / "spoken.wav", folder / "caller.wav"
-    subprocess.run(
-        ["espeak-ng", "-v", "ko", "-w", str(spoken), "안녕하세요 도와주세요"], check=True
-    )
-    subprocess.run(
-        ["sox", str(spoken), "-r", "16000", "-c", "1", "-b", "16", str(wav), "pad", "14", "10"],
-        check=True,
-    )
+    wav = korean_speech_wav(tmp_path_factory.mktemp("caller"), 16000, 14, 10)
 
     async def make() -> str:
         _, call = await run_simulated_call(engines, wav, "", 60)
@@ -162,11 +151,13 @@ def test_the_trainers_loop_in_chromium(engines: Engines, fell_back: str, tmp_pat
         await page.fill("input[name=password]", PASSWORD)
         await page.click("button[type=submit]")
         await page.wait_for_url(f"{base}/console/trainer")  # the trainer's landing page
+        await page.screenshot(path=str(build / "trainer-queue.png"), full_page=True)
 
         # The call that fell back is in the queue; the trainer writes what was meant.
         item = page.locator(".queue-item").first
         assert "Không hiểu" in await item.inner_text()
         assert fell_back in (await item.locator("a").get_attribute("href") or "")
+        assert await item.locator("select[name=route]").input_value() == ""  # none chosen yet
         await item.locator("input[name=text]").fill(SENTENCE)
         await item.locator("select[name=route]").select_option("transfer:2")
         await item.locator("button", has_text="Thêm làm ví dụ").click()
@@ -187,6 +178,7 @@ def test_the_trainers_loop_in_chromium(engines: Engines, fell_back: str, tmp_pat
         await page.click("#try button")
         await page.wait_for_selector("table.try td.route")
         assert "Nhánh 6" in await page.inner_text("table.try td.route")
+        await page.screenshot(path=str(build / "trainer-added-tried.png"), full_page=True)
 
         # A training job runs to the end of its progress bar.
         await page.click("button[value=finetune]")
@@ -202,6 +194,7 @@ def test_the_trainers_loop_in_chromium(engines: Engines, fell_back: str, tmp_pat
             "#job-status"
         )
         assert await page.locator("#job-status progress").get_attribute("value") == "1.0"
+        await page.screenshot(path=str(build / "trainer-job.png"), full_page=True)
 
         # The candidate, scored: the new sentence fixed, nothing broken, then activated.
         def on_service(texts: list[str]) -> list[str]:
@@ -222,15 +215,36 @@ def test_the_trainers_loop_in_chromium(engines: Engines, fell_back: str, tmp_pat
         after = figures_for(
             lambda ts: [answers.get(t, "transfer:2") for t in ts], added, SETTINGS.heldout
         )
+        # A worse candidate first (every fifth held-out sentence lost): refused, and why.
+        n = iter(range(10**6))
+        worse = figures_for(
+            lambda ts: [
+                "fallback" if next(n) % 5 == 0 else answers.get(t, "transfer:2") for t in ts
+            ],
+            added,
+            SETTINGS.heldout,
+        )
         registry.set_figures("a-live.tar.gz", before)
         registry.register(models / "b-candidate.tar.gz", trained_by="huanluyen", kind="finetune")
-        registry.set_figures("b-candidate.tar.gz", after)
+        registry.set_figures("b-candidate.tar.gz", worse)
         with registry._editing() as index:
             index["models"]["b-candidate.tar.gz"]["against"] = {
                 "model": "a-live.tar.gz",
                 "figures": before.data,
             }
         await page.goto(f"{base}/console/trainer")
+        assert "«có dấu»" in await page.inner_text("#compare ul.problems")
+        await page.click("#activate")
+        await page.wait_for_selector("p.error")
+        refusal = await page.inner_text("p.error")
+        assert "Chưa kích hoạt được" in refusal and "«có dấu»" in refusal, refusal
+        assert registry.active_name() == "a-live.tar.gz"
+        await page.screenshot(path=str(build / "trainer-refused.png"), full_page=True)
+
+        # The candidate as trained: the new sentence fixed, the rest as the live model.
+        registry.set_figures("b-candidate.tar.gz", after)
+        await page.goto(f"{base}/console/trainer")
+        assert await page.locator("#compare ul.problems").count() == 0
         assert SENTENCE in await page.inner_text("#compare ul.fixed")
         assert await page.locator("#compare ul.broken li").count() == 0
         await page.screenshot(path=str(build / "trainer-compare.png"), full_page=True)
@@ -245,6 +259,7 @@ def test_the_trainers_loop_in_chromium(engines: Engines, fell_back: str, tmp_pat
         assert service.model_path.name == "b-candidate.tar.gz"
         assert "(đang chạy)" in await page.inner_text("tr.active-model")
         assert "b-candidate" in await page.inner_text("tr.active-model")
+        await page.screenshot(path=str(build / "trainer-activated.png"), full_page=True)
         # The service's switch is asserted: stop following, or the rollback would load the
         # live model once more in a thread that asyncio.run then waits for (a minute or more).
         follower.cancel()
@@ -254,6 +269,7 @@ def test_the_trainers_loop_in_chromium(engines: Engines, fell_back: str, tmp_pat
         await page.wait_for_selector("p.notice")
         assert registry.active_name() == "a-live.tar.gz"
         assert "a-live" in await page.inner_text("tr.active-model")
+        await page.screenshot(path=str(build / "trainer-rolled-back.png"), full_page=True)
         assert not errors, errors
         actions = [e.action for e in ReviewStore(engines.store).audit_entries()]  # type: ignore[arg-type]
         for action in (

@@ -22,13 +22,16 @@ from bot.vocabulary import Route
 # only go up from the live model's figure (activation_problems), so that a hotline whose live
 # model is under the targets can still get a better one.
 TARGETS: dict[str, float] = {"clean": 0.95, "no_diacritics": 0.90, "accent_merged": 0.90}
-# How the trainers' page and the gate's messages name the variants.
+# How the trainers' page and the gate's messages name the variants (the page's table adds
+# what the accent merge means).
 VARIANT_NAMES: dict[str, str] = {
-    "clean": "Có dấu",
-    "no_diacritics": "Không dấu",
-    "accent_merged": "Giọng Hà Nội (l/n, tr/ch, s/x, d/gi/r)",
-    "added": "Câu mới thêm",
+    "clean": "có dấu",
+    "no_diacritics": "không dấu",
+    "accent_merged": "giọng Hà Nội",
+    "added": "câu mới thêm",
 }
+# A refusal names a few missed emergencies; the comparison on the page lists them all.
+EMERGENCY_EXAMPLES = 3
 EMERGENCY = Route.TRANSFER_1.value
 _ROUTE_ORDER = [r.value for r in Route]  # how routes are listed: the vocabulary's order
 ADDED = "added"  # the examples added since the active model, scored as a fourth set
@@ -169,8 +172,7 @@ def percent(x: float) -> str:
 
 def gate_rule() -> str:
     """The gate in one sentence, for the trainers' page."""
-    short = {"clean": "có dấu", "no_diacritics": "không dấu", "accent_merged": "giọng Hà Nội"}
-    targets = ", ".join(f"{short[name]} {t:.0%}" for name, t in TARGETS.items())
+    targets = ", ".join(f"{VARIANT_NAMES[name]} {t:.0%}" for name, t in TARGETS.items())
     return (
         f"Mô hình mới được kích hoạt khi, trên từng bộ kiểm tra, nó đạt mục tiêu ({targets}) "
         "hoặc không thấp hơn mô hình đang chạy, và không bỏ lỡ ca cấp cứu nào mà mô hình "
@@ -202,10 +204,19 @@ def activation_problems(candidate: Figures, active: Figures | None) -> list[str]
                 f"Bộ «{label}»: mô hình mới đúng {percent(got)}, thấp hơn mô hình đang chạy "
                 f"({percent(live)}) và chưa đạt mục tiêu {target:.0%}."
             )
-    if active is not None:
-        for variant, text, got_route in compare(active, candidate).emergencies_missed:
-            problems.append(
-                f"Bộ «{VARIANT_NAMES.get(variant, variant)}»: mô hình mới bỏ lỡ ca cấp cứu "
-                f"mà mô hình đang chạy bắt được: «{text}» → {got_route}."
-            )
+    missed = compare(active, candidate).emergencies_missed if active is not None else []
+    if missed:
+        shown = "; ".join(
+            f"«{text}» ({VARIANT_NAMES.get(variant, variant)})"
+            for variant, text, _ in missed[:EMERGENCY_EXAMPLES]
+        )
+        more = (
+            f"; và {len(missed) - EMERGENCY_EXAMPLES} câu nữa"
+            if len(missed) > EMERGENCY_EXAMPLES
+            else ""
+        )
+        problems.append(
+            f"Mô hình mới bỏ lỡ {len(missed)} câu cấp cứu mà mô hình đang chạy bắt được "
+            f"(tính trên cả ba bộ): {shown}{more}."
+        )
     return problems

@@ -215,6 +215,8 @@ def add_example(s: Settings, route: str, text: str, data_dir: Path | None = None
     """Check and add one example (into ``data_dir``, ``s.nlu_data`` by default); raises
     ExampleRefused (nothing written) when it cannot."""
     data_dir = data_dir or s.nlu_data
+    if not route:
+        raise ExampleRefused("Anh/chị chưa chọn tuyến đúng cho câu này.")
     if route not in ROUTE_NAMES:
         raise ExampleRefused(f"Không có tuyến «{route}».")
     change = preview(text)
