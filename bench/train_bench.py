@@ -1,11 +1,12 @@
 """Do live calls slow down while a model trains? 4 calls' latency without and with a job.
 
 Runs bench/voice_bench.py (4 simultaneous stand-in calls over AudioSocket; its own server)
-twice: first on a quiet machine, then while `python -m bot train --candidate --finetune`
-runs as the console's job runs it (nice 19, BOT_TRAIN_NICE), started in a temporary
-models directory (a link to the live model) so nothing real is registered or pruned. The
-training is stopped after the second batch, or after --max-seconds. Prints both rows of
-voice_bench's table and the training's progress when the second batch ran.
+twice: first on a quiet machine, then while `python -m bot train --finetune` runs at the
+console job's priority (nice 19, BOT_TRAIN_NICE), in a temporary models directory (a link to
+the live model) so nothing real is registered or pruned; the console's job adds --candidate,
+which only changes what happens after the epochs. The training is stopped after the second
+batch, or after --max-seconds. Prints both rows of voice_bench's table, the training's
+progress when the second batch ran, and the 4 calls' p50 and p95 with training over without.
 
     .venv/bin/python bench/train_bench.py [--utterances 3] [--max-seconds 1500]
 
@@ -41,6 +42,18 @@ def voice_batch(utterances: int, timeout: float) -> str:
     return result.stdout
 
 
+def figures(table: str) -> tuple[float, float] | None:
+    """p50 and p95 (ms) of voice_bench's row for 4 calls; None if a reply was too late to time."""
+    for line in table.splitlines():
+        cells = line.split()
+        if len(cells) > 3 and cells[0] == "4" and cells[1].isdigit():
+            try:
+                return float(cells[2]), float(cells[3])
+            except ValueError:  # ">8000": no reply within the bench's timeout
+                return None
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--utterances", type=int, default=3)
@@ -64,16 +77,21 @@ def main() -> None:
     }
     log = (tmp / "train.log").open("wb")
     started = time.monotonic()
+    # Its own process group (to stop it and its children), but not its own session: where
+    # the kernel groups processes by session (sched_autogroup), a new session would be a
+    # group of its own that nice does not rank against the server's, so the training would
+    # take an equal share of the cores. The console's job stays in the server's session too.
     train = subprocess.Popen(
         ["nice", "-n", str(s.train_nice), sys.executable, "-m", "bot", "train",
          "--finetune", "--by", "train_bench"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=os.setpgrp,
     )  # fmt: skip
     try:
         # Measure while the job computes (its epochs), not while it loads.
         while "Epochs:" not in (tmp / "train.log").read_text(errors="replace"):
             if train.poll() is not None or time.monotonic() - started > args.max_seconds:
-                raise SystemExit("the training ended or never started its epochs")
+                tail = (tmp / "train.log").read_text(errors="replace")[-3000:]
+                raise SystemExit(f"the training ended or never started its epochs:\n{tail}")
             time.sleep(2)
         busy = voice_batch(args.utterances, args.max_seconds)
         progress = parse_progress(
@@ -90,6 +108,13 @@ def main() -> None:
     print("## 4 calls, no training\n" + quiet)
     done = f"{progress.epochs_done}/{progress.epochs_planned}"
     print(f"## 4 calls, training at nice {s.train_nice} ({done} epochs when done)\n" + busy)
+    before, during = figures(quiet), figures(busy)
+    if before and during:
+        print(
+            f"4 calls: p50 {before[0]:.0f} -> {during[0]:.0f} ms "
+            f"(x{during[0] / before[0]:.2f}), p95 {before[1]:.0f} -> {during[1]:.0f} ms "
+            f"(x{during[1] / before[1]:.2f}), without -> with a training job"
+        )
 
 
 if __name__ == "__main__":
