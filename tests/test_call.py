@@ -39,7 +39,7 @@ from bot.call.events import (
 from bot.call.machine import CallConfig, CallMachine, State
 from bot.call.prompts import Prompts
 from bot.nlu.replies import HangUp, Say, Transfer
-from bot.vocabulary import CallEnd, Route
+from bot.vocabulary import CallEnd, NoteKind, Route
 from tests.config import SETTINGS
 
 pytestmark = pytest.mark.unit
@@ -271,9 +271,15 @@ def test_an_emergency_in_the_partial_transcript_transfers_without_waiting():
     line.send(SpeechStarted(2.2, began_at=2.0))
     asked = line.send(PartialTranscript(2.6, "bố tôi khó thở"))
     assert of(asked, RoutePartial) == [RoutePartial("bố tôi khó thở")]
-    actions = line.send(PartialRouted(2.65, "bố tôi khó thở", "transfer:1", 0.97))
+    flag = {"rule": "danger_sign", "matched": "khó thở", "route": "transfer:1"}
+    actions = line.send(
+        PartialRouted(2.65, "bố tôi khó thở", "transfer:1", 0.97, "emergency", flag)
+    )
     assert [p.text for p in of(actions, Play)] == [PROMPTS.transfers["transfer:1"].text]
     assert of(actions, ResetRecognizer)
+    # The record says why: the rule and the words that fired it.
+    notes = [n for n in of(actions, Note) if n.kind == NoteKind.EMERGENCY_FROM_PARTIAL]
+    assert [n.data for n in notes] == [{"route": "transfer:1", "red_flag": flag}]
     assert of(line.finish_playback(), TransferCall) == [TransferCall("transfer:1")]
     # The rest of the utterance changes nothing.
     line.send(SpeechEnded(3.5))
@@ -285,11 +291,31 @@ def test_an_emergency_partial_during_bot_speech_stops_it():
     line.at(10.1)
     line.send(SpeechStarted(10.1, began_at=10.0))
     line.send(PartialTranscript(10.3, "mẹ tôi ngất rồi"))
-    actions = line.send(PartialRouted(10.31, "mẹ tôi ngất rồi", "transfer:1", 0.9))
+    flag = {"rule": "danger_sign", "matched": "ngất", "route": "transfer:1"}
+    actions = line.send(
+        PartialRouted(10.31, "mẹ tôi ngất rồi", "transfer:1", 0.9, "emergency", flag)
+    )
     assert (
         of(actions, StopPlayback)
         and of(actions, Play)[0].text == PROMPTS.transfers["transfer:1"].text
     )
+
+
+def test_a_half_sentence_the_classifier_alone_calls_an_emergency_waits_for_the_end():
+    # "máy đo ô xy của bố tôi…" may go on "…chín mươi tám thì có sao không": a question.
+    line = CallDriver()
+    line.greet()
+    line.at(2.2)
+    line.send(SpeechStarted(2.2, began_at=2.0))
+    half = "máy đo ô xy của bố tôi"
+    line.send(PartialTranscript(2.6, half))
+    actions = line.send(PartialRouted(2.65, half, "transfer:1", 0.95, "emergency"))
+    assert of(actions, Play) == [] and of(actions, TransferCall) == []
+    assert not [n for n in of(actions, Note) if n.kind == NoteKind.EMERGENCY_FROM_PARTIAL]
+    # The whole sentence goes to the brain, which decides.
+    line.send(SpeechEnded(3.8))
+    said = "máy đo ô xy của bố tôi chín mươi tám thì có sao không"
+    assert [a.text for a in of(line.send(FinalTranscript(3.9, said)), AskBrain)] == [said]
 
 
 @pytest.mark.parametrize("route, confidence", [("transfer:1", 0.5), ("transfer:2", 0.99)])

@@ -365,6 +365,27 @@ def test_a_cccd_and_a_spoken_phone_number_never_reach_a_supervisor(known: Known)
     run(main())
 
 
+def test_a_call_sent_to_115_by_a_red_flag_shows_the_rule_and_the_words(known: Known) -> None:
+    said = f"ô xy của mẹ tôi còn tám mươi tám gọi lại {SPOKEN_PHONE}"
+    call_id = known.today[0]
+    flag = {"rule": "spo2", "matched": said, "route": "transfer:1"}
+    known.store.add_turn(call_id, kind="routed", text=said, route="transfer:1", red_flag=flag)
+
+    async def main() -> None:
+        pages = {}
+        for name in ("giamsat", "quantri"):
+            async with TestClient(TestServer(console_app(known))) as client:
+                assert await login(client, name) == 303
+                response = await client.get(f"/console/calls/{call_id}")
+                assert response.status == 200
+                pages[name] = await response.text()
+        assert "Cấp cứu: SpO2 thấp · «ô xy của mẹ tôi còn tám mươi tám" in pages["giamsat"]
+        # The quoted words are masked as the text is: a supervisor never sees the number.
+        assert SPOKEN_PHONE not in pages["giamsat"] and SPOKEN_PHONE in pages["quantri"]
+
+    run(main())
+
+
 # --- the dashboard ---------------------------------------------------------------------------
 
 
@@ -444,18 +465,24 @@ def test_retention_deletes_old_recordings_and_redacts_old_transcripts(
     known.store.set_audio(old_call, str(old), 0.1)
     known.store.set_audio(known.today[0], str(new), 0.1)
     known.review.add_flag(known.pii_call, 1, "note", "giamsat", note=f"gọi {CCCD}")
+    # The red-flag layer's record quotes the caller's words: it goes with the text.
+    flag = {"rule": "danger_sign", "matched": "mẹ tôi khó thở", "route": "transfer:1"}
+    known.store.add_turn(known.pii_call, kind="routed", text="x", route="transfer:1", red_flag=flag)
 
     dry = apply(known.store, audio_days=30, text_days=44, dry_run=True)
     assert (dry.recordings, dry.calls_redacted) == (1, 1) and old.exists()
     assert known.review.audit_entries() == []  # a dry run changes nothing, logs nothing
 
     report = apply(known.store, audio_days=30, text_days=44)
-    assert (report.recordings, report.calls_redacted, report.turns_redacted) == (1, 1, 3)
+    assert (report.recordings, report.calls_redacted, report.turns_redacted) == (1, 1, 4)
     assert not old.exists() and new.exists()
     assert known.store.get_call(old_call).audio_path is None  # type: ignore[union-attr]
     redacted = known.store.get_call(known.pii_call)
     assert redacted is not None and redacted.caller is None and redacted.outcome == "operator"
-    assert all(t.text is None and t.words is None for t in known.store.turns(known.pii_call))
+    assert all(
+        t.text is None and t.words is None and t.red_flag is None
+        for t in known.store.turns(known.pii_call)
+    )
     assert known.review.flags(known.pii_call)[0].note is None
     entry = known.review.audit_entries()[0]
     assert entry.user_name == "retention" and "delete 1 recordings" in entry.detail  # type: ignore[operator]

@@ -55,3 +55,17 @@ def test_a_red_flag_wins_over_the_faq_and_says_why(brain):
     assert question.route == "faq:f0_dau_hieu_nguy_hiem"
     assert question.red_flag is None
     assert "red_flag" not in question.as_dict()
+
+
+def test_the_conversation_keeps_why_it_went_to_115(brain):
+    # What the voice line writes into the call record comes from the dialogue's own parse.
+    from bot.nlu.brain import run
+
+    run(brain.start("red-flag-call"))
+    try:
+        run(brain.turn("red-flag-call", "máy đo ô xy của mẹ tôi chỉ còn tám mươi tám"))
+        routed = run(brain.last_route("red-flag-call"))
+    finally:
+        run(brain.forget("red-flag-call"))
+    assert routed is not None and routed.route == "transfer:1"
+    assert routed.red_flag is not None and routed.red_flag["rule"] == "spo2"

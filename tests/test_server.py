@@ -67,9 +67,7 @@ def server(server_log: Path):
     log.close()
 
 
-def post(
-    url: str, body: bytes | dict, headers: dict[str, str] | None = None
-) -> tuple[int, dict]:
+def post(url: str, body: bytes | dict, headers: dict[str, str] | None = None) -> tuple[int, dict]:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     headers = {"Content-Type": "application/json", **(headers or {})}
     req = urllib.request.Request(url, data=data, headers=headers)

@@ -307,6 +307,8 @@ def test_a_call_whose_start_was_cut_short_is_closed_in_the_record(
     record = store.get_call("cut-short")
     assert record is not None and record.ended_at is not None
     assert (record.outcome, record.end_reason) == (CallEnd.ERROR, "server shutting down")
+
+
 def test_the_call_record_and_health_name_the_recogniser(store: CallStore, tmp_path: Path) -> None:
     from aiohttp.test_utils import TestClient, TestServer
 

@@ -34,6 +34,15 @@ class UnderstandingBrain(TableBrain):
         )
 
 
+class RedFlagBrain(TableBrain):
+    """A table brain whose red-flag layer fired on the last request, as Rasa's does."""
+
+    FLAG = {"rule": "danger_sign", "matched": "khó thở", "route": "transfer:1"}
+
+    async def last_route(self, conversation_id: str) -> RouteResult | None:
+        return RouteResult(self.heard[-1], Route.TRANSFER_1, "emergency", 1.0, self.FLAG)
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[CallStore]:
     with CallStore(f"sqlite:///{tmp_path / 'calls.sqlite3'}") as s:
@@ -82,3 +91,17 @@ def test_recording_switched_off_records_nothing(store: CallStore, tmp_path: Path
     record = store.get_call(call_id)
     assert record is not None and record.audio_path is None and record.audio_seconds is None
     assert not list(tmp_path.rglob("*.wav"))[1:]  # only the caller's own file
+
+
+def test_why_a_request_went_to_115_is_in_the_call_record(store: CallStore, tmp_path: Path) -> None:
+    said = "mẹ tôi khó thở"
+    engines = fake_engines(RedFlagBrain([], {said: GOODBYE}), ScriptedSpeech([said]), store)
+    caller = write_caller(
+        tmp_path / "caller.wav", ("silence", 1.0), ("speech", 1.0), ("silence", 3.0)
+    )
+    try:
+        _, call = asyncio.run(run_simulated_call(engines, caller))
+    finally:
+        engines.decoder.shutdown(wait=False)
+    routed = [t for t in store.turns(call.call_id) if t.kind is NoteKind.ROUTED]
+    assert [(t.route, t.red_flag) for t in routed] == [("transfer:1", RedFlagBrain.FLAG)]

@@ -88,6 +88,9 @@ def test_cue_words_and_115_work_on_partial_transcripts(text):
         ("không phải bên đó", None),
         ("thế còn người có công thì sao", None),
         ("tôi muốn hỏi về hồ sơ lao động tự do nộp ở đâu", None),
+        # A follow-up opens with its marker; "vậy" at the end is only a particle.
+        ("khai báo ở đâu vậy em", None),
+        ("hết hạn nộp hồ sơ rồi thì còn nộp được không", None),
     ],
 )
 def test_whole_utterance_shapes(text, shape):

@@ -278,6 +278,23 @@ def test_an_older_database_gets_the_asr_engine_column(tmp_path: Path) -> None:
         assert new is not None and new.asr_engine == "vosk:vosk-model-small-vn-0.4"
 
 
+def test_a_red_flag_is_kept_with_its_turn_and_older_databases_get_its_column(
+    tmp_path: Path,
+) -> None:
+    # A turns table as the first release created it, without red_flag.
+    db = tmp_path / "old.sqlite3"
+    with CallStore(f"sqlite:///{db}") as store:
+        store.start_call("old-call", "audiosocket")
+        store.add_turn("old-call", kind="routed", text="khó thở", route="transfer:1")
+    with sqlite3.connect(db) as conn:
+        conn.execute("ALTER TABLE turns DROP COLUMN red_flag")
+    flag = {"rule": "spo2", "matched": "ô xy tám mươi tám", "route": "transfer:1"}
+    with CallStore(f"sqlite:///{db}") as store:
+        assert [t.red_flag for t in store.turns("old-call")] == [None]  # nothing invented
+        store.add_turn("old-call", kind="routed", text="ô xy tám mươi tám", red_flag=flag)
+        assert [t.red_flag for t in store.turns("old-call")] == [None, flag]
+
+
 def test_concurrent_writers_from_several_threads(store: CallStore) -> None:
     check_concurrent_writers(store)
 

@@ -23,15 +23,17 @@ from pathlib import Path
 import pytest
 
 from bot.app.engines import load_engines
-from bot.audio.formats import TELEPHONE, AudioChunk, Converter, read_wav
+from bot.asr.types import Final, Partial
+from bot.audio.formats import RECOGNISER, TELEPHONE, AudioChunk, Converter, read_wav
 from bot.audio.vad import VadConfig
 from bot.nlu.routes import RouteResult
 from bot.session.engines import Engines
 from bot.session.metrics import Metrics
 from bot.transports.ami import AmiClient, TransferPlan
 from bot.transports.asterisk import Transferer, serve_audiosocket
-from bot.vocabulary import Route
+from bot.vocabulary import NoteKind, Route
 from tests.config import SETTINGS
+from tests.fakes import voiced
 from tests.test_ami import KNOWN, SECRET, USER, FakeAsterisk
 
 FRAME = 320  # 20 ms of 8 kHz PCM16
@@ -99,16 +101,18 @@ class Caller:
         except (asyncio.IncompleteReadError, ConnectionError):
             self.closed.set()
 
-    async def play(self, pcm: bytes) -> None:
-        """Send audio as a phone line does: 20 ms frames in real time."""
+    async def play(self, pcm: bytes) -> int:
+        """Send audio as a phone line does: 20 ms frames in real time; the bytes sent
+        before the bot closed the line."""
         loop = asyncio.get_running_loop()
         start = loop.time()
         for i in range(0, len(pcm), FRAME):
             if self.closed.is_set():
-                return
+                return i
             self.writer.write(frame(0x10, pcm[i : i + FRAME]))
             await self.writer.drain()
             await asyncio.sleep(max(0.0, start + (i // FRAME + 1) * 0.02 - loop.time()))
+        return len(pcm)
 
     async def silence(self, seconds: float) -> None:
         await self.play(SILENCE * int(seconds / 0.02))
@@ -486,3 +490,87 @@ async def test_a_reused_uuid_never_appends_to_an_ended_call(engines, line):
     assert engines.store is not None
     again = [c for c in await engines.store.async_calls(limit=50) if c.id.startswith(f"{call_id}~")]
     assert len(again) == 1 and again[0].id != first.id
+
+
+class DictatedRecognition:
+    """A recogniser whose partial transcripts grow by one word of ``script`` every
+    ``chunks_per_word`` chunks of speech, as a streaming recogniser's do.
+
+    A fake at the one seam that cannot be real here: no Vietnamese voice can be synthesised
+    on this machine that a recogniser understands (espeak-ng's is heard as noise; the
+    natural vieneu clips say no emergency). Everything after it is real: the call machine's
+    fast path, the trained model with its red-flag layer, the AMI redirect, the record."""
+
+    def __init__(self, script: str, chunks_per_word: int) -> None:
+        self.words, self.per_word = script.split(), chunks_per_word
+        self.fed = 0
+
+    def _said(self) -> str:
+        return " ".join(self.words[: self.fed // self.per_word])
+
+    def accept(self, chunk: AudioChunk) -> Partial | Final | None:
+        assert chunk.format == RECOGNISER
+        before = self._said()
+        self.fed += 1
+        said = self._said()
+        return Partial(said) if said != before else None
+
+    def finish(self) -> Final:
+        said, self.fed = self._said(), 0
+        return Final(said)
+
+    async def accept_async(self, chunk: AudioChunk) -> Partial | Final | None:
+        return self.accept(chunk)
+
+    async def finish_async(self) -> Final:
+        return self.finish()
+
+
+class DictatedSpeech:
+    name = "fake:dictated"
+
+    def __init__(self, script: str, chunks_per_word: int) -> None:
+        self.script, self.per_word = script, chunks_per_word
+
+    def vocabulary_phrases(self) -> list[str]:
+        return []
+
+    def recognition(self, phrases=None, executor=None) -> DictatedRecognition:
+        return DictatedRecognition(self.script, self.per_word)
+
+
+async def test_an_emergency_said_over_the_greeting_transfers_at_once(engines, line):
+    # A worried relative talks over the greeting and goes on talking; the partial transcript
+    # reaches the red-flag layer and the call goes to 115 before the caller stops.
+    # It starts as the SpO2 how-to question; the reading makes it an emergency.
+    script = (
+        "alo cho tôi hỏi máy đo ô xy của bố tôi bây giờ chỉ còn tám mươi tám "
+        "thì tôi phải làm thế nào hả em nhà tôi ở đội cấn"
+    )
+    dictated = dataclasses.replace(engines, speech=DictatedSpeech(script, chunks_per_word=15))
+    speech = voiced(12.0).tobytes()  # twelve seconds of a voice that webrtcvad hears
+    async with FakeAsterisk() as pbx:
+        pbx.astdb = {}
+        async with audiosocket(dictated, pbx) as port:
+            call_id = new_call(pbx)
+            async with Caller(port, call_id) as caller:
+                await caller.wait_for_bot_audio(FRAME * 25)  # half a second of the greeting
+                await caller.play(speech)
+                while not caller.closed.is_set():
+                    await caller.silence(0.2)
+            redirects = [a for a in pbx.actions if a["action"] == "Redirect"]
+    assert [(r["channel"], r["exten"]) for r in redirects] == [
+        (KNOWN, SETTINGS.transfer_extensions[Route.TRANSFER_1])
+    ]
+    call, turns = await record(dictated, call_id)
+    assert call.outcome == Route.TRANSFER_1
+    kinds = [t.kind for t in turns]
+    assert NoteKind.EMERGENCY_FROM_PARTIAL in kinds
+    assert kinds.index(NoteKind.EMERGENCY_FROM_PARTIAL) < kinds.index(NoteKind.TRANSFER)
+    assert NoteKind.ROUTED not in kinds  # the brain was never asked about a final transcript
+    fast = turns[kinds.index(NoteKind.EMERGENCY_FROM_PARTIAL)]
+    # Decided on the words so far, with the caller still talking.
+    assert fast.text and "ô xy" in fast.text and "đội cấn" not in fast.text
+    # Why: the red-flag layer's rule and the caller's words, in the record.
+    assert fast.red_flag is not None and fast.red_flag["rule"] == "spo2"
+    assert "ô xy" in fast.red_flag["matched"]

@@ -81,6 +81,8 @@ class PartialRouted:
     route: Route
     confidence: float
     intent: str = ""
+    # Why the red-flag layer sent it to 115 ({"rule", "matched", "route"}), for the record.
+    red_flag: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)

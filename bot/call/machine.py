@@ -77,7 +77,10 @@ class CallConfig:
     # ...unless all the words heard so far are backchannels; past this, it always does.
     barge_in_backchannel_max_s: float = 1.5
     # A partial transcript routed to the emergency branch with at least this
-    # confidence transfers without waiting for the end of the utterance.
+    # confidence, by the red-flag layer's rules (bot/nlu/red_flags.py), transfers without
+    # waiting for the end of the utterance. The classifier alone is not enough on a
+    # half-sentence: "máy đo ô xy của bố tôi…" scores as an emergency before the reading
+    # that tells a question from one; such a request goes at the end of the utterance.
     emergency_confidence: float = 0.8
     emergency_min_words: int = 3
     # While the caller speaks, a partial transcript is routed at most this often (each
@@ -251,6 +254,7 @@ class CallMachine:
         emergency = (
             self.state not in (State.TRANSFERRING, State.THINKING)
             and e.route == EMERGENCY
+            and e.red_flag is not None
             and e.confidence >= self.config.emergency_confidence
             and len(e.text.split()) >= self.config.emergency_min_words
         )
@@ -259,7 +263,8 @@ class CallMachine:
             return self._end_early(e.at) if self._paused and self._routed is e else []
         # Emergency heard in the partial transcript: act now, ignore the rest of it.
         self._utterance_consumed = True
-        actions: list[Action] = [Note(NoteKind.EMERGENCY_FROM_PARTIAL, e.text, {"route": e.route})]
+        why = {"route": e.route, **({"red_flag": dict(e.red_flag)} if e.red_flag else {})}
+        actions: list[Action] = [Note(NoteKind.EMERGENCY_FROM_PARTIAL, e.text, why)]
         actions += self._stop_playback()
         actions.append(ResetRecognizer())
         return actions + self._transfer_now(EMERGENCY, e.at)

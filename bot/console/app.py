@@ -380,6 +380,15 @@ def _timeline(
                 **t,
                 "text_shown": mask(t["text"]),
                 "words_shown": words or [],
+                # The rule that sent it to 115 and the caller's words (masked like the text).
+                "red_flag_shown": (
+                    {
+                        "rule": labels.RED_FLAG_RULES.get(flag["rule"], flag["rule"]),
+                        "matched": mask(flag.get("matched")),
+                    }
+                    if (flag := t.get("red_flag"))
+                    else None
+                ),
                 "start": max(0.0, start),
                 "end": end,
                 "who": t["speaker"],  # caller, bot, or the call itself (system)

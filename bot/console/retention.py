@@ -96,14 +96,21 @@ def apply(
         old_calls = select(calls.c.id).where(calls.c.started_at < report.text_before)
         unredacted = and_(
             turns.c.call_id.in_(old_calls),
-            or_(turns.c.text.is_not(None), turns.c.words.is_not(None)),
+            # red_flag quotes the caller's words ("matched"): it goes with the text.
+            or_(
+                turns.c.text.is_not(None),
+                turns.c.words.is_not(None),
+                turns.c.red_flag.is_not(None),
+            ),
         )
         with engine.begin() as conn:
             rows = conn.execute(select(turns.c.call_id).where(unredacted)).all()
             report.turns_redacted = len(rows)
             report.calls_redacted = len({r.call_id for r in rows})
             if not dry_run and rows:
-                conn.execute(update(turns).where(unredacted).values(text=None, words=None))
+                conn.execute(
+                    update(turns).where(unredacted).values(text=None, words=None, red_flag=None)
+                )
                 conn.execute(
                     update(calls)
                     .where(calls.c.id.in_(old_calls))

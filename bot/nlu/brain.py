@@ -280,6 +280,7 @@ class Brain:
             route=route_for(parse_of(data)),
             intent=data["intent"].get("name") or "",
             confidence=float(data["intent"].get("confidence") or 0.0),
+            red_flag=data.get(RED_FLAG_KEY),
         )
 
     # -- dialogue --------------------------------------------------------------

@@ -93,10 +93,13 @@ def _forms(marked: str, bare: str) -> _Forms:
 
 
 def _match(forms: _Forms, text: str, how: str = "search") -> re.Match[str] | None:
+    """``how``: "search" anywhere, "match" at the start, "full" the whole utterance."""
     marked = has_diacritics(text)
     pattern = forms.marked if marked else forms.bare
     key = _key(text, marked)
-    return pattern.fullmatch(key) if how == "full" else pattern.search(key)
+    if how == "full":
+        return pattern.fullmatch(key)
+    return pattern.match(key) if how == "match" else pattern.search(key)
 
 
 # Digits as the merged key spells them ("sáu" -> "xáu", "lăm" -> "năm").

@@ -308,6 +308,7 @@ class VoiceCall:
                 route=routed.route,
                 intent=routed.intent,
                 confidence=routed.confidence,
+                red_flag=routed.red_flag,
             )
 
     def _route_partial(self, text: str) -> None:
@@ -321,7 +322,14 @@ class VoiceCall:
         try:
             result = await self.engines.brain.route(text, partial=True)  # no bare numbers
             self._emit(
-                ev.PartialRouted(self.now(), text, result.route, result.confidence, result.intent)
+                ev.PartialRouted(
+                    self.now(),
+                    text,
+                    result.route,
+                    result.confidence,
+                    result.intent,
+                    result.red_flag,
+                )
             )
         except Exception as e:  # only a shortcut: the final transcript still gets asked
             logger.warning("call %s: routing a partial failed: %r", self.call_id, e)
@@ -551,6 +559,7 @@ class VoiceCall:
             text=note.text or None,
             route=note.data.get("route"),
             latency_ms=int(latency) if latency is not None else None,
+            red_flag=note.data.get("red_flag"),
         )
         await self._show({"kind": note.kind, "text": note.text, **dict(note.data)})
 

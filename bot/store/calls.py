@@ -184,6 +184,11 @@ turns = Table(
     Column("latency_ms", Integer),  # end of caller speech -> first bot audio
     # none_as_null: no words is SQL NULL, not the JSON text "null".
     Column("words", JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")),
+    # Why the red-flag layer sent a request to 115 ({"rule", "matched", "route"}), so a
+    # supervisor sees the rule and the caller's words; added later, as asr_engine.
+    Column(
+        "red_flag", JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+    ),
     # Also the index for "a call's turns in order".
     UniqueConstraint("call_id", "seq", name="uq_turns_call_seq"),
 )
@@ -219,6 +224,7 @@ class TurnRecord:
     ended_ms: int | None
     latency_ms: int | None
     words: Words | None
+    red_flag: dict[str, str] | None = None
 
 
 def utc(at: datetime | None = None) -> datetime:
@@ -438,6 +444,7 @@ class CallStore:
         ended_ms: int | None = None,
         latency_ms: int | None = None,
         words: Words | None = None,
+        red_flag: dict[str, str] | None = None,
         at: datetime | None = None,
     ) -> int:
         """Record one turn as the next of its call; returns the turn's id.
@@ -467,6 +474,7 @@ class CallStore:
             "ended_ms": ended_ms,
             "latency_ms": latency_ms,
             "words": words,
+            "red_flag": red_flag,
         }
         try:
             with engine.begin() as conn:
@@ -702,6 +710,7 @@ class CallStore:
         ended_ms: int | None = None,
         latency_ms: int | None = None,
         words: Words | None = None,
+        red_flag: dict[str, str] | None = None,
         at: datetime | None = None,
     ) -> int:
         # The time of the turn is when it happened, not when the writer gets to it.
@@ -717,6 +726,7 @@ class CallStore:
             ended_ms=ended_ms,
             latency_ms=latency_ms,
             words=words,
+            red_flag=red_flag,
             at=utc(at),
         )
 
@@ -774,7 +784,7 @@ def _call_record(row: Any) -> CallRecord:
 
 # Columns added to a table after its first release (additive: nullable, no default), which
 # create_all does not add to an existing table. The hand-written step of the note above.
-_ADDED_COLUMNS = ((calls, "asr_engine"), (calls, "audio_seconds"))
+_ADDED_COLUMNS = ((calls, "asr_engine"), (calls, "audio_seconds"), (turns, "red_flag"))
 
 
 def _add_missing_columns(conn: Any) -> None:
@@ -802,4 +812,5 @@ def _turn_record(row: Any) -> TurnRecord:
         ended_ms=row.ended_ms,
         latency_ms=row.latency_ms,
         words=row.words,
+        red_flag=row.red_flag,
     )

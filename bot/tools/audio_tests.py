@@ -731,9 +731,7 @@ def condition_audio(pcm: bytes, condition: str, rng: np.random.Generator) -> byt
     return np.clip(np.round(samples + noise), -32768, 32767).astype(np.int16).tobytes()
 
 
-def score_folder(
-    model: SpeechModel, recordings: Sequence[Recording]
-) -> dict[str, ConditionScore]:
+def score_folder(model: SpeechModel, recordings: Sequence[Recording]) -> dict[str, ConditionScore]:
     """Each recording in each condition through ``model``, decoded on this thread (its CPU
     time is the recogniser's cost: the audio is prepared before the clock starts)."""
     rng = np.random.default_rng(NOISE_SEED)
@@ -756,9 +754,7 @@ def score_folder(
     return scores
 
 
-def format_folder_scores(
-    scores: dict[str, ConditionScore], recordings: Sequence[Recording]
-) -> str:
+def format_folder_scores(scores: dict[str, ConditionScore], recordings: Sequence[Recording]) -> str:
     width = max(len(r.name) for r in recordings)
     lines = [f"{'condition':<12} {'WER':>6} {'edits/syll.':>11} {'CPU s per audio s':>18}"]
     for condition, score in scores.items():

@@ -34,7 +34,6 @@ class Transferer:
         self.client = client
         self.plan = plan
 
-
     async def transfer(self, call_id: str, route: Route) -> TransferResult:
         """Redirect the call's channel; the result says whether it left, and if not, why."""
         try:
