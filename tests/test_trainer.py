@@ -257,7 +257,7 @@ def test_a_training_job_runs_to_the_end_with_its_progress(setup: dict[str, Any])
     run(main())
 
 
-def test_progress_is_read_from_rasas_bars() -> None:
+def test_progress_is_read_from_rasas_bars(tmp_path: Path) -> None:
     log = (
         "Starting to train component 'DIETClassifier'.\n"
         "Epochs:   0%|  | 0/40 [00:00<?, ?it/s]\rEpochs:  50%|# | 20/40 [00:10<00:10]\r"
@@ -268,10 +268,13 @@ def test_progress_is_read_from_rasas_bars() -> None:
     p = parse_progress(log, 100, 30.0)
     assert (p.epochs_done, p.stage) == (43, "ResponseSelector")
     assert p.remaining_s == pytest.approx(30.0 / 43 * 57)
-    assert (
-        planned_epochs(SETTINGS.rasa_config) == 100
-        and planned_epochs(SETTINGS.rasa_config, 0.5) == 50
+    # A config of its own: the product's epochs change with tuning (config.yml).
+    config = tmp_path / "config.yml"
+    config.write_text(
+        "pipeline:\n- name: WhitespaceTokenizer\n- name: DIETClassifier\n  epochs: 40\n"
+        "- name: ResponseSelector\n  epochs: 31\n"
     )
+    assert planned_epochs(config) == 71 and planned_epochs(config, 0.5) == 20 + 16
 
 
 def test_activation_without_figures_is_refused_and_audited_rollback(setup: dict[str, Any]) -> None:
