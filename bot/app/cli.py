@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,10 +17,12 @@ from bot.store.calls import resolve_url
 
 def _load_brain(s: Settings, model: Path | None):  # type: ignore[no-untyped-def]
     quiet_libraries(s.log_level)  # before Rasa is imported
-    from bot.nlu.brain import Brain, newest_model
+    from bot.nlu.brain import Brain
+    from bot.tools.model_registry import default_registry
 
     try:
-        return Brain(model or newest_model(s.models_dir))
+        # The live model: the registry's active one, else the newest in models/.
+        return Brain(model or default_registry(s).active_path())
     except ModelMissing as e:
         raise SystemExit(f"error: {e}") from e
 
@@ -145,7 +148,22 @@ def _chat_script(brain: Any, script: Path) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from bot.tools.training import train
 
-    train(args.settings, if_changed=args.if_changed)
+    s: Settings = args.settings
+    fraction = s.finetune_epoch_fraction if args.epoch_fraction is None else args.epoch_fraction
+    if args.candidate or args.finetune:
+        from bot.tools.model_registry import train_candidate
+
+        train_candidate(s, args.by, args.finetune, fraction)
+        return 0
+    model = train(s, if_changed=args.if_changed)
+    from bot.tools.model_registry import default_registry
+
+    registry = default_registry(s)
+    if registry.path.exists() and registry.active_name() != model.name:
+        # The developer's path (`make model`): the model trained from the data as it is
+        # goes live, recorded in the registry. Trainers use --candidate and activate.
+        registry.adopt(model, by=args.by)
+        registry._make_active(model.name, args.by, "train", registry.active_name(), None, [])
     return 0
 
 
@@ -205,7 +223,15 @@ def cmd_call(args: argparse.Namespace) -> int:
     return 0
 
 
+def _percent(figures: dict | None, variant: str) -> str:  # type: ignore[type-arg]
+    if not figures:
+        return "—"
+    return f"{figures['variants'][variant]['accuracy']:.1%}"
+
+
 def cmd_models(args: argparse.Namespace) -> int:
+    if args.action in ("list", "activate", "rollback"):
+        return _models_registry(args)
     from bot.speech_models import (
         FETCH_COMMAND,
         FetchFailed,
@@ -232,6 +258,58 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(e, file=sys.stderr)
         return 1
     print("\n".join(f"fetched: {line}" for line in fetched) or "all speech models in place")
+    return 0
+
+
+def _models_registry(args: argparse.Namespace) -> int:
+    from bot.tools.model_registry import (
+        ADMIN,
+        ActivationRefused,
+        RegistryError,
+        adopt_active,
+        default_registry,
+    )
+
+    registry = default_registry(args.settings)
+    try:
+        if args.action == "list":
+            if registry.models_dir.is_dir() and any(registry.models_dir.glob("*.tar.gz")):
+                adopt_active(registry, args.settings)
+            print(
+                f"{'':2}{'model':42} {'trained (UTC)':25} {'kind':8} {'by':10} "
+                f"{'clean':>6} {'no-dia':>6} {'merged':>6} {'emerg.':>6}  activated"
+            )
+            for e in registry.entries():
+                f = e.get("figures")
+                emergency = f"{f['emergency_recall']:.0%}" if f else "—"
+                acts = e.get("activations") or []
+                last = f"{acts[-1]['at']} by {acts[-1]['by']}" if acts else "never"
+                print(
+                    f"{'*' if e['active'] else ' ':2}{e['name']:42} {e.get('trained_at', ''):25} "
+                    f"{e.get('kind', ''):8} {e.get('trained_by', ''):10} "
+                    f"{_percent(f, 'clean'):>6} {_percent(f, 'no_diacritics'):>6} "
+                    f"{_percent(f, 'accent_merged'):>6} {emergency:>6}  {last}"
+                )
+            return 0
+        if args.action == "activate":
+            if not args.model:
+                raise SystemExit("error: name the model to activate (python -m bot models list)")
+            adopt_active(registry, args.settings)
+            role = ADMIN if args.override else "trainer"
+            record = registry.activate(
+                Path(args.model).name, by=args.by, role=role, override_reason=args.override
+            )
+        else:
+            record = registry.rollback(by=args.by)
+    except ActivationRefused as e:
+        print("activation refused:", *e.problems, sep="\n  ", file=sys.stderr)
+        print("  (an admin may override: --override 'the reason')", file=sys.stderr)
+        return 1
+    except RegistryError as e:
+        raise SystemExit(f"error: {e}") from e
+    print(f"{record['action']}: {record['model']} is live (was {record['previous']})")
+    if record.get("overridden"):
+        print(f"  overridden by {record['by']}: {record['override_reason']}")
     return 0
 
 
@@ -309,6 +387,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip training when data, domain, config and NLU code are unchanged",
     )
+    p.add_argument(
+        "--candidate",
+        action="store_true",
+        help="register and score the new model against the live one; do not activate it",
+    )
+    p.add_argument(
+        "--finetune",
+        action="store_true",
+        help="a candidate fine-tuned from the live model's weights (implies --candidate)",
+    )
+    p.add_argument(
+        "--epoch-fraction",
+        type=float,
+        default=None,
+        help="share of the configured epochs a fine-tune runs (BOT_FINETUNE_EPOCH_FRACTION)",
+    )
+    p.add_argument("--by", default=os.environ.get("USER", "shell"), help="who trains (registry)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("call", help="play a recording into the voice pipeline as a phone call")
@@ -330,10 +425,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_call)
 
-    p = sub.add_parser("models", help="check or fetch the Vietnamese speech models")
-    p.add_argument("action", choices=["check", "fetch"])
+    p = sub.add_parser(
+        "models",
+        help="speech models (check, fetch); trained Rasa models (list, activate, rollback)",
+    )
+    p.add_argument("action", choices=["check", "fetch", "list", "activate", "rollback"])
+    p.add_argument("model", nargs="?", help="activate: the model file's name")
     p.add_argument("--dest", type=Path, help="models directory to fetch into (default: settings)")
     p.add_argument("--timeout", type=float, help="seconds for a host to answer (BOT_FETCH_TIMEOUT)")
+    p.add_argument("--by", default=os.environ.get("USER", "shell"), help="who (registry)")
+    p.add_argument(
+        "--override",
+        metavar="REASON",
+        help="activate although the gate refuses (an admin's decision, recorded with the reason)",
+    )
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("users", help="console users: add, passwd, list")

@@ -308,6 +308,7 @@ def make_app(
     engines: Engines | None = None,
     voice_problem: str | None = None,
     transferer: Any = None,
+    follow_registry: bool = False,
 ) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[json_errors, guard])
     app[SETTINGS] = settings
@@ -326,7 +327,17 @@ def make_app(
             web.post("/api/chat", chat),
         ]
     )
+    if follow_registry:
+        app.cleanup_ctx.append(_follow_registry(brain, settings))
     _add_console(app, engines, settings)
+    from bot.console.trainer import add_trainer  # the trainers' pages, in the console's shell
+
+    add_trainer(
+        app,
+        brain,
+        settings,
+        lambda: engines.metrics.calls_active if engines is not None else 0,
+    )
     if engines is not None:
         transferer = transferer or make_transferer(settings)
         app[AMI_STATUS] = transferer.client.status
@@ -339,6 +350,31 @@ def make_app(
         )
         add_softphone(app, engines, limits)
     return app
+
+
+def _follow_registry(brain: BrainService, s: Settings) -> Any:
+    """A model activated in the registry (console or `python -m bot models activate`)
+    goes live for new calls without a restart."""
+
+    async def follow(app: web.Application) -> Any:
+        from bot.nlu.brain import Brain
+        from bot.session.brain_service import follow_registry
+        from bot.tools.model_registry import default_registry
+
+        def load(path: Any) -> Brain:
+            return Brain(
+                path,
+                max_conversations=s.max_conversations,
+                conversation_ttl_s=s.conversation_ttl_s,
+            )
+
+        task = asyncio.create_task(
+            follow_registry(brain, default_registry(s).active_path, load, s.model_poll_s)
+        )
+        yield
+        task.cancel()
+
+    return follow
 
 
 def _add_console(app: web.Application, engines: Engines | None, s: Settings) -> None:
@@ -480,7 +516,10 @@ def main() -> None:
     s = Settings.from_env()  # read once, here, and passed down
     parser.add_argument("--host", default=s.host)
     parser.add_argument("--port", type=int, default=s.port)
-    parser.add_argument("--model", help="Rasa model file (default: newest in models/)")
+    parser.add_argument(
+        "--model",
+        help="Rasa model file, fixed (default: the registry's active model, followed)",
+    )
     parser.add_argument("--no-voice", action="store_true", help="text endpoints only")
     parser.add_argument(
         "--stand-in-models",
@@ -494,7 +533,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     quiet_libraries(s.log_level)  # before Rasa is imported
-    from bot.nlu.brain import Brain, newest_model
+    from bot.nlu.brain import Brain
+    from bot.tools.model_registry import default_registry
 
     # Rasa configured logging when imported: now make it ours (one handler, our format).
     logs.setup(s.server_log_level, s.log_format, s.log_level)
@@ -505,7 +545,8 @@ def main() -> None:
     try:
         brain = BrainService(
             Brain(
-                args.model or newest_model(s.models_dir),
+                # Fixed by --model, else the registry's active model (followed while serving).
+                args.model or default_registry(s).active_path(),
                 max_conversations=s.max_conversations,
                 conversation_ttl_s=s.conversation_ttl_s,
             )
@@ -536,8 +577,9 @@ def main() -> None:
                     engines.store.close_abandoned()
                 except Exception as e:  # noqa: BLE001  (the calls to come matter more)
                     logger.error("could not close the calls a crash left open: %s", e)
+    app = make_app(brain, s, engines, problem, follow_registry=args.model is None)
     try:
-        asyncio.run(serve(make_app(brain, s, engines, problem), s, args.host, args.port))
+        asyncio.run(serve(app, s, args.host, args.port))
     except (KeyboardInterrupt, web.GracefulExit):
         logger.info("stopped")
 

@@ -271,6 +271,20 @@ class Settings:
     # Secure cookies need HTTPS: on behind a TLS proxy.
     console_secure_cookies: bool = False  # BOT_CONSOLE_SECURE_COOKIES
 
+    # --- the trainers' loop (bot/tools/model_registry.py, bot/tools/train_job.py) ---
+    # Every trained model with its figures, and which one is live; the server re-reads it
+    # every model_poll_s seconds and switches new calls to a newly activated model.
+    model_registry: Path = ROOT / "models" / "registry.json"  # BOT_MODEL_REGISTRY
+    model_poll_s: float = 2.0  # BOT_MODEL_POLL_S
+    # A training job is refused while more calls than this are up (it runs at nice 19 anyway).
+    train_max_live_calls: int = 2  # BOT_TRAIN_MAX_LIVE_CALLS
+    train_nice: int = 19  # BOT_TRAIN_NICE
+    # Share of the configured epochs a fine-tune from the active model runs
+    # (bench/finetune_bench.py measures it against a full training).
+    finetune_epoch_fraction: float = 0.5  # BOT_FINETUNE_EPOCH_FRACTION
+    # Each training job's log, shown on the trainers' page.
+    train_log_dir: Path = ROOT / "var" / "training"  # BOT_TRAIN_LOG_DIR
+
     @property
     def speech_models(self) -> ModelPaths:
         """The production speech models, where these settings place them."""
@@ -372,6 +386,14 @@ class Settings:
             login_max_failures=e.integer("BOT_LOGIN_MAX_FAILURES", d.login_max_failures),
             login_window_s=e.number("BOT_LOGIN_WINDOW_S", d.login_window_s),
             console_secure_cookies=e.flag("BOT_CONSOLE_SECURE_COOKIES", d.console_secure_cookies),
+            model_registry=e.path("BOT_MODEL_REGISTRY", models / d.model_registry.name),
+            model_poll_s=e.number("BOT_MODEL_POLL_S", d.model_poll_s),
+            train_max_live_calls=e.integer("BOT_TRAIN_MAX_LIVE_CALLS", d.train_max_live_calls),
+            train_nice=e.integer("BOT_TRAIN_NICE", d.train_nice),
+            finetune_epoch_fraction=e.number(
+                "BOT_FINETUNE_EPOCH_FRACTION", d.finetune_epoch_fraction
+            ),
+            train_log_dir=e.path("BOT_TRAIN_LOG_DIR", d.train_log_dir),
         )
 
 

@@ -39,6 +39,7 @@ from bot.console import auth, charts, labels, pii
 from bot.console.queries import TZ, CallFilter, Queries
 from bot.store.calls import CallStore, StoreError
 from bot.store.review import FLAG_KINDS, ReviewStore
+from bot.tools.comparison import percent
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,9 @@ _env = jinja2.Environment(
 )
 
 
-def _local(at: datetime | None, fmt: str = "%d/%m/%Y %H:%M:%S") -> str:
+def _local(at: datetime | str | None, fmt: str = "%d/%m/%Y %H:%M:%S") -> str:
+    if isinstance(at, str):  # an ISO time from a JSON file (the model registry)
+        at = datetime.fromisoformat(at) if at else None
     return at.astimezone(TZ).strftime(fmt) if at else ""
 
 
@@ -102,6 +105,8 @@ def _duration(seconds: float | None) -> str:
 
 _env.filters.update(local=_local, duration=_duration, route_name=labels.route_name)
 _env.filters["end_reason"] = lambda reason: end_reason(reason)
+_env.filters["percent"] = percent
+_env.filters["capitalize_first"] = lambda text: text[:1].upper() + text[1:]
 _env.globals.update(labels=labels, FLAG_KINDS=FLAG_KINDS)
 
 

@@ -119,7 +119,22 @@ def up_to_date_model(s: Settings) -> Path | None:
     return None
 
 
-def train(s: Settings, if_changed: bool = False) -> Path:
+def train(
+    s: Settings,
+    if_changed: bool = False,
+    *,
+    data_dir: Path | None = None,
+    output: Path | None = None,
+    finetune_from: Path | None = None,
+    epoch_fraction: float = 1.0,
+) -> Path:
+    """Train into ``output`` (``s.models_dir`` by default) from ``data_dir`` (``s.nlu_data``).
+
+    ``finetune_from``: Rasa's incremental training, starting from that model's weights
+    with ``epoch_fraction`` of the configured epochs (same config and domain; new
+    examples of existing intents only)."""
+    data_dir = data_dir or s.nlu_data
+    output = output or s.models_dir
     if if_changed:
         model = up_to_date_model(s)
         if model:
@@ -128,33 +143,44 @@ def train(s: Settings, if_changed: bool = False) -> Path:
     quiet_libraries("INFO")
     from rasa.api import train as rasa_train
 
-    variants, count = write_variants(s.nlu_data, s.build_dir)
+    build = s.build_dir if data_dir == s.nlu_data else output / "build"
+    variants, count = write_variants(data_dir, build)
     print(f"==> generated {count} diacritic-free and accent-merged variants -> {variants}")
-    print("==> training the Rasa model (NLU + dialogue); progress bars follow")
+    kind = (
+        f"fine-tuning {finetune_from.name} ({epoch_fraction:g} of the epochs)"
+        if finetune_from
+        else "training"
+    )
+    print(f"==> {kind} the Rasa model (NLU + dialogue); progress bars follow", flush=True)
     started = time.monotonic()
     inputs = fingerprint(s)  # of the files as trained, not as they are when training ends
     result = rasa_train(
         domain=str(s.rasa_domain),
         config=str(s.rasa_config),
-        training_files=[str(s.nlu_data), str(variants)],
-        output=str(s.models_dir),
+        training_files=[str(data_dir), str(variants)],
+        output=str(output),
         force_training=True,
+        model_to_finetune=str(finetune_from) if finetune_from else None,
+        finetuning_epoch_fraction=epoch_fraction,
     )
     if result.code != 0 or not result.model:
         raise SystemExit(f"error: Rasa training failed (code {result.code})")
     model = Path(result.model)
     seconds = time.monotonic() - started
-    (s.models_dir / FINGERPRINT_FILE).write_text(
+    (output / FINGERPRINT_FILE).write_text(
         json.dumps({"fingerprint": inputs, "model": model.name, "seconds": round(seconds, 1)})
     )
-    _prune_models(s.models_dir, keep=s.keep_models)
-    print(f"==> trained {model.name} in {seconds:.0f} s")
+    if output == s.models_dir:
+        _prune_models(s, keep=s.keep_models)
+    print(f"==> trained {model.name} in {seconds:.0f} s", flush=True)
     return model
 
 
-def _prune_models(models_dir: Path, keep: int) -> None:
-    models = sorted(models_dir.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime)
-    for old in models[:-keep]:
+def _prune_models(s: Settings, keep: int) -> None:
+    """Old model files, except any that was ever live (bot/tools/model_registry.py)."""
+    from bot.tools.model_registry import default_registry
+
+    for old in default_registry(s).prunable(keep):
         old.unlink()
 
 
