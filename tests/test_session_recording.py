@@ -49,8 +49,14 @@ def store(tmp_path: Path) -> Iterator[CallStore]:
         yield s
 
 
-def make_call(store: CallStore, tmp_path: Path, recordings: Path | None) -> str:
-    engines = fake_engines(UnderstandingBrain([], {ASKED: GOODBYE}), ScriptedSpeech([ASKED]), store)
+def make_call(
+    store: CallStore,
+    tmp_path: Path,
+    recordings: Path | None,
+    brain: type[TableBrain] = UnderstandingBrain,
+    said: str = ASKED,
+) -> str:
+    engines = fake_engines(brain([], {said: GOODBYE}), ScriptedSpeech([said]), store)
     engines.recordings = recordings
     caller = write_caller(
         tmp_path / "caller.wav", ("silence", 4.0), ("speech", 1.0), ("silence", 3.0)
@@ -94,14 +100,6 @@ def test_recording_switched_off_records_nothing(store: CallStore, tmp_path: Path
 
 
 def test_why_a_request_went_to_115_is_in_the_call_record(store: CallStore, tmp_path: Path) -> None:
-    said = "mẹ tôi khó thở"
-    engines = fake_engines(RedFlagBrain([], {said: GOODBYE}), ScriptedSpeech([said]), store)
-    caller = write_caller(
-        tmp_path / "caller.wav", ("silence", 1.0), ("speech", 1.0), ("silence", 3.0)
-    )
-    try:
-        _, call = asyncio.run(run_simulated_call(engines, caller))
-    finally:
-        engines.decoder.shutdown(wait=False)
-    routed = [t for t in store.turns(call.call_id) if t.kind is NoteKind.ROUTED]
+    call_id = make_call(store, tmp_path, None, RedFlagBrain, "mẹ tôi khó thở")
+    routed = [t for t in store.turns(call_id) if t.kind is NoteKind.ROUTED]
     assert [(t.route, t.red_flag) for t in routed] == [("transfer:1", RedFlagBrain.FLAG)]

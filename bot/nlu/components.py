@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
@@ -301,6 +301,24 @@ def _selector_confidence(message: Message, intent: str) -> float:
     return float((selector.get("response") or {}).get("confidence") or 0.0)
 
 
+_Rule = TypeVar("_Rule", bound="RuleComponent")
+
+
+class RuleComponent(GraphComponent):
+    """A pipeline component that learns nothing: its rules are its code, so Rasa creates
+    it without configuration or storage (the red-flag layer is one too)."""
+
+    @classmethod
+    def create(
+        cls: type[_Rule],
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> _Rule:
+        return cls()
+
+
 @DefaultV1Recipe.register(
     [
         DefaultV1Recipe.ComponentType.ENTITY_EXTRACTOR,
@@ -308,19 +326,9 @@ def _selector_confidence(message: Message, intent: str) -> float:
     ],
     is_trainable=False,
 )
-class SpokenBranchClassifier(GraphComponent):
+class SpokenBranchClassifier(RuleComponent):
     """Rasa pipeline component: spoken keys (:func:`spoken_key`), whole-utterance
     shapes (:func:`utterance_shape`) and weak FAQ matches, decided by rule."""
-
-    @classmethod
-    def create(
-        cls,
-        config: dict[str, Any],
-        model_storage: ModelStorage,
-        resource: Resource,
-        execution_context: ExecutionContext,
-    ) -> SpokenBranchClassifier:
-        return cls()
 
     def process(self, messages: list[Message]) -> list[Message]:
         for message in messages:

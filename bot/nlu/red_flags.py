@@ -28,12 +28,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
-from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
-from rasa.engine.storage.resource import Resource
-from rasa.engine.storage.storage import ModelStorage
 from rasa.shared.nlu.constants import (
     INTENT,
     INTENT_RANKING_KEY,
@@ -42,6 +38,7 @@ from rasa.shared.nlu.constants import (
 )
 from rasa.shared.nlu.training_data.message import Message
 
+from bot.nlu.components import RuleComponent
 from bot.nlu.routes import RED_FLAG_KEY
 from bot.nlu.text import merge_accent, numbers_as_digits, strip_diacritics
 from bot.vocabulary import Route
@@ -401,18 +398,8 @@ def red_flag(text: str) -> RedFlag | None:
 
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=False)
-class RedFlagClassifier(GraphComponent):
+class RedFlagClassifier(RuleComponent):
     """Rasa pipeline component wrapping :func:`red_flag`; last in config.yml so it wins."""
-
-    @classmethod
-    def create(
-        cls,
-        config: dict[str, Any],
-        model_storage: ModelStorage,
-        resource: Resource,
-        execution_context: ExecutionContext,
-    ) -> RedFlagClassifier:
-        return cls()
 
     def process(self, messages: list[Message]) -> list[Message]:
         for message in messages:
