@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from bot.vocabulary import BRANCHES, OPERATOR_NAME, CallEnd, Route, Transport
+from bot.vocabulary import BRANCHES, OPERATOR_NAME, CallEnd, RedFlagRule, Route, Transport
 
 FAQ_TOPICS: dict[str, str] = {
     "lao_dong_tu_do": "Lao động tự do",
@@ -20,13 +20,12 @@ FAQ_TOPICS: dict[str, str] = {
     "f0_ket_thuc_cach_ly": "Kết thúc cách ly",
     "f0_dinh_duong": "Dinh dưỡng, sinh hoạt của F0",
 }
-# The rules of the red-flag layer (bot/nlu/red_flags.py, RedFlag.rule) that send a request to 115.
 RED_FLAG_RULES: dict[str, str] = {
-    "spo2": "SpO2 thấp",
-    "breathing_rate": "thở nhanh",
-    "pulse": "mạch bất thường",
-    "blood_pressure": "huyết áp thấp",
-    "danger_sign": "dấu hiệu nguy hiểm",
+    RedFlagRule.SPO2: "SpO2 thấp",
+    RedFlagRule.BREATHING_RATE: "thở nhanh",
+    RedFlagRule.PULSE: "mạch bất thường",
+    RedFlagRule.BLOOD_PRESSURE: "huyết áp thấp",
+    RedFlagRule.DANGER_SIGN: "dấu hiệu nguy hiểm",
 }
 OUTCOMES: dict[str, str] = {
     Route.OPERATOR: OPERATOR_NAME,

@@ -373,7 +373,7 @@ def _set_intent(message: Message, name: str) -> None:
 # a guess ("quạc quạc tùng xèng lô tô" scored 0.92 as an emergency, from "quạt" in one
 # example). No held-out or hard-set sentence has half its syllables unknown.
 UNKNOWN_MIN_SYLLABLES = 3
-UNKNOWN_MAX_SHARE = 0.5
+UNKNOWN_SHARE = 0.5
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=True)
@@ -421,17 +421,11 @@ class UnknownWordsGuard(GraphComponent):
             known = set(json.loads((folder / "known.json").read_text()))
         return cls(model_storage, resource, known)
 
-    def unknown_share(self, text: str) -> float:
-        words = normalise(text).split()
-        return sum(w not in self.known for w in words) / len(words) if words else 0.0
-
     def process(self, messages: list[Message]) -> list[Message]:
         for message in messages:
-            text = message.get(TEXT) or ""
-            if (
-                self.known
-                and len(text.split()) >= UNKNOWN_MIN_SYLLABLES
-                and self.unknown_share(text) >= UNKNOWN_MAX_SHARE
-            ):
+            words = normalise(message.get(TEXT) or "").split()
+            if not self.known or len(words) < UNKNOWN_MIN_SYLLABLES:
+                continue
+            if sum(w not in self.known for w in words) >= UNKNOWN_SHARE * len(words):
                 _set_intent(message, FALLBACK_INTENT)
         return messages

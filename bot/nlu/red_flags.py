@@ -41,7 +41,7 @@ from rasa.shared.nlu.training_data.message import Message
 from bot.nlu.components import RuleComponent
 from bot.nlu.routes import RED_FLAG_KEY
 from bot.nlu.text import merge_accent, numbers_as_digits, strip_diacritics
-from bot.vocabulary import Route
+from bot.vocabulary import RedFlagRule, Route
 
 EMERGENCY_INTENT = "emergency"
 ROUTE = Route.TRANSFER_1
@@ -67,8 +67,8 @@ def _phrases(*phrases: str, marks: bool = False) -> str:
 
 # --- what a vital reading is called ---------------------------------------------
 
-_VITALS: dict[str, str] = {
-    "spo2": _phrases(
+_VITALS: dict[RedFlagRule, str] = {
+    RedFlagRule.SPO2: _phrases(
         "spo2",
         "ô xy",
         "ôxy",
@@ -84,9 +84,9 @@ _VITALS: dict[str, str] = {
         "kẹp ngón",
         "bão hòa",
     ),
-    "breathing_rate": _phrases("nhịp thở", "thở", "thở được", "thở tới"),
-    "pulse": _phrases("mạch", "nhịp tim", "tim đập", "nhịp đập", "mạch đập"),
-    "blood_pressure": _phrases("huyết áp"),
+    RedFlagRule.BREATHING_RATE: _phrases("nhịp thở", "thở", "thở được", "thở tới"),
+    RedFlagRule.PULSE: _phrases("mạch", "nhịp tim", "tim đập", "nhịp đập", "mạch đập"),
+    RedFlagRule.BLOOD_PRESSURE: _phrases("huyết áp"),
 }
 _VITAL = re.compile("|".join(rf"(?P<{name}>\b(?:{alt})\b)" for name, alt in _VITALS.items()))
 # A breathing count needs its unit ("thở 32 lần"), so "thở ô xy" or a count of
@@ -203,7 +203,7 @@ _AGE = re.compile(r"\b(\d+) (tuoi|thang)\b")
 class RedFlag:
     """Why an utterance is an emergency: the rule, the caller's words, the route."""
 
-    rule: str  # "spo2", "breathing_rate", "pulse", "blood_pressure" or "danger_sign"
+    rule: RedFlagRule
     matched: str  # the caller's words that fired it
     route: str = ROUTE
 
@@ -267,12 +267,12 @@ def _breathing_danger(rate: int, t: _Text) -> bool:
     return rate >= 20
 
 
-def _danger(vital: str, value: int, second: int | None, t: _Text, at: int) -> bool:
-    if vital == "spo2":
+def _danger(vital: RedFlagRule, value: int, second: int | None, t: _Text, at: int) -> bool:
+    if vital is RedFlagRule.SPO2:
         return 40 <= value <= 96
-    if vital == "breathing_rate":
+    if vital is RedFlagRule.BREATHING_RATE:
         return 8 <= value <= 120 and _breathing_danger(value, t)
-    if vital == "pulse":
+    if vital is RedFlagRule.PULSE:
         return 20 <= value <= 250 and (value > 120 or value < 50)
     # Blood pressure: "90/60", "80 trên 50", or the upper figure alone.
     if second is None and at + 2 < len(t.keys) and t.keys[at + 1] == _OVER:
@@ -307,10 +307,11 @@ _NOT_A_READING_AFTER = _key_words("phút", "tuổi", "ngày", "giờ", "tiếng"
 _OVER = _key_tokens("trên")[0][0]  # "90 trên 60"
 
 
-def _readings(t: _Text) -> dict[str, tuple[int, int, int, int | None]]:
+def _readings(t: _Text) -> dict[RedFlagRule, tuple[int, int, int, int | None]]:
     """The current reading of each vital named: vital -> (name at, number at, value, lower)."""
-    readings: dict[str, tuple[int, int, int, int | None]] = {}
-    names = [(t.token_at(m.start()), m.lastgroup or "") for m in _VITAL.finditer(t.key)]
+    readings: dict[RedFlagRule, tuple[int, int, int, int | None]] = {}
+    # Each alternative of _VITAL is a group named after its rule.
+    names = [(t.token_at(m.start()), RedFlagRule(m.lastgroup)) for m in _VITAL.finditer(t.key)]
     for i, key in enumerate(t.keys):
         number = _number(key)
         # "1 phút", "3 tuổi", "2 ngày": a duration or an age, not a reading.
@@ -320,7 +321,9 @@ def _readings(t: _Text) -> dict[str, tuple[int, int, int, int | None]]:
         if not before:
             continue
         at, vital = before[-1]
-        if vital == "breathing_rate" and t.keys[i + 1 : i + 2] not in [[u] for u in _RATE_UNIT]:
+        if vital is RedFlagRule.BREATHING_RATE and t.keys[i + 1 : i + 2] not in [
+            [u] for u in _RATE_UNIT
+        ]:
             if t.keys[at : at + 2] != ["nhip", "tho"]:
                 continue
         if i >= 2 and t.keys[i - 1] == _OVER and _number(t.keys[i - 2]):
@@ -356,7 +359,9 @@ def _danger_sign(t: _Text) -> RedFlag | None:
             continue
         if _not_now(t, m.start(), m.end()):
             continue
-        return RedFlag("danger_sign", t.quote(t.token_at(m.start()), t.token_at(m.end() - 1)))
+        return RedFlag(
+            RedFlagRule.DANGER_SIGN, t.quote(t.token_at(m.start()), t.token_at(m.end() - 1))
+        )
     return None
 
 
