@@ -58,6 +58,9 @@ pytestmark = pytest.mark.unit
         ("ông tôi cứ lơ mơ từ sáng đến giờ", "danger_sign"),
         ("con gái tôi li bì cả buổi gọi không thưa", "danger_sign"),
         ("bố tôi kêu đau tức ngực", "danger_sign"),
+        ("anh hàng xóm nằm thở hắt ra từng cơn", "danger_sign"),
+        ("mặt ông cụ xám ngoét lại rồi", "danger_sign"),
+        ("bà tôi chỉ còn thoi thóp", "danger_sign"),
         ("me toi kho tho qua", "danger_sign"),
         ("dạ mẹ cháu khó thở nắm ạ", "danger_sign"),  # l/n merge
         ("bà nội cháu mê man từ trưa ạ", "danger_sign"),

@@ -101,6 +101,7 @@ _SIGNS = _phrases(
     "thở rít", "thở rên", "thở khò khè", "khò khè", "thở không nổi", "thở không ra hơi",
     "không ra hơi", "không thở được", "thở không được", "ngừng thở", "ngạt thở", "thở ngáp",
     "thở phì phò", "thở hổn hển", "thở yếu", "thở nhanh", "rút lõm", "phập phồng cánh mũi",
+    "thở hắt", "thở rướn", "thoi thóp", "mặt xám", "xám ngoét",
     "tím môi", "môi tím", "môi thâm", "tím tái", "tím ngắt", "tím cả người", "tím lại",
     "đầu chi tím", "tím đầu ngón",
     "co giật", "giật giật", "lên cơn giật", "ngất", "ngất xỉu", "bất tỉnh", "lịm đi",
