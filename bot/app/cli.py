@@ -173,7 +173,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     brain = _load_brain(args.settings, args.model)
     return evaluate(
         brain,
-        args.settings.heldout,
+        args.settings.dev_set if args.dev else args.settings.heldout,
         json_out=args.json,
         plot=args.plot,
         hard=args.settings.emergency_hard,
@@ -464,6 +464,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="also write the figures to this file")
     p.add_argument(
         "--plot", type=Path, metavar="FILE.png", help="draw confidence against accuracy (PNG)"
+    )
+    p.add_argument(
+        "--dev",
+        action="store_true",
+        help="score the development set (BOT_DEV_SET) instead: tune on it, report the held-out",
     )
     p.set_defaults(func=cmd_eval)
     return parser
