@@ -62,6 +62,8 @@ pytestmark = pytest.mark.unit
         ("mặt ông cụ xám ngoét lại rồi", "danger_sign"),
         ("bà tôi chỉ còn thoi thóp", "danger_sign"),
         ("me toi kho tho qua", "danger_sign"),
+        ("me toi kho thở quá", "danger_sign"),  # marks typed on some words only
+        ("bo toi khong tinh nua roi", "danger_sign"),  # bare: could be "không tỉnh"
         ("dạ mẹ cháu khó thở nắm ạ", "danger_sign"),  # l/n merge
         ("bà nội cháu mê man từ trưa ạ", "danger_sign"),
         ("em gái tôi ngất xỉu ngay ở cổng bệnh viện", "danger_sign"),  # "ngay", not "ngây"
@@ -116,6 +118,7 @@ def test_fires_on_a_live_emergency(text, rule):
         "ông cụ khỏe rồi không còn thở hụt hơi nữa",
         # Look-alikes: a stuffy nose, a song, ages and addresses.
         "em bị ngạt mũi chảy nước mũi",
+        "công ty không tính lương cho tôi mấy tháng nghỉ",  # folds like "không tỉnh"
         "ngất ngây con gà tây là bài gì",
         "bà tôi chín mươi hai tuổi bị ép không thì có được điều trị ở nhà không",
         "nhà tôi ở số tám mươi tám phố huế",

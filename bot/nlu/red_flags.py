@@ -96,7 +96,7 @@ _WINDOW = 10  # words between the name of a vital and its reading
 
 # --- danger signs said as words ---------------------------------------------------
 
-_SIGNS = _phrases(
+_SIGN_WORDS = (
     "khó thở", "thở khó", "thở khó khăn", "thở hụt hơi", "hụt hơi", "thở dốc", "thở gấp",
     "thở rít", "thở rên", "thở khò khè", "khò khè", "thở không nổi", "thở không ra hơi",
     "không ra hơi", "không thở được", "thở không được", "ngừng thở", "ngạt thở", "thở ngáp",
@@ -111,16 +111,36 @@ _SIGNS = _phrases(
     "đau tức ngực", "tức ngực", "đau ngực", "đau thắt ngực", "thắt ngực", "bó thắt ngực",
     "tụt huyết áp", "huyết áp tụt",
 )  # fmt: skip
-_SIGN = re.compile(rf"\b(?:{_SIGNS})\b")
+_SIGN = re.compile(rf"\b(?:{_phrases(*_SIGN_WORDS)})\b")
+# Each sign's key -> its spellings with marks: "không tính" (did not count) and "không
+# tỉnh" (unconscious) share the key "khong tinh", and the marks tell them apart.
+_SIGN_SPELLINGS: dict[str, list[list[str]]] = {}
+for _sign in _SIGN_WORDS:
+    _SIGN_SPELLINGS.setdefault(" ".join(_key_tokens(_sign)[0]), []).append(
+        _key_tokens(_sign, marks=True)[0]
+    )
 # Words that look like a sign and are not: "ngạt mũi" (ngạt = ngất once folded),
 # "ngất ngây".
 _NOT_A_SIGN_AFTER = re.compile(r"^ (?:mui|ngay)\b")
 _NOT_A_SIGN_AFTER_MARKED = re.compile(r"^ (?:mũi|ngây)\b")
 
 
+def _spelled_otherwise(said: list[str], key: str) -> bool:
+    """True when a word the caller typed with marks is not the sign's word. A word typed
+    bare matches any spelling: "kho thở" is still "khó thở"."""
+    return not any(
+        len(said) == len(spelling)
+        and all(w == strip_diacritics(w) or w == s for w, s in zip(said, spelling, strict=True))
+        for spelling in _SIGN_SPELLINGS.get(key, [])
+    )
+
+
 def _look_alike(t: _Text, m: re.Match[str]) -> bool:
-    """A bare "ngất"/"ngạt" followed by "mũi" or "ngây" (with marks when the caller typed
-    them, so "ngất xỉu ngay" stays a sign)."""
+    """Words that fold to a sign and are not one: typed with other marks ("không tính
+    lương"); a bare "ngất"/"ngạt" followed by "mũi" or "ngây" (with
+    marks when the caller typed them, so "ngất xỉu ngay" stays a sign)."""
+    if t.has_marks and _spelled_otherwise(t.marked[m.start() : m.end()].split(), m.group(0)):
+        return True
     if m.group(0) != "ngat":
         return False
     if t.has_marks:
