@@ -137,8 +137,8 @@ def _spelled_otherwise(said: list[str], key: str) -> bool:
 
 def _look_alike(t: _Text, m: re.Match[str]) -> bool:
     """Words that fold to a sign and are not one: typed with other marks ("không tính
-    lương"); a bare "ngất"/"ngạt" followed by "mũi" or "ngây" (with
-    marks when the caller typed them, so "ngất xỉu ngay" stays a sign)."""
+    lương"), or a bare "ngất"/"ngạt" followed by "mũi" or "ngây" (with marks when the
+    caller typed them, so "ngất xỉu ngay" stays a sign)."""
     if t.has_marks and _spelled_otherwise(t.marked[m.start() : m.end()].split(), m.group(0)):
         return True
     if m.group(0) != "ngat":
