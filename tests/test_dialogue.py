@@ -51,6 +51,19 @@ def test_an_emergency_is_transferred_at_once_without_a_question(conversation):
     assert transfers(actions) == ["transfer:1"]
 
 
+def test_text_typed_without_diacritics_is_read_with_its_marks_and_kept_as_typed(conversation):
+    from bot.nlu.brain import run
+
+    question = conversation.say("nha toi het gao roi")
+    assert said(question) == [text("utter_confirm_6")]
+    # The dialogue's record holds what the caller typed, and how the bot read it.
+    heard = run(conversation.brain.last_route(conversation.id))
+    assert heard.text == "nha toi het gao roi"
+    assert heard.restored_text == "nhà tôi hết gạo rồi"
+    answer = conversation.say("vang dung roi")
+    assert transfers(answer) == ["transfer:6"]
+
+
 @pytest.mark.parametrize(
     "request_text, branch",
     [

@@ -20,6 +20,7 @@ LINES = [
     "ép không uống thuốc hạ sốt thế nào",
     "   ",
     "cho tôi gặp tổng đài viên",
+    "nha toi het gao roi",  # typed without diacritics
 ]
 
 
@@ -33,8 +34,9 @@ def routed():
 def test_one_object_per_line_in_order(routed):
     assert [r["text"] for r in routed] == LINES
     for r in routed:
-        # "red_flag" only when the red-flag layer sent the line to 115.
-        assert set(r) - {"red_flag"} == {"text", "route", "intent", "confidence"}
+        # "red_flag" only when the red-flag layer sent the line to 115, "restored_text"
+        # only for text typed without diacritics.
+        assert set(r) - {"red_flag", "restored_text"} == {"text", "route", "intent", "confidence"}
         assert r["route"] in set(Route)
         assert 0.0 <= r["confidence"] <= 1.0
 
@@ -57,7 +59,14 @@ def test_routes_of_known_sentences(routed):
         "faq:f0_thuoc",
         "fallback",
         "operator",
+        "transfer:6",
     ]
+
+
+def test_text_typed_without_diacritics_shows_how_it_was_read(routed):
+    assert routed[-1]["text"] == "nha toi het gao roi"
+    assert routed[-1]["restored_text"] == "nhà tôi hết gạo rồi"
+    assert all("restored_text" not in r for r in routed[:-1])
 
 
 def test_empty_lines_are_fallback_with_no_intent(routed):

@@ -36,6 +36,7 @@ from bot.nlu.routes import (
     FAQ_INTENTS,
     OPERATOR_INTENT,
     RED_FLAG_KEY,
+    RESTORED_TEXT_KEY,
     TRANSFER_INTENTS,
     Parse,
     RouteResult,
@@ -248,8 +249,13 @@ class Brain:
     # -- routing ---------------------------------------------------------------
 
     async def parse(self, text: str) -> dict[str, Any]:
-        data: dict[str, Any] = await self.agent.parse_message(_clean(text))
-        return data
+        """Rasa's parse result; text typed without any diacritics is read twice, as
+        typed and with its marks given back (bot/nlu/diacritics.py)."""
+        typed: dict[str, Any] = await self.agent.parse_message(_clean(text))
+        restored = typed.get(RESTORED_TEXT_KEY)
+        if not restored:
+            return typed
+        return read_typed_text(typed, await self.agent.parse_message(restored))
 
     async def route(self, text: str, partial: bool = False) -> RouteResult:
         """The route of ``text``. ``partial``: a transcript still growing (the voice
@@ -265,6 +271,7 @@ class Brain:
             intent=data["intent"].get("name") or "",
             confidence=float(data["intent"].get("confidence") or 0.0),
             red_flag=data.get(RED_FLAG_KEY),
+            restored_text=data.get(RESTORED_TEXT_KEY),
         )
 
     async def last_route(self, conversation_id: str) -> RouteResult | None:
@@ -281,6 +288,7 @@ class Brain:
             intent=data["intent"].get("name") or "",
             confidence=float(data["intent"].get("confidence") or 0.0),
             red_flag=data.get(RED_FLAG_KEY),
+            restored_text=data.get(RESTORED_TEXT_KEY),
         )
 
     # -- dialogue --------------------------------------------------------------
@@ -373,7 +381,12 @@ class Brain:
 
     async def _handle(self, conversation_id: str, payload: str) -> list[BotAction]:
         collector = _Collector()
-        await self.agent.handle_message(UserMessage(payload, collector, sender_id=conversation_id))
+        # The caller's text is read here, so typed text gets its second reading too;
+        # a "/intent" payload is the bot's own, for Rasa to unpack.
+        data = None if payload.startswith("/") else await self.parse(payload)
+        await self.agent.handle_message(
+            UserMessage(payload, collector, sender_id=conversation_id, parse_data=data)
+        )
         return _to_actions(collector.messages)
 
 
@@ -383,6 +396,18 @@ def _bare_key(data: dict[str, Any]) -> bool:
         e.get("entity") == BRANCH_ENTITY and e.get("role") == BARE_ROLE
         for e in data.get("entities") or []
     )
+
+
+def read_typed_text(typed: dict[str, Any], restored: dict[str, Any]) -> dict[str, Any]:
+    """Of the two readings of a message typed without diacritics, the one to act on.
+
+    The restored reading routes better (README, "Typed text"), but an emergency heard
+    in the text as typed is never given up for it: "ren dau" restored as "rên đâu"
+    ("groaning where") loses the chest pain of "rên đau". The result keeps the text as
+    typed, and the restored text beside it."""
+    if route_for(parse_of(typed)) == Route.TRANSFER_1:
+        return typed
+    return {**restored, "text": typed.get("text", ""), RESTORED_TEXT_KEY: restored.get("text")}
 
 
 def parse_of(data: dict[str, Any]) -> Parse:

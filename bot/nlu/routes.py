@@ -54,6 +54,9 @@ CHOOSE_BRANCH_INTENT = "choose_branch"
 BRANCH_ENTITY = "branch"
 # The parse-result field in which the red-flag layer (bot/nlu/red_flags.py) says why.
 RED_FLAG_KEY = "red_flag"
+# The parse-result field with the marks given back to text typed without any
+# (bot/nlu/diacritics.py); absent when nothing was restored.
+RESTORED_TEXT_KEY = "restored_text"
 # Rasa names a retrieval intent's responses utter_<intent>/<key>.
 _RESPONSE_PREFIX = "utter_"
 
@@ -79,6 +82,9 @@ class RouteResult:
     # Why the red-flag layer sent this to 115 (bot/nlu/red_flags.py), so a supervisor
     # sees the rule and the words: {"rule", "matched", "route"}; None when it did not fire.
     red_flag: dict[str, str] | None = None
+    # Text typed without diacritics is read a second time with its marks given back
+    # (bot/nlu/diacritics.py); the restored text, so a supervisor sees how it was read.
+    restored_text: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -89,6 +95,8 @@ class RouteResult:
         }
         if self.red_flag:
             record["red_flag"] = self.red_flag
+        if self.restored_text:
+            record[RESTORED_TEXT_KEY] = self.restored_text
         return record
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.app.settings import ROOT, Settings, quiet_libraries
+from bot.nlu.diacritics import GENERATED_VARIANT
 from bot.nlu.text import fold, merge_accent, normalise, strip_diacritics
 
 FINGERPRINT_FILE = "fingerprint.json"
@@ -28,6 +29,7 @@ _CODE_INPUTS = (
     "bot/nlu/text.py",
     "bot/nlu/components.py",
     "bot/nlu/red_flags.py",
+    "bot/nlu/diacritics.py",
     "bot/tools/training.py",
 )
 
@@ -96,6 +98,8 @@ def write_variants(data_dir: Path, out_dir: Path) -> tuple[Path, int]:
     ]
     for intent in sorted(generated):
         lines.append(f"- intent: {intent}")
+        # So the diacritic restorer learns from written sentences only (bot/nlu/diacritics.py).
+        lines.append(f"  metadata: {{{GENERATED_VARIANT}: true}}")
         lines.append("  examples: |")
         lines.extend(f"    - {v}" for v in generated[intent])
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
