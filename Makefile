@@ -25,8 +25,11 @@ export PYTHONUNBUFFERED := 1
 run: model
 	$(PY) server.py
 
+# One test process per core (pytest-xdist), each test file whole on one of them so its
+# module fixtures (a server, a browser) start once. TEST_WORKERS=0 runs in this process.
+TEST_WORKERS ?= 2
 test: model $(SYSTEM_STAMP) $(VIENEU_STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The edit loop: the tests that load no model (the `unit` tier), in seconds.
 test-fast: $(STAMP) $(SYSTEM_STAMP)
