@@ -115,12 +115,13 @@ def test_generated_variants_carry_their_mark(tmp_path):
     assert all(not m.get("metadata") for m in written)
 
 
-def _parse(text: str, intent: str, confidence: float = 0.9, **more) -> dict:
-    return {"text": text, "intent": {"name": intent, "confidence": confidence}, "entities": []} | more
+def _parse(text: str, intent: str, confidence: float = 0.9, restored: str | None = None) -> dict:
+    data = {"text": text, "intent": {"name": intent, "confidence": confidence}, "entities": []}
+    return data | ({RESTORED_TEXT_KEY: restored} if restored else {})
 
 
 def test_the_restored_reading_is_acted_on_with_the_typed_text_kept():
-    typed = _parse("toi lam cong nhan", "nlu_fallback", 0.55, **{RESTORED_TEXT_KEY: "tôi làm công nhân"})
+    typed = _parse("toi lam cong nhan", "nlu_fallback", 0.55, restored="tôi làm công nhân")
     restored = _parse("tôi làm công nhân", "social_officer", 0.97)
     chosen = read_typed_text(typed, restored)
     assert chosen["intent"]["name"] == "social_officer"
@@ -129,6 +130,6 @@ def test_the_restored_reading_is_acted_on_with_the_typed_text_kept():
 
 
 def test_an_emergency_heard_as_typed_is_never_given_up():
-    typed = _parse("ong toi om nguc ren dau", "emergency", 0.96, **{RESTORED_TEXT_KEY: "ông tôi ôm ngực rên đâu"})
+    typed = _parse("ong toi om nguc ren dau", "emergency", 0.96, restored="ông tôi ôm ngực rên đâu")
     restored = _parse("ông tôi ôm ngực rên đâu", "nlu_fallback", 0.55)
     assert read_typed_text(typed, restored) is typed

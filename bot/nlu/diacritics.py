@@ -80,7 +80,7 @@ class DiacriticModel:
             unigrams.update(words)
             unigrams[_START] += 1
             padded = [_START, *words, _END]
-            bigrams.update(zip(padded, padded[1:]))
+            bigrams.update(zip(padded, padded[1:], strict=False))
         return cls(unigrams, bigrams)
 
     def _log_p(self, previous: str, word: str) -> float:
@@ -90,6 +90,16 @@ class DiacriticModel:
         seen = self.unigrams[previous]
         bigram = self.bigrams[previous, word] / seen if seen else 0.0
         return math.log(BIGRAM_WEIGHT * bigram + (1 - BIGRAM_WEIGHT) * unigram)
+
+    def _best_before(
+        self, best: dict[str, tuple[float, list[str]]], form: str
+    ) -> tuple[float, list[str]]:
+        """The best path that ends in ``form``, and its log probability."""
+        score, path = max(
+            ((s + self._log_p(prev, form), p) for prev, (s, p) in best.items()),
+            key=lambda scored: scored[0],
+        )
+        return score, [*path, form]
 
     def restore(self, text: str) -> str | None:
         """``text`` with its marks back, or None: when it has marks already, or when
@@ -101,19 +111,9 @@ class DiacriticModel:
         best: dict[str, tuple[float, list[str]]] = {_START: (0.0, [])}
         for word in words:
             forms = self._marked_forms.get(word) or [word]
-            best = {
-                form: max(
-                    ((score + self._log_p(prev, form), path) for prev, (score, path) in best.items()),
-                    key=lambda scored: scored[0],
-                )
-                for form in forms
-            }
-            best = {form: (score, [*path, form]) for form, (score, path) in best.items()}
-        _, path = max(
-            ((score + self._log_p(prev, _END), path) for prev, (score, path) in best.items()),
-            key=lambda scored: scored[0],
-        )
-        restored = " ".join(path)
+            best = {form: self._best_before(best, form) for form in forms}
+        _, path = self._best_before(best, _END)
+        restored = " ".join(path[:-1])
         return restored if restored != " ".join(words) else None
 
     def to_json(self) -> str:
