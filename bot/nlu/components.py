@@ -376,50 +376,73 @@ UNKNOWN_MIN_SYLLABLES = 3
 UNKNOWN_SHARE = 0.5
 
 
+_C = TypeVar("_C", bound="OneFileComponent")
+
+
+class OneFileComponent(GraphComponent):
+    """A trainable pipeline component whose learned state is one text file in the model:
+    ``train`` calls ``save``, and ``load`` hands the file back to ``restore_state``."""
+
+    FILE = "state.json"
+
+    def __init__(self, model_storage: ModelStorage, resource: Resource) -> None:
+        self._model_storage, self._resource = model_storage, resource
+
+    @classmethod
+    def create(
+        cls: type[_C],
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> _C:
+        return cls(model_storage, resource)
+
+    @classmethod
+    def load(
+        cls: type[_C],
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+        **kwargs: Any,
+    ) -> _C:
+        component = cls(model_storage, resource)
+        with model_storage.read_from(resource) as folder:
+            component.restore_state((folder / cls.FILE).read_text(encoding="utf-8"))
+        return component
+
+    def save(self, state: str) -> Resource:
+        with self._model_storage.write_to(self._resource) as folder:
+            (folder / self.FILE).write_text(state, encoding="utf-8")
+        return self._resource
+
+    def restore_state(self, state: str) -> None:
+        raise NotImplementedError
+
+
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=True)
-class UnknownWordsGuard(GraphComponent):
+class UnknownWordsGuard(OneFileComponent):
     """Rasa pipeline component: an utterance made mostly of syllables the training data
     never had becomes ``nlu_fallback``. It learns the syllables (every variant the
     training sees, so typed text without diacritics is known too) and keeps them in
     the model; it runs after the FallbackClassifier and before the rules that
     recognise keys and red flags, which still win."""
 
-    def __init__(
-        self, model_storage: ModelStorage, resource: Resource, known: set[str] | None = None
-    ) -> None:
-        self._model_storage, self._resource = model_storage, resource
-        self.known = known or set()
+    FILE = "known.json"
 
-    @classmethod
-    def create(
-        cls,
-        config: dict[str, Any],
-        model_storage: ModelStorage,
-        resource: Resource,
-        execution_context: ExecutionContext,
-    ) -> UnknownWordsGuard:
-        return cls(model_storage, resource)
+    def __init__(self, model_storage: ModelStorage, resource: Resource) -> None:
+        super().__init__(model_storage, resource)
+        self.known: set[str] = set()
 
     def train(self, training_data: TrainingData) -> Resource:
         self.known = {
             w for m in training_data.training_examples for w in normalise(m.get(TEXT) or "").split()
         }
-        with self._model_storage.write_to(self._resource) as folder:
-            (folder / "known.json").write_text(json.dumps(sorted(self.known), ensure_ascii=False))
-        return self._resource
+        return self.save(json.dumps(sorted(self.known), ensure_ascii=False))
 
-    @classmethod
-    def load(
-        cls,
-        config: dict[str, Any],
-        model_storage: ModelStorage,
-        resource: Resource,
-        execution_context: ExecutionContext,
-        **kwargs: Any,
-    ) -> UnknownWordsGuard:
-        with model_storage.read_from(resource) as folder:
-            known = set(json.loads((folder / "known.json").read_text()))
-        return cls(model_storage, resource, known)
+    def restore_state(self, state: str) -> None:
+        self.known = set(json.loads(state))
 
     def process(self, messages: list[Message]) -> list[Message]:
         for message in messages:

@@ -23,9 +23,7 @@ import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from typing import Any
 
-from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
@@ -33,6 +31,7 @@ from rasa.shared.nlu.constants import METADATA, METADATA_INTENT, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
+from bot.nlu.components import OneFileComponent
 from bot.nlu.routes import RESTORED_TEXT_KEY
 from bot.nlu.text import normalise, strip_diacritics
 
@@ -43,7 +42,6 @@ GENERATED_VARIANT = "generated_variant"
 # 93.7% at 0.9.
 BIGRAM_WEIGHT = 0.7
 _START, _END = "<s>", "</s>"
-_MODEL_FILE = "diacritics.json"
 
 
 def has_marks(text: str) -> bool:
@@ -84,8 +82,10 @@ class DiacriticModel:
         return cls(unigrams, bigrams)
 
     def _log_p(self, previous: str, word: str) -> float:
-        unigram = 1 / self._types if word == _END else (self.unigrams[word] + 1) / (
-            self._total + self._types
+        unigram = (
+            1 / self._types
+            if word == _END
+            else (self.unigrams[word] + 1) / (self._total + self._types)
         )
         seen = self.unigrams[previous]
         bigram = self.bigrams[previous, word] / seen if seen else 0.0
@@ -128,9 +128,7 @@ class DiacriticModel:
     @classmethod
     def from_json(cls, raw: str) -> DiacriticModel:
         data = json.loads(raw)
-        return cls(
-            Counter(data["unigrams"]), Counter({(a, b): n for a, b, n in data["bigrams"]})
-        )
+        return cls(Counter(data["unigrams"]), Counter({(a, b): n for a, b, n in data["bigrams"]}))
 
 
 def _written(message: Message) -> bool:
@@ -142,48 +140,24 @@ def _written(message: Message) -> bool:
 # Registered as an intent classifier only for the graph's wiring (trained on the
 # training data, run on each message); it sets no intent.
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=True)
-class DiacriticRestorer(GraphComponent):
+class DiacriticRestorer(OneFileComponent):
     """Rasa pipeline component: learns a ``DiacriticModel`` at training time and adds
     ``restored_text`` to the parse result of a message typed without any marks."""
 
-    def __init__(
-        self, model_storage: ModelStorage, resource: Resource, model: DiacriticModel | None = None
-    ) -> None:
-        self._model_storage, self._resource = model_storage, resource
-        self.model = model or DiacriticModel()
+    FILE = "diacritics.json"
 
-    @classmethod
-    def create(
-        cls,
-        config: dict[str, Any],
-        model_storage: ModelStorage,
-        resource: Resource,
-        execution_context: ExecutionContext,
-    ) -> DiacriticRestorer:
-        return cls(model_storage, resource)
+    def __init__(self, model_storage: ModelStorage, resource: Resource) -> None:
+        super().__init__(model_storage, resource)
+        self.model = DiacriticModel()
 
     def train(self, training_data: TrainingData) -> Resource:
         examples = [m.get(TEXT) or "" for m in training_data.training_examples if _written(m)]
-        answers = [
-            str(r.get(TEXT) or "") for rs in training_data.responses.values() for r in rs
-        ]
+        answers = [str(r.get(TEXT) or "") for rs in training_data.responses.values() for r in rs]
         self.model = DiacriticModel.learn([*examples, *answers])
-        with self._model_storage.write_to(self._resource) as folder:
-            (folder / _MODEL_FILE).write_text(self.model.to_json(), encoding="utf-8")
-        return self._resource
+        return self.save(self.model.to_json())
 
-    @classmethod
-    def load(
-        cls,
-        config: dict[str, Any],
-        model_storage: ModelStorage,
-        resource: Resource,
-        execution_context: ExecutionContext,
-        **kwargs: Any,
-    ) -> DiacriticRestorer:
-        with model_storage.read_from(resource) as folder:
-            model = DiacriticModel.from_json((folder / _MODEL_FILE).read_text(encoding="utf-8"))
-        return cls(model_storage, resource, model)
+    def restore_state(self, state: str) -> None:
+        self.model = DiacriticModel.from_json(state)
 
     def process(self, messages: list[Message]) -> list[Message]:
         for message in messages:
