@@ -265,14 +265,7 @@ class Brain:
         data = await self.parse(text)
         if partial and _bare_key(data):
             return RouteResult(text=text, route=Route.FALLBACK, intent="", confidence=0.0)
-        return RouteResult(
-            text=text,
-            route=route_for(parse_of(data)),
-            intent=data["intent"].get("name") or "",
-            confidence=float(data["intent"].get("confidence") or 0.0),
-            red_flag=data.get(RED_FLAG_KEY),
-            restored_text=data.get(RESTORED_TEXT_KEY),
-        )
+        return _route_result(text, data)
 
     async def last_route(self, conversation_id: str) -> RouteResult | None:
         """How the conversation's last caller message was understood (None if none was):
@@ -282,14 +275,7 @@ class Brain:
         data = message.parse_data if message is not None else None
         if not data or not data.get("intent") or str(data.get("text", "")).startswith("/"):
             return None
-        return RouteResult(
-            text=str(data.get("text") or ""),
-            route=route_for(parse_of(data)),
-            intent=data["intent"].get("name") or "",
-            confidence=float(data["intent"].get("confidence") or 0.0),
-            red_flag=data.get(RED_FLAG_KEY),
-            restored_text=data.get(RESTORED_TEXT_KEY),
-        )
+        return _route_result(str(data.get("text") or ""), data)
 
     # -- dialogue --------------------------------------------------------------
 
@@ -395,6 +381,18 @@ def _bare_key(data: dict[str, Any]) -> bool:
     return (data.get("intent") or {}).get("name") == CHOOSE_BRANCH_INTENT and any(
         e.get("entity") == BRANCH_ENTITY and e.get("role") == BARE_ROLE
         for e in data.get("entities") or []
+    )
+
+
+def _route_result(text: str, data: dict[str, Any]) -> RouteResult:
+    """A parse result as the route it decides, with why (red flag) and how it was read."""
+    return RouteResult(
+        text=text,
+        route=route_for(parse_of(data)),
+        intent=data["intent"].get("name") or "",
+        confidence=float(data["intent"].get("confidence") or 0.0),
+        red_flag=data.get(RED_FLAG_KEY),
+        restored_text=data.get(RESTORED_TEXT_KEY),
     )
 
 

@@ -33,7 +33,7 @@ from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from bot.nlu.components import OneFileComponent
 from bot.nlu.routes import RESTORED_TEXT_KEY
-from bot.nlu.text import normalise, strip_diacritics
+from bot.nlu.text import has_marks, normalise, strip_diacritics
 
 # Intent-level metadata of the generated variants (bot/tools/training.py writes it).
 GENERATED_VARIANT = "generated_variant"
@@ -42,10 +42,6 @@ GENERATED_VARIANT = "generated_variant"
 # 93.7% at 0.9.
 BIGRAM_WEIGHT = 0.7
 _START, _END = "<s>", "</s>"
-
-
-def has_marks(text: str) -> bool:
-    return strip_diacritics(text) != text
 
 
 class DiacriticModel:

@@ -121,14 +121,15 @@ _FRACTION = re.compile(r"(\d+)\s*/\s*(\d+)")
 _NUMBER_PUNCT = re.compile(r"[^\w\s%/]", re.UNICODE)
 
 
-def _has_marks(token: str) -> bool:
-    return strip_diacritics(token) != token
+def has_marks(text: str) -> bool:
+    """Whether any letter carries a diacritic (or is đ)."""
+    return strip_diacritics(text) != text
 
 
 def _digit(token: str, leading: bool = False) -> int | None:
     if leading and token in _NOT_LEADING:
         return None
-    table = _DIGIT_WORDS if _has_marks(token) else _PLAIN_DIGIT_WORDS
+    table = _DIGIT_WORDS if has_marks(token) else _PLAIN_DIGIT_WORDS
     return table.get(token)
 
 
