@@ -10,6 +10,7 @@ from bot.tools.evaluation import (
     HardRow,
     Score,
     calibration_error,
+    fallback_threshold,
     load_hard,
     plot_reliability,
     reliability,
@@ -98,5 +99,15 @@ def test_load_hard_rejects_an_emergency_without_route_one(tmp_path: Path):
 
 
 def test_plot_writes_a_png(tmp_path: Path):
-    out = plot_reliability([_score()], tmp_path / "plots" / "reliability.png")
+    out = plot_reliability([_score()], tmp_path / "plots" / "reliability.png", 0.4)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_plotted_threshold_is_the_configs(tmp_path: Path):
+    config = tmp_path / "config.yml"
+    config.write_text("pipeline:\n- name: X\n- name: FallbackClassifier\n  threshold: 0.42\n")
+    assert fallback_threshold(config) == 0.42
+    config.write_text("pipeline:\n- name: FallbackClassifier\n")
+    assert fallback_threshold(config) == 0.3  # Rasa's default
+    config.write_text("pipeline:\n- name: X\n")
+    assert fallback_threshold(config) is None

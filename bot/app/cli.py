@@ -168,7 +168,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from bot.tools.evaluation import evaluate
+    from bot.tools.evaluation import evaluate, fallback_threshold
 
     brain = _load_brain(args.settings, args.model)
     return evaluate(
@@ -177,6 +177,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         json_out=args.json,
         plot=args.plot,
         hard=args.settings.emergency_hard,
+        threshold=fallback_threshold(args.settings.rasa_config),
     )
 
 

@@ -11,7 +11,7 @@ syllables; that is a different draw from the one used for training variants
 For each variant: accuracy, per-route precision and recall, the most frequent
 confusions with example sentences, and a reliability table (confidence against
 accuracy) that ``bot eval --plot FILE.png`` also draws, so a trainer can see
-where the 0.55 fallback threshold and the confirmation policy should sit.
+where the fallback threshold (config.yml) and the confirmation policy should sit.
 
 The hard set (tests/data/emergency_hard.tsv) holds emergencies and near-misses:
 its figures are the emergency recall and the false-emergency rate.
@@ -281,8 +281,20 @@ def report_hard(h: HardScore) -> str:
     return "\n".join(lines)
 
 
-def plot_reliability(scores: Sequence[Score], path: Path) -> Path:
-    """Draw confidence against accuracy for each variant into a PNG."""
+def fallback_threshold(config: Path) -> float | None:
+    """The FallbackClassifier's threshold in a Rasa config, if it has one."""
+    import yaml
+
+    pipeline = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("pipeline") or []
+    for component in pipeline:
+        if isinstance(component, dict) and component.get("name") == "FallbackClassifier":
+            return float(component.get("threshold", 0.3))  # Rasa's default
+    return None
+
+
+def plot_reliability(scores: Sequence[Score], path: Path, threshold: float | None = None) -> Path:
+    """Draw confidence against accuracy for each variant into a PNG, with the
+    fallback threshold marked."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on a server
@@ -309,9 +321,10 @@ def plot_reliability(scores: Sequence[Score], path: Path) -> Path:
             align="edge",
             label=s.name,
         )
-    for axis in (top, bottom):
-        axis.axvline(0.55, color="red", linewidth=0.8, linestyle="--")
-    top.text(0.56, 0.05, "fallback 0.55", color="red")
+    if threshold is not None:
+        for axis in (top, bottom):
+            axis.axvline(threshold, color="red", linewidth=0.8, linestyle="--")
+        top.text(threshold + 0.01, 0.05, f"fallback {threshold:g}", color="red")
     top.set_ylabel("accuracy")
     top.set_ylim(0, 1.02)
     top.set_title("Routing reliability on the held-out set")
@@ -332,6 +345,7 @@ def evaluate(
     json_out: Path | None = None,
     plot: Path | None = None,
     hard: Path | None = None,
+    threshold: float | None = None,
 ) -> int:
     from bot.nlu.brain import run
 
@@ -359,7 +373,7 @@ def evaluate(
             f"false emergencies {hard_score.false_rate:.1%}"
         )
     if plot:
-        print(f"reliability plot written to {plot_reliability(scores, plot)}")
+        print(f"reliability plot written to {plot_reliability(scores, plot, threshold)}")
     if json_out:
         json_out.write_text(
             json.dumps(
