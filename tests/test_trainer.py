@@ -28,7 +28,7 @@ from bot.session.brain_service import BrainService
 from bot.store.calls import CallStore, utc
 from bot.store.review import ReviewStore
 from bot.tools.model_registry import Registry
-from bot.tools.train_job import TrainingJobs, parse_progress, planned_epochs
+from bot.tools.train_job import Progress, TrainingJobs, parse_progress, planned_epochs
 from bot.tools.training import load_examples
 from tests.config import SETTINGS
 from tests.test_console import PASSWORD, _call, login
@@ -297,3 +297,11 @@ def test_activation_without_figures_is_refused_and_audited_rollback(setup: dict[
             assert "no earlier model" in await back.text()
 
     run(main())
+
+
+def test_a_pipeline_without_epochs_shows_its_stage_then_done(tmp_path: Path) -> None:
+    # The product's classifier trains in one go: no progress bar to read.
+    log = "Starting to train component 'NgramIntentClassifier'.\n"
+    p = parse_progress(log, planned_epochs(SETTINGS.rasa_config), 12.0)
+    assert (p.epochs_planned, p.fraction, p.stage) == (0, 0.0, "NgramIntentClassifier")
+    assert Progress(0, 0, 40.0, 0.0, "xong", done=True).fraction == 1.0

@@ -56,9 +56,14 @@ class Progress:
     elapsed_s: float
     remaining_s: float | None  # None until the first epoch ends
     stage: str
+    done: bool = False
 
     @property
     def fraction(self) -> float:
+        if self.done:
+            return 1.0
+        # A pipeline without epochs (the n-gram classifier trains in one go) shows its
+        # stage only, until it is done.
         return min(1.0, self.epochs_done / self.epochs_planned) if self.epochs_planned else 0.0
 
 
@@ -109,7 +114,7 @@ class Job:
         end = self.finished if self.finished is not None else time.monotonic()
         p = parse_progress(self.log(), self.planned, end - self.started)
         if self.status == "succeeded":
-            return Progress(p.epochs_planned, p.epochs_planned, p.elapsed_s, 0.0, "xong")
+            return Progress(p.epochs_planned, p.epochs_planned, p.elapsed_s, 0.0, "xong", True)
         return p
 
     def as_dict(self) -> dict[str, Any]:
