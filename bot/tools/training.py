@@ -30,6 +30,7 @@ _CODE_INPUTS = (
     "bot/nlu/components.py",
     "bot/nlu/red_flags.py",
     "bot/nlu/diacritics.py",
+    "bot/nlu/classifier.py",
     "bot/tools/training.py",
 )
 
