@@ -16,13 +16,14 @@ ROWS = load_heldout(SETTINGS.heldout)
 DEV_ROWS = load_heldout(SETTINGS.dev_set)
 # The targets of docs/product.md ("Targets that make it best in its field"): NOT met on this
 # held-out set, which shares no 4-syllable run with the training data (the old one did, and
-# said 98.9%). `make eval` on model 20261201-061642: 90.5% clean, 89.5% without diacritics
-# (read a second time with their marks restored), 89.2% accent-merged. Issue 10 stays open
+# said 98.9%). `make eval` on model 20261201-114502: 92.9% clean, 91.5% without diacritics
+# (read a second time with their marks restored), 91.9% accent-merged. Issue 10 stays open
 # until the targets hold.
 TARGETS = {"clean": 0.97, "no_diacritics": 0.95, "accent_merged": 0.95}
-# What the tests hold the model to meanwhile: today's figures less a margin for training's
-# own variation, so that a change that loses ground fails the build. Raise them, never lower.
-FLOORS = {"clean": 0.87, "no_diacritics": 0.86, "accent_merged": 0.86}
+# What the tests hold the model to meanwhile: today's figures less a point or so (the
+# classifier trains deterministically), so that a change that loses ground fails the build.
+# Raise them, never lower.
+FLOORS = {"clean": 0.92, "no_diacritics": 0.90, "accent_merged": 0.90}
 
 
 def test_heldout_and_dev_sets_are_big_and_cover_every_route():
