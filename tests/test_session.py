@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.asr.types import Final
+from bot.asr.types import Final, Partial
 from bot.call.machine import CallConfig
 from bot.call.prompts import Prompts
 from bot.nlu.replies import HangUp, Say, Transfer
+from bot.nlu.routes import RouteResult
 from bot.session.line import TransferResult
 from bot.store.calls import CallStore
 from bot.transports import simulated
@@ -329,3 +330,58 @@ def test_the_call_record_and_health_name_the_recogniser(store: CallStore, tmp_pa
         assert asyncio.run(health())["asr"] == "fake:script"
     finally:
         engines.decoder.shutdown(wait=False)
+
+
+class PiecewiseRecognition(ScriptedRecognition):
+    """Ends a piece of the utterance by itself, as Vosk does at a pause inside it, then
+    guesses the next piece (a fake at the ASR seam: Vosk's endpointing cannot be scripted)."""
+
+    def __init__(self, script) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(script)
+        self._heard_ms = 0.0
+
+    def accept(self, chunk):  # type: ignore[no-untyped-def]
+        before, self._heard_ms = self._heard_ms, self._heard_ms + chunk.duration_ms
+        if before < 600 <= self._heard_ms:
+            return Final("mẹ tôi khó thở")
+        if before < 1200 <= self._heard_ms:
+            return Partial("môi tím")
+        return None
+
+    def finish(self) -> Final:
+        self._heard_ms = 0.0
+        return Final("môi tím tái")
+
+
+class PiecewiseSpeech(ScriptedSpeech):
+    def recognition(self, phrases=None, executor=None):  # type: ignore[no-untyped-def]
+        return PiecewiseRecognition(self.script)
+
+
+class PartialsBrain(TableBrain):
+    """Records the partial transcripts the call routes."""
+
+    def __init__(self) -> None:
+        super().__init__([], {})
+        self.routed: list[str] = []
+
+    async def route(self, text: str, partial: bool = False) -> RouteResult:
+        self.routed.append(text)
+        return RouteResult(text, Route.FALLBACK, "", 0.0)
+
+
+def test_a_partial_transcript_is_the_whole_utterance_so_far(
+    store: CallStore, tmp_path: Path
+) -> None:
+    # The fast path (an emergency, the early end of a turn) must read "mẹ tôi khó thở môi
+    # tím", not the piece after the recogniser's own break, "môi tím".
+    brain = PartialsBrain()
+    engines = fake_engines(brain, PiecewiseSpeech([]), store)
+    recording = write_caller(tmp_path / "caller.wav", ("speech", 2.0), ("silence", 2.0))
+    try:
+        asyncio.run(run_simulated_call(engines, recording, max_seconds=5))
+    finally:
+        engines.decoder.shutdown(wait=False)
+    assert brain.routed, "no partial transcript was routed"
+    assert brain.routed[-1] == "mẹ tôi khó thở môi tím"
+    assert "môi tím" not in brain.routed

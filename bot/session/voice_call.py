@@ -355,12 +355,12 @@ class VoiceCall:
                     self.stats.asr_seconds += time.perf_counter() - started
                     self.stats.asr_audio_seconds += item.duration_ms / 1000
                     if isinstance(result, Partial) and result.text:
-                        self._emit(ev.PartialTranscript(self.now(), result.text))
-                        await self._show({"kind": "partial", "text": result.text})
+                        await self._heard_so_far(heard, result.text)
                     elif isinstance(result, Final) and result.text:
                         # Vosk ended a piece by itself (a pause inside the utterance);
                         # the VAD decides where the caller's turn ends.
                         heard.append(result)
+                        await self._heard_so_far(heard, "")
                 elif isinstance(item, UtteranceEnded):
                     heard.append(await recognition.finish_async())
                     final = _joined(heard)
@@ -373,6 +373,16 @@ class VoiceCall:
             except Exception as e:
                 logger.warning("call %s: recogniser failed: %r", self.call_id, e)
                 self._emit(ev.StageFailed(self.now(), ev.Stage.ASR, repr(e)))
+
+    async def _heard_so_far(self, pieces: list[Final], partial: str) -> None:
+        """Tell the machine the whole utterance so far: the pieces Vosk already ended and
+        its guess for the current one. The latest piece alone would hide "mẹ tôi khó thở"
+        behind "môi tím"; and a recogniser behind the audio ends a piece inside one batch,
+        whose words would then never reach the machine before the utterance's end."""
+        text = " ".join(t for t in (_joined(pieces).text, partial) if t)
+        if text:
+            self._emit(ev.PartialTranscript(self.now(), text))
+            await self._show({"kind": "partial", "text": text})
 
     def _batch(self, first: AudioChunk) -> tuple[AudioChunk, AsrWork | None]:
         """`first` joined with the audio queued behind it (up to ASR_BATCH_MS); and the item
