@@ -4,6 +4,7 @@ shapes, the FAQ answer as part of the class, and the model's round trip through 
 from __future__ import annotations
 
 import pytest
+from rasa.engine.graph import ExecutionContext, GraphSchema
 from rasa.engine.storage.local_model_storage import LocalModelStorage
 from rasa.engine.storage.resource import Resource
 from rasa.shared.nlu.training_data.message import Message
@@ -112,4 +113,17 @@ def test_an_untrained_classifier_leaves_messages_alone(tmp_path):
     untrained = NgramIntentClassifier.create({}, LocalModelStorage(tmp_path), Resource("x"), None)  # type: ignore[arg-type]
     message = Message(data={"text": "xin chào"})
     untrained.process([message])
+    assert message.get("intent") is None
+
+
+def test_a_model_without_the_classifier_fails_to_load_unless_fine_tuning(tmp_path):
+    storage, resource = LocalModelStorage(tmp_path), Resource("never-trained")
+    serving = ExecutionContext(GraphSchema({}))
+    with pytest.raises(ValueError):
+        NgramIntentClassifier.load({}, storage, resource, serving)
+    # Fine-tuning from a model of another pipeline: train() builds the classifier.
+    finetuning = ExecutionContext(GraphSchema({}), is_finetuning=True)
+    loaded = NgramIntentClassifier.load({}, storage, resource, finetuning)
+    message = Message(data={"text": "xin chào"})
+    loaded.process([message])
     assert message.get("intent") is None

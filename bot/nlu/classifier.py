@@ -113,9 +113,12 @@ class NgramIntentClassifier(GraphComponent, IntentClassifier):
                 component._features, component._model = joblib.load(folder / _MODEL_FILE)
                 state = json.loads((folder / _STATE_FILE).read_text(encoding="utf-8"))
         except ValueError:
-            # Rasa loads an untrained component when fine-tuning a model without one;
-            # train() then builds it.
-            return component
+            # Fine-tuning from a model trained without this component (DIET's): train()
+            # builds it. Anywhere else a model without it is broken, and must say so
+            # rather than read every caller as not understood.
+            if execution_context.is_finetuning:
+                return component
+            raise
         component._retrieval_intents = state["retrieval_intents"]
         component._responses = state["responses"]
         return component
