@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bot.audio.vad import VadConfig
 from bot.call.machine import CallConfig
@@ -408,6 +408,14 @@ def _asr_engine(value: str) -> str:
     if value not in ("vosk", "vietasr", "auto"):
         raise SettingsError(f"BOT_ASR_ENGINE: expected vosk, vietasr or auto, got {value!r}")
     return value
+
+
+def rasa_pipeline(config: Path) -> list[dict[str, Any]]:
+    """The NLU components a Rasa config (config.yml) lists, each with its settings."""
+    from ruamel.yaml import YAML
+
+    pipeline = (YAML(typ="safe").load(config.read_text(encoding="utf-8")) or {}).get("pipeline")
+    return [c for c in pipeline or [] if isinstance(c, dict)]
 
 
 def quiet_libraries(level: str = "WARNING") -> None:

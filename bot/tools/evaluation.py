@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.app.settings import rasa_pipeline
 from bot.nlu.text import merge_accent, strip_diacritics
 from bot.vocabulary import Route
 
@@ -283,12 +284,12 @@ def report_hard(h: HardScore) -> str:
 
 def fallback_threshold(config: Path) -> float | None:
     """The FallbackClassifier's threshold in a Rasa config, if it has one."""
-    import yaml
+    from rasa.nlu.classifiers.fallback_classifier import THRESHOLD_KEY, FallbackClassifier
 
-    pipeline = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("pipeline") or []
-    for component in pipeline:
-        if isinstance(component, dict) and component.get("name") == "FallbackClassifier":
-            return float(component.get("threshold", 0.3))  # Rasa's default
+    for component in rasa_pipeline(config):
+        if component.get("name") == FallbackClassifier.__name__:
+            default = FallbackClassifier.get_default_config()[THRESHOLD_KEY]
+            return float(component.get(THRESHOLD_KEY, default))
     return None
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.app.settings import ROOT
+from bot.app.settings import ROOT, rasa_pipeline
 
 FINETUNE = "finetune"
 FULL = "full"
@@ -37,15 +37,8 @@ class JobRefused(RuntimeError):
 def planned_epochs(config: Path, fraction: float = 1.0) -> int:
     """Epochs of every trained NLU component in config.yml (Rasa's fine-tune runs
     ceil(epochs x fraction) of each)."""
-    from ruamel.yaml import YAML
-
-    pipeline = (YAML(typ="safe").load(config.read_text(encoding="utf-8")) or {}).get(
-        "pipeline"
-    ) or []
     return sum(
-        math.ceil(int(c["epochs"]) * fraction)
-        for c in pipeline
-        if isinstance(c, dict) and "epochs" in c
+        math.ceil(int(c["epochs"]) * fraction) for c in rasa_pipeline(config) if "epochs" in c
     )
 
 
