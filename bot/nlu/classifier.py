@@ -48,7 +48,7 @@ from sklearn.pipeline import FeatureUnion
 from bot.nlu.text import normalise
 
 _MODEL_FILE = "ngram_classifier.joblib"
-_STATE_FILE = "ngram_classifier.json"
+_STATE_FILE = "ngram_classifier.json"  # the FAQ answers' texts, for Rasa's output
 _SELECTOR = "response_selector"
 _ALL_RETRIEVAL_INTENTS = "all_retrieval_intents"
 _RANKING_LENGTH = 10
@@ -61,6 +61,11 @@ def _label(message: Message) -> str:
 
 def _utter_action(key: str) -> str:
     return f"utter_{key}"
+
+
+def _families(classes: Any) -> list[str]:
+    """The retrieval intents among the classes ("faq_f0" of "faq_f0/f0_thuoc")."""
+    return sorted({str(c).partition("/")[0] for c in classes if "/" in str(c)})
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=True)
@@ -85,7 +90,7 @@ class NgramIntentClassifier(GraphComponent, IntentClassifier):
         self._model_storage, self._resource = model_storage, resource
         self._features: FeatureUnion | None = None
         self._model: LogisticRegression | None = None
-        self._retrieval_intents: list[str] = []
+        self._families: list[str] = []
         self._responses: dict[str, list[dict[str, Any]]] = {}
 
     @classmethod
@@ -111,7 +116,7 @@ class NgramIntentClassifier(GraphComponent, IntentClassifier):
         try:
             with model_storage.read_from(resource) as folder:
                 component._features, component._model = joblib.load(folder / _MODEL_FILE)
-                state = json.loads((folder / _STATE_FILE).read_text(encoding="utf-8"))
+                responses = json.loads((folder / _STATE_FILE).read_text(encoding="utf-8"))
         except ValueError:
             # Fine-tuning from a model trained without this component (DIET's): train()
             # builds it. Anywhere else a model without it is broken, and must say so
@@ -119,8 +124,8 @@ class NgramIntentClassifier(GraphComponent, IntentClassifier):
             if execution_context.is_finetuning:
                 return component
             raise
-        component._retrieval_intents = state["retrieval_intents"]
-        component._responses = state["responses"]
+        component._families = _families(component._model.classes_)
+        component._responses = responses
         return component
 
     def _vectoriser(self) -> FeatureUnion:
@@ -149,7 +154,7 @@ class NgramIntentClassifier(GraphComponent, IntentClassifier):
             C=float(self._config["C"]), max_iter=int(self._config["max_iter"])
         )
         self._model.fit(self._features.fit_transform(texts), labels)
-        self._retrieval_intents = sorted(training_data.retrieval_intents)
+        self._families = _families(self._model.classes_)
         self._responses = {
             name: list(variants)
             for name, variants in training_data.responses.items()
@@ -157,8 +162,8 @@ class NgramIntentClassifier(GraphComponent, IntentClassifier):
         }
         with self._model_storage.write_to(self._resource) as folder:
             joblib.dump((self._features, self._model), folder / _MODEL_FILE)
-            state = {"retrieval_intents": self._retrieval_intents, "responses": self._responses}
-            (folder / _STATE_FILE).write_text(json.dumps(state, ensure_ascii=False), "utf-8")
+            text = json.dumps(self._responses, ensure_ascii=False)
+            (folder / _STATE_FILE).write_text(text, "utf-8")
         return self._resource
 
     def process(self, messages: list[Message]) -> list[Message]:
@@ -177,7 +182,7 @@ class NgramIntentClassifier(GraphComponent, IntentClassifier):
         for label, p in zip(self._model.classes_, row, strict=True):
             intent, _, _ = label.partition("/")
             by_intent[intent] += float(p)
-            if intent in self._retrieval_intents:
+            if intent in self._families:
                 answers[intent].append((label, float(p)))
         ranking = sorted(by_intent.items(), key=lambda item: -item[1])
         message.set(
@@ -193,7 +198,7 @@ class NgramIntentClassifier(GraphComponent, IntentClassifier):
             ],
             add_to_output=True,
         )
-        selector: dict[str, Any] = {_ALL_RETRIEVAL_INTENTS: self._retrieval_intents}
+        selector: dict[str, Any] = {_ALL_RETRIEVAL_INTENTS: self._families}
         for intent, scored in answers.items():
             scored.sort(key=lambda item: -item[1])
             family = sum(p for _, p in scored) or 1.0
