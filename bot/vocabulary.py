@@ -170,13 +170,15 @@ def settled_by_bot(outcome: Outcome | None) -> bool:
 
 class RedFlagRule(StrEnum):
     """The rule of the red-flag layer (bot/nlu/red_flags.py) that sent a request to 115:
-    a vital reading in its danger range, or a danger sign said about someone now."""
+    a vital reading in its danger range, a danger sign or an acute event said about
+    someone now."""
 
     SPO2 = "spo2"
     BREATHING_RATE = "breathing_rate"
     PULSE = "pulse"
     BLOOD_PRESSURE = "blood_pressure"
     DANGER_SIGN = "danger_sign"
+    ACUTE_EVENT = "acute_event"  # an accident, a poisoning, a stroke, a birth: now
 
 
 class Speaker(StrEnum):

@@ -74,6 +74,21 @@ pytestmark = pytest.mark.unit
         ("mẹ tôi ô xy chín mươi tám nhưng đang thở hụt hơi", "danger_sign"),
         ("cho hỏi ô xy của mẹ tôi tám tám thì có sao không", "spo2"),  # worried, but live
         ("nếu được thì cứu với bố tôi đang khó thở", "danger_sign"),
+        # Acute events: an accident, a poisoning, a stroke, a birth, said about someone now.
+        ("con tôi hai tuổi uống cả vỉ thuốc hạ sốt", "acute_event"),
+        ("alo có người bị xe tông ở đầu ngõ năm mươi ba", "acute_event"),
+        ("bố tôi ngã cầu thang đập đầu", "acute_event"),
+        ("anh tôi bị điện giật ở công trường", "acute_event"),
+        ("ông tôi tự nhiên méo miệng nói không rõ", "acute_event"),
+        ("vợ tôi vỡ ối rồi mà ngõ đang bị phong tỏa", "acute_event"),
+        ("thằng bé nhà tôi rơi xuống ao", "acute_event"),
+        ("co nguoi duoi nuoc o ho tay", "acute_event"),
+        ("bà nội cháu hóc xương cá không nuốt được", "acute_event"),
+        ("hàng xóm nhà tôi định tự tử", "acute_event"),
+        ("cứu với mẹ tôi ngo doc nam", "acute_event"),
+        ("me toi bi dot quy", "acute_event"),
+        ("chồng tôi uống thuốc trừ sâu rồi", "acute_event"),
+        ("có xe máy đâm xe đạp ở đầu phố người nằm im", "acute_event"),
     ],
 )
 def test_fires_on_a_live_emergency(text, rule):
@@ -124,6 +139,26 @@ def test_fires_on_a_live_emergency(text, rule):
         "nhà tôi ở số tám mươi tám phố huế",
         "thương binh mất sức tám mươi phần trăm có thêm tiền dịch không",
         "tôi thấy thông báo tìm người đến siêu thị",
+        # Acute events asked about, told as the past or claimed for.
+        "bị tai nạn giao thông năm ngoái giờ có được hỗ trợ gì không",
+        "ngộ độc thực phẩm thì sơ cứu thế nào",
+        "nếu trẻ uống nhầm thuốc thì phải làm gì",
+        "công nhân bị tai nạn lao động được hưởng chế độ gì",
+        "bố tôi đột quỵ mất rồi thì thủ tục thế nào",
+        "mẹ tôi bị đột quỵ từ năm ngoái nay có được trợ cấp không",
+        "ông tôi bị tai biến mấy năm nay nằm một chỗ có được hỗ trợ không",
+        "người bị đột quỵ có được tiêm vắc xin không",
+        "bị chó cắn thì tiêm phòng dại ở đâu",
+        # Everyday words that fold like an acute event without their marks.
+        "tôi bán vé số ở ngã tư sở hết việc rồi",
+        "tôi muốn gặp chuyên gia y tế để hỏi",
+        "giấy xét nghiệm lấy ở đâu để đi làm",
+        "uống thuốc sau khi ăn hay trước khi ăn",
+        "theo doi tu xa qua dien thoai duoc khong",
+        "toi ra phuong roi xuong cho mua gao",
+        "di tu tu thoi chi oi",
+        "luot phai xep hang bao lau",
+        "o dau de nhan gao",
         "",
     ],
 )

@@ -26,6 +26,7 @@ RED_FLAG_RULES: dict[str, str] = {
     RedFlagRule.PULSE: "mạch bất thường",
     RedFlagRule.BLOOD_PRESSURE: "huyết áp thấp",
     RedFlagRule.DANGER_SIGN: "dấu hiệu nguy hiểm",
+    RedFlagRule.ACUTE_EVENT: "tai nạn, ngộ độc, đột quỵ",
 }
 OUTCOMES: dict[str, str] = {
     Route.OPERATOR: OPERATOR_NAME,
