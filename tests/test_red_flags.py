@@ -89,6 +89,7 @@ pytestmark = pytest.mark.unit
         ("me toi bi dot quy", "acute_event"),
         ("chồng tôi uống thuốc trừ sâu rồi", "acute_event"),
         ("có xe máy đâm xe đạp ở đầu phố người nằm im", "acute_event"),
+        ("ô tô con vừa tông vào người già ở cổng chợ", "acute_event"),
     ],
 )
 def test_fires_on_a_live_emergency(text, rule):
