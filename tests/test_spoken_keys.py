@@ -1,11 +1,14 @@
 """Spoken numbers are keys only where they mean one (issue 13), and the whole-utterance
-shapes the NLU component settles by rule. No model needed: bot/nlu/components.py."""
+shapes and weak matches the NLU component settles by rule. No model needed:
+bot/nlu/components.py."""
 
 from __future__ import annotations
 
 import pytest
+from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, TEXT
+from rasa.shared.nlu.training_data.message import Message
 
-from bot.nlu.components import spoken_branch, spoken_key, utterance_shape
+from bot.nlu.components import SpokenBranchClassifier, spoken_branch, spoken_key, utterance_shape
 
 pytestmark = pytest.mark.unit
 
@@ -95,3 +98,33 @@ def test_cue_words_and_115_work_on_partial_transcripts(text):
 )
 def test_whole_utterance_shapes(text, shape):
     assert utterance_shape(text) == shape
+
+
+def _classified(intent: str, confidence: float, answer_confidence: float = 1.0) -> Message:
+    """A message as the classifier leaves it, for the rule pass after it."""
+    message = Message(data={TEXT: "hầm bà lằng xắng cấu"})
+    message.set(INTENT, {"name": intent, "confidence": confidence})
+    message.set(INTENT_RANKING_KEY, [{"name": intent, "confidence": confidence}])
+    message.set(
+        "response_selector",
+        {intent: {"response": {"confidence": answer_confidence}}},
+    )
+    return message
+
+
+@pytest.mark.parametrize(
+    "intent, confidence, answer_confidence, after",
+    [
+        ("out_of_scope", 0.42, 1.0, "nlu_fallback"),  # a guess: ask again
+        ("out_of_scope", 0.8, 1.0, "out_of_scope"),  # sure: say it is not our business
+        ("faq_f0", 0.9, 0.3, "nlu_fallback"),  # the family is sure, the answer is not
+        ("faq_f0", 0.9, 0.8, "faq_f0"),
+        ("cdc", 0.42, 1.0, "cdc"),  # other intents: the fallback threshold decides
+    ],
+)
+def test_weak_out_of_scope_and_faq_matches_are_not_understood(
+    intent, confidence, answer_confidence, after
+):
+    message = _classified(intent, confidence, answer_confidence)
+    SpokenBranchClassifier().process([message])
+    assert message.get(INTENT)["name"] == after

@@ -14,7 +14,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, FollowupAction, SlotSet, UserUtteranceReverted
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.nlu.routes import BRANCH_ENTITY, FAQ_INTENTS
+from bot.nlu.routes import BRANCH_ENTITY, FAQ_INTENTS, OUT_OF_SCOPE_INTENT
 from bot.vocabulary import BRANCHES
 
 OFFERED_BRANCH_SLOT = "offered_branch"
@@ -194,7 +194,7 @@ class ActionNotUnderstood(Action):
         step = _misses_before(events) + 1
         if step >= len(LADDER):
             dispatcher.utter_message(response=LADDER[-1])
-        elif step == 1 and _intent(tracker) == "out_of_scope":
+        elif step == 1 and _intent(tracker) == OUT_OF_SCOPE_INTENT:
             dispatcher.utter_message(response="utter_out_of_scope")
         else:
             dispatcher.utter_message(response=LADDER[step - 1])

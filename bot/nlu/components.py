@@ -41,7 +41,7 @@ from rasa.shared.nlu.constants import (
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from bot.nlu.routes import BRANCH_ENTITY, CHOOSE_BRANCH_INTENT, FAQ_INTENTS
+from bot.nlu.routes import BRANCH_ENTITY, CHOOSE_BRANCH_INTENT, FAQ_INTENTS, OUT_OF_SCOPE_INTENT
 from bot.nlu.text import merge_accent, normalise, numbers_as_digits, strip_diacritics
 
 # Intents this component sets (domain.yml lists them).
@@ -60,6 +60,10 @@ BARE_ROLE = "bare"
 # to "ờ thì" is worse than "please say it again". Chosen on the held-out set, where
 # right FAQ answers score far above it (README, "The dialogue").
 WEAK_FAQ_CONFIDENCE = 0.5
+# The same for "not our business": out_of_scope is where a classifier puts sentences
+# unlike anything it knows ("hầm bà lằng xắng cấu" scored 0.42), and telling a caller
+# we do not handle what we did not understand is worse than asking again.
+WEAK_OUT_OF_SCOPE_CONFIDENCE = 0.5
 
 
 @dataclass(frozen=True)
@@ -328,7 +332,7 @@ class RuleComponent(GraphComponent):
 )
 class SpokenBranchClassifier(RuleComponent):
     """Rasa pipeline component: spoken keys (:func:`spoken_key`), whole-utterance
-    shapes (:func:`utterance_shape`) and weak FAQ matches, decided by rule."""
+    shapes (:func:`utterance_shape`) and weak FAQ or out-of-scope matches, decided by rule."""
 
     def process(self, messages: list[Message]) -> list[Message]:
         for message in messages:
@@ -354,9 +358,14 @@ class SpokenBranchClassifier(RuleComponent):
             if shape is not None:
                 _set_intent(message, shape)
                 continue
-            intent = (message.get(INTENT) or {}).get("name")
-            weak = _selector_confidence(message, intent or "") < WEAK_FAQ_CONFIDENCE
-            if intent in FAQ_INTENTS and weak:
+            intent = message.get(INTENT) or {}
+            name = intent.get("name") or ""
+            if name in FAQ_INTENTS:
+                weak = _selector_confidence(message, name) < WEAK_FAQ_CONFIDENCE
+            else:
+                confidence = float(intent.get(PREDICTED_CONFIDENCE_KEY) or 0.0)
+                weak = name == OUT_OF_SCOPE_INTENT and confidence < WEAK_OUT_OF_SCOPE_CONFIDENCE
+            if weak:
                 _set_intent(message, FALLBACK_INTENT)
         return messages
 

@@ -50,6 +50,9 @@ FAQ_INTENTS: dict[str, tuple[int, tuple[Route, ...]]] = {
 }
 
 OPERATOR_INTENT = "operator"
+# Understood, but not the hotline's business: the first rung of the not-understood
+# ladder says so (utter_out_of_scope) instead of "please say it again".
+OUT_OF_SCOPE_INTENT = "out_of_scope"
 CHOOSE_BRANCH_INTENT = "choose_branch"
 BRANCH_ENTITY = "branch"
 # The parse-result field in which the red-flag layer (bot/nlu/red_flags.py) says why.
