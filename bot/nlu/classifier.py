@@ -8,7 +8,7 @@ of its own ("faq_f0/f0_thuoc"), so one model decides both the intent and the ans
 
 It replaced DIET and the two ResponseSelectors (README, "The NLU pipeline"): on the
 development set it routed 94.5% of sentences right against their 89.5%, and it
-trains in about a minute where they took nineteen. Without a pretrained Vietnamese
+trained in about a minute where they took nineteen. Without a pretrained Vietnamese
 encoder (none can be downloaded here) the n-grams are the meaning, and a linear model
 over them generalises at least as well as a neural one trained on them.
 
