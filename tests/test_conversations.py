@@ -159,6 +159,17 @@ def test_the_fast_path_still_hears_115_and_cue_words_in_a_partial(brain):
     assert run(brain.route("cho tôi nối máy nhánh năm", partial=True)).route == "transfer:5"
 
 
+def test_the_fast_path_waits_for_what_the_sentence_may_take_back(brain):
+    run = _run()
+    # "khó thở có… phải là dấu hiệu nặng không": said whole, three words are an emergency;
+    # as the beginning of a question, they wait for the rest.
+    assert run(brain.route("khó thở có")).route == "transfer:1"
+    assert run(brain.route("khó thở có", partial=True)).route == "fallback"
+    assert run(brain.route("hôm qua mẹ tôi khó thở", partial=True)).route == "fallback"
+    live = run(brain.route("alo mẹ tôi khó thở", partial=True))
+    assert live.route == "transfer:1" and live.red_flag is not None
+
+
 def test_chat_replays_a_conversation_file(tmp_path):
     from tests.conftest import run_bot
 

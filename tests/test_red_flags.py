@@ -167,6 +167,38 @@ def test_stays_quiet_on_a_near_miss(text):
     assert red_flag(text) is None, text
 
 
+@pytest.mark.parametrize(
+    "beginning",
+    [
+        "khó thở có",  # ... phải là dấu hiệu cần đi viện không
+        "tím môi với co giật",  # ... thì có phải dấu hiệu nặng không
+        "mệt lả li bì cả ngày",  # ... thì có cần đưa đi viện gấp không
+        "ngộ độc thực phẩm",  # ... thì sơ cứu thế nào
+        "hôm qua mẹ tôi khó thở",  # ... nhưng giờ đỡ rồi
+        "tuần trước bố tôi có lúc thở hụt hơi",  # ... nay đã hết rồi
+        "mẹ tôi đo ô xy được chín mươi",  # ... tám
+        "mấy hôm trước ô xy của bố tôi tám tám",  # ... nay lên chín tám rồi
+    ],
+)
+def test_a_partial_transcript_waits_for_what_the_rest_may_take_back(beginning):
+    assert red_flag(beginning, partial=True) is None
+    assert red_flag(beginning) is not None  # said whole, it is an emergency
+
+
+@pytest.mark.parametrize(
+    "beginning, rule",
+    [
+        ("alo mẹ tôi khó thở", "danger_sign"),
+        ("bố tôi đang co giật", "danger_sign"),
+        ("ô xy của mẹ tôi chỉ còn tám mươi tám phần", "spo2"),
+        ("có người bị xe tông ở", "acute_event"),
+    ],
+)
+def test_a_partial_transcript_still_fires_on_a_live_report(beginning, rule):
+    flag = red_flag(beginning, partial=True)
+    assert flag is not None and flag.rule == rule
+
+
 def test_quotes_the_callers_words_and_serialises():
     flag = red_flag("ô xy của bố tôi chỉ còn tám mươi tám")
     assert flag is not None

@@ -29,6 +29,7 @@ from rasa_sdk.executor import ActionExecutor
 
 from bot.errors import ModelMissing
 from bot.nlu.components import BARE_ROLE
+from bot.nlu.red_flags import red_flag
 from bot.nlu.replies import BotAction, HangUp, Say, Transfer
 from bot.nlu.routes import (
     BRANCH_ENTITY,
@@ -259,11 +260,15 @@ class Brain:
 
     async def route(self, text: str, partial: bool = False) -> RouteResult:
         """The route of ``text``. ``partial``: a transcript still growing (the voice
-        line's fast path), where a number alone is no key yet: "cho tôi một…" goes on."""
+        line's fast path), where a number alone is no key yet ("cho tôi một…" goes on),
+        and a red flag the rest of the sentence may take back waits for it ("khó thở có…
+        phải là dấu hiệu nặng không": ``red_flag(text, partial=True)``)."""
         if not _clean(text):
             return RouteResult(text=text, route=Route.FALLBACK, intent="", confidence=0.0)
         data = await self.parse(text)
-        if partial and _bare_key(data):
+        if partial and (
+            _bare_key(data) or (data.get(RED_FLAG_KEY) and red_flag(text, partial=True) is None)
+        ):
             return RouteResult(text=text, route=Route.FALLBACK, intent="", confidence=0.0)
         return _route_result(text, data)
 

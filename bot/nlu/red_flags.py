@@ -372,8 +372,25 @@ def _quote_reading(t: _Text, at: int, i: int) -> str:
     return t.quote(at, min(last, len(t.words) - 1))
 
 
-def _vital_reading(t: _Text) -> RedFlag | None:
+# Said before a sign or a reading on a partial transcript, a time in the past: the rest of
+# the sentence often takes it back ("hôm qua mẹ tôi khó thở… nhưng giờ đỡ rồi").
+_EARLIER = _Words(
+    "hôm qua", "đêm qua", "tối qua", "hôm kia", "hôm trước", "mấy hôm trước", "tuần trước",
+    "tháng trước", "năm ngoái", "có lúc", "có lần", "lúc trước", "từng",
+)  # fmt: skip
+
+
+def _may_be_taken_back(t: _Text, start: int) -> bool:
+    """On a partial transcript: signs or events listed first, before anyone is named (how
+    questions about the signs open: "mệt lả li bì ở trẻ thì…"), or after a time in the past."""
+    opens = start == 0 or _SIGN.match(t.key) is not None or _ACUTE.match(t.key) is not None
+    return opens or _EARLIER.search(t, end=start)
+
+
+def _vital_reading(t: _Text, partial: bool = False) -> RedFlag | None:
     for vital, (at, i, value, second) in _readings(t).items():
+        if partial and (i == len(t.keys) - 1 or _EARLIER.search(t, end=t.starts[at])):
+            continue  # a number still being said ("chín mươi… tám"), or an earlier reading
         if not _danger(vital, value, second, t, i):
             continue
         start, end = t.starts[i], t.starts[i] + len(t.keys[i])
@@ -383,9 +400,9 @@ def _vital_reading(t: _Text) -> RedFlag | None:
     return None
 
 
-def _danger_sign(t: _Text) -> RedFlag | None:
+def _danger_sign(t: _Text, partial: bool = False) -> RedFlag | None:
     for m in _SIGN.finditer(t.key):
-        if _look_alike(t, m):
+        if _look_alike(t, m) or (partial and _may_be_taken_back(t, m.start())):
             continue
         if _not_now(t, m.start(), m.end()):
             continue
@@ -451,8 +468,10 @@ def _acute_not_now(t: _Text, start: int, end: int) -> bool:
     return _not_now(t, start, end)
 
 
-def _acute_event(t: _Text) -> RedFlag | None:
+def _acute_event(t: _Text, partial: bool = False) -> RedFlag | None:
     for m in _ACUTE.finditer(t.key):
+        if partial and _may_be_taken_back(t, m.start()):
+            continue
         said = t.marked[m.start() : m.end()].split()
         if t.has_marks and _spelled_otherwise(said, m.group(0), _ACUTE_SPELLINGS):
             continue  # "chuyên gia", not a phrase of this list that folds like it
@@ -493,12 +512,19 @@ def not_an_emergency(text: str) -> tuple[str, str] | None:
     return None
 
 
-def red_flag(text: str) -> RedFlag | None:
-    """Why ``text`` is an emergency to put through to 115 at once, or None."""
+def red_flag(text: str, partial: bool = False) -> RedFlag | None:
+    """Why ``text`` is an emergency to put through to 115 at once, or None.
+
+    ``partial``: a transcript still growing (the voice line's fast path). There what the
+    rest of the sentence may take back waits for it: a sign or an event said first, before
+    anyone is named (questions about the signs open that way: "khó thở có phải là dấu
+    hiệu…" is "khó thở có" after three words), or after a time in the past ("hôm qua mẹ tôi
+    khó thở… nhưng giờ đỡ rồi"), and a reading whose number may still grow ("chín mươi…
+    chín"). The final transcript is read whole anyway, a moment later."""
     t = _Text(text)
     if not t.keys:
         return None
-    return _vital_reading(t) or _danger_sign(t) or _acute_event(t)
+    return _vital_reading(t, partial) or _danger_sign(t, partial) or _acute_event(t, partial)
 
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=False)
