@@ -332,8 +332,8 @@ async def test_an_understood_request_ends_at_the_short_pause(engines, line, kore
     vad = VadConfig(pause_ms=250, trailing_silence_ms=90_000)
     # Decoding at normal priority: the server's decoders are niced (asr_nice) to keep audio
     # pacing first, and beside another test worker at full speed on two cores a niced thread
-    # gets about a tenth of a core, which held this transcript back past a minute in CI. That
-    # is the priority policy, not the glue this test is about.
+    # gets about a tenth of a core, which held this transcript back past the 14 s this test
+    # once waited, in CI. That is the priority policy, not the glue this test is about.
     decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-decoder")
     understood = dataclasses.replace(engines, brain=brain, vad_config=vad, decoder=decoder)
     call_id = new_call(pbx)
