@@ -3,6 +3,7 @@ shapes, the FAQ answer as part of the class, and the model's round trip through 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from rasa.engine.graph import ExecutionContext, GraphSchema
 from rasa.engine.storage.local_model_storage import LocalModelStorage
@@ -11,7 +12,12 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from bot.nlu.brain import parse_of
-from bot.nlu.classifier import NgramIntentClassifier
+from bot.nlu.classifier import (
+    NgramIntentClassifier,
+    confidences,
+    syllable_noise,
+    with_words_left_out,
+)
 from bot.nlu.routes import route_for
 from bot.vocabulary import Route
 
@@ -87,7 +93,8 @@ def test_confidences_add_up(classifier):
     ranking = data["intent_ranking"]
     confidences = [i["confidence"] for i in ranking]
     assert confidences == sorted(confidences, reverse=True)
-    assert sum(confidences) == pytest.approx(1.0)  # six intents, all ranked
+    # Six intents, all ranked; what they leave is the noise class's share (none of these).
+    assert 0.9 < sum(confidences) <= 1.0
     assert data["intent"]["confidence"] == pytest.approx(confidences[0])
     # An answer's confidence is within its family: the family's answers add up to one.
     for family in ("faq_f0", "faq_social"):
@@ -96,6 +103,26 @@ def test_confidences_add_up(classifier):
         assert (
             answers[0]["confidence"] == data["response_selector"][family]["response"]["confidence"]
         )
+
+
+def test_random_syllables_are_understood_as_nothing(classifier):
+    # Strings of the training syllables in no order the examples have: the noise class's,
+    # so no intent reaches the fallback threshold (0.4) and the bot asks again.
+    for text in ("chào thuốc hỗ trợ uống tím", "tiền gì em tôi bệnh xin"):
+        data = _parse(classifier, text)
+        assert data["intent"]["confidence"] < 0.4, (text, data["intent"])
+        assert sum(i["confidence"] for i in data["intent_ranking"]) < 0.5
+    # A sentence of the examples' kind is still understood with confidence.
+    assert _parse(classifier, "bà tôi khó thở môi tím tái rồi")["intent"]["confidence"] > 0.6
+
+
+def test_noise_is_drawn_from_the_training_syllables_and_is_the_same_every_time():
+    texts = ["bà tôi khó thở", "xin chào em"]
+    noise = syllable_noise(texts, 50)
+    assert noise == syllable_noise(texts, 50)  # seeded: training is repeatable
+    syllables = {w for t in texts for w in t.split()}
+    assert all(2 <= len(n.split()) <= 8 and set(n.split()) <= syllables for n in noise)
+    assert syllable_noise([], 5) == []
 
 
 def test_a_request_to_transfer_has_no_answer_key(classifier):
@@ -127,3 +154,32 @@ def test_a_model_without_the_classifier_fails_to_load_unless_fine_tuning(tmp_pat
     message = Message(data={"text": "xin chào"})
     loaded.process([message])
     assert message.get("intent") is None
+
+
+def test_each_long_sentence_is_learnt_again_with_one_syllable_left_out():
+    texts = ["bà tôi khó thở quá", "xin chào"]
+    out, labels = with_words_left_out(texts, ["emergency", "greet"], copies=2)
+    assert out[:2] == texts  # the sentences as written come first, unchanged
+    extra = out[2:]
+    assert labels[2:] == ["emergency", "emergency"]  # "xin chào" is too short to lose a word
+    assert len(set(extra)) == 2  # a different syllable each time
+    for sentence in extra:
+        words = sentence.split()
+        assert len(words) == 4
+        # The written sentence less one syllable, in order.
+        assert any(words == texts[0].split()[:i] + texts[0].split()[i + 1 :] for i in range(5))
+    # Seeded by the sentence: the same copies whatever else is in the data or its order.
+    again, _ = with_words_left_out(["một câu khác hẳn", texts[0]], ["x", "emergency"], copies=2)
+    assert set(again) >= set(extra)
+
+
+def test_scores_become_confidences_that_add_up_and_keep_their_order():
+    scores = np.array([[1.0, -0.5, 0.2], [-1.0, -1.0, -0.9]])
+    sharp, soft = confidences(scores, 0.15), confidences(scores, 1.0)
+    for row in (*sharp, *soft):
+        assert row.sum() == pytest.approx(1.0)
+    assert list(sharp.argmax(axis=1)) == list(scores.argmax(axis=1)) == [0, 2]
+    assert sharp[0, 0] > soft[0, 0]  # a lower temperature is surer of the same winner
+    # With two classes the SVM gives one score, for the second class.
+    two = confidences(np.array([2.0, -2.0]), 1.0)
+    assert two.shape == (2, 2) and two[0, 1] > 0.9 and two[1, 0] > 0.9
