@@ -71,6 +71,11 @@ def test_cue_words_and_115_work_on_partial_transcripts(text):
         ("ờ", "filler"),
         ("ờ thì", "filler"),
         ("um", "filler"),
+        # A reaction to what the bot said is no request either.
+        ("thế à", "filler"),
+        ("ồ vậy hả", "filler"),
+        ("thế cơ à", "filler"),
+        ("the a", "filler"),
         ("phải", "affirm"),
         ("chắc là vậy", "affirm"),
         ("dạ phải ạ", "affirm"),
@@ -90,6 +95,7 @@ def test_cue_words_and_115_work_on_partial_transcripts(text):
         ("thôi không cần đâu", None),
         ("không phải bên đó", None),
         ("thế còn người có công thì sao", None),
+        ("thế sao lại cắt tiền của tôi", None),
         ("tôi muốn hỏi về hồ sơ lao động tự do nộp ở đâu", None),
         # A follow-up opens with its marker; "vậy" at the end is only a particle.
         ("khai báo ở đâu vậy em", None),

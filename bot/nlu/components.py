@@ -206,11 +206,12 @@ def spoken_branch(text: str, partial: bool = False) -> int | None:
 
 _ADDRESS_M = r"(?:ạ|à|em|chị|anh|cô|chú|bác|cháu|bạn|nhé|nha|nhá|ơi|nhiều|lắm|đấy|đó|vậy|thế|rồi)"
 _ADDRESS_B = r"(?:a|em|chi|anh|co|chu|bac|chau|ban|nhe|nha|oi|nhieu|nam|day|do|vay|the|roi)"
-# A filler alone: wait for the rest.
+# A filler alone, or a reaction to what the bot said ("thế à", "vậy hả"): wait for the rest,
+# never an FAQ answer to two syllables with no topic in them.
 _FILLER_ONLY = _forms(
-    r"(?:(?:ừm+|ừ m|ờm?|ơ|à|ưm|hừm+|hmm+|um+|ờ thì|à thì|thì|là|mà|kiểu|ấy|để xem nào|"
-    r"để xem|xem nào|để tôi xem|đợi tí|chờ tí|nào) ?)+",
-    r"(?:(?:um+|hmm+|hm|u m|om|o|a|o thi|a thi) ?)+",
+    r"(?:(?:ừm+|ừ m|ờm?|ơ|ồ|à|ưm|hừm+|hmm+|um+|ờ thì|à thì|thì|là|mà|kiểu|ấy|để xem nào|"
+    r"để xem|xem nào|để tôi xem|đợi tí|chờ tí|nào|(?:thế|vậy) (?:cơ )?(?:à|hả|á|ư|sao)) ?)+",
+    r"(?:(?:um+|hmm+|hm|u m|om|o|a|o thi|a thi|(?:the|vay) (?:co )?(?:a|ha|u|sao)) ?)+",
 )
 _THANKS_M = r"(?:cảm ơn|cám ơn)"
 _THANKS_B = r"(?:cam on)"
