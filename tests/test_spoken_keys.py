@@ -27,6 +27,10 @@ pytestmark = pytest.mark.unit
         "nhánh ba mươi",
         "bấm hai lần rồi mà không được",
         "tôi ăn năm bữa",
+        # The emergency service named in a question, not asked for.
+        "khi nào thì chuyển đi cấp cứu",
+        "khi nào phải chuyển người bệnh đi cấp cứu",
+        "xe cấp cứu có mất tiền không",
     ],
 )
 def test_ordinary_words_are_not_keys(text):
@@ -45,6 +49,12 @@ def test_ordinary_words_are_not_keys(text):
         ("cho tôi số hai", 2),
         ("tôi muốn nối máy sang một một lăm", 1),
         ("con tôi khó thở gọi 115 giúp tôi", 1),
+        # The emergency service asked for by name, like its number.
+        ("chuyển tôi đi cấp cứu luôn", 1),
+        ("em ơi nối tôi sang cấp cứu ngay", 1),
+        ("cho tôi gặp bên cấp cứu", 1),
+        ("gọi giúp tôi xe cấp cứu", 1),
+        ("chuyen toi di cap cuu", 1),
     ],
 )
 def test_cue_words_make_a_number_a_key(text, branch):

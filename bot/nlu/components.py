@@ -131,6 +131,21 @@ _EMERGENCY_NUMBER = _forms(
     r"(?<!\w)(115|một một lăm|một trăm mười lăm)(?!\w)",
     r"\b(115|mot mot lam|mot tram muoi lam)\b",
 )
+# The emergency service asked for by name, like its number: "chuyển tôi đi cấp cứu", "nối máy
+# sang bên cấp cứu", "cho tôi gặp cấp cứu", "gọi giúp tôi xe cấp cứu". A request needs its
+# object or "máy": "khi nào thì chuyển đi cấp cứu" is a question about the danger signs.
+_PRONOUN_M = r"(?:tôi|em|mình|chị|anh|cháu|con|bác|cô|chú)"
+_PRONOUN_B = r"(?:toi|em|minh|chi|anh|chau|con|bac|co|chu)"
+_EMERGENCY_NAMED = _forms(
+    rf"(?<!\w)(?:(?:chuyển|nối|kết nối)(?: máy)?(?: cho| giúp| hộ)? {_PRONOUN_M}|nối máy|"
+    rf"kết nối|cho {_PRONOUN_M} gặp|gọi (?:giúp|hộ)(?: {_PRONOUN_M})?)(?: ngay| luôn| gấp)?"
+    r"(?: (?:đi|sang|qua|tới|đến|vào|với|cho))? (?:bên |trung tâm |đội |xe |đường dây )?"
+    r"cấp cứu(?!\w)",
+    rf"\b(?:(?:chuyen|noi|ket noi)(?: may)?(?: cho| giup| ho)? {_PRONOUN_B}|noi may|"
+    rf"ket noi|cho {_PRONOUN_B} gap|goi (?:giup|ho)(?: {_PRONOUN_B})?)(?: ngay| luon| gap)?"
+    r"(?: (?:di|sang|qua|toi|den|vao|voi|cho))? (?:ben |trung tam |doi |xe |duong day )?"
+    r"cap cuu\b",
+)
 # Words after a number that make it a count, not a key: "bấm hai lần", "nhánh ba mươi".
 _COUNT_WORDS_M = (
     "mươi|mười|trăm|nghìn|ngàn|triệu|chiều|lần|người|ngày|tháng|tuổi|độ|giờ|phút|"
@@ -179,7 +194,7 @@ def spoken_key(text: str, partial: bool = False) -> tuple[int, bool] | None:
     number, or None. ``partial``: the text may go on, so a bare number is no key."""
     if not normalise(text):
         return None
-    if _match(_EMERGENCY_NUMBER, text):
+    if _match(_EMERGENCY_NUMBER, text) or _match(_EMERGENCY_NAMED, text):
         return 1, False
     match = _match(_KEYWORD_DIGIT, text)
     if match:
