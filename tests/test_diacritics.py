@@ -9,10 +9,11 @@ from rasa.engine.storage.resource import Resource
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from bot.nlu.brain import read_typed_text
+from bot.nlu.brain import parse_of, read_typed_text
 from bot.nlu.diacritics import GENERATED_VARIANT, DiacriticModel, DiacriticRestorer
-from bot.nlu.routes import RESTORED_TEXT_KEY
+from bot.nlu.routes import RESTORED_TEXT_KEY, route_for
 from bot.tools.training import write_variants
+from bot.vocabulary import Route
 
 pytestmark = pytest.mark.unit
 
@@ -133,3 +134,14 @@ def test_an_emergency_heard_as_typed_is_never_given_up():
     typed = _parse("ong toi om nguc ren dau", "emergency", 0.96, restored="ông tôi ôm ngực rên đâu")
     restored = _parse("ông tôi ôm ngực rên đâu", "nlu_fallback", 0.55)
     assert read_typed_text(typed, restored) is typed
+
+
+def test_a_key_named_in_typed_text_is_kept_when_the_restorer_reads_the_digit_otherwise():
+    key = {"entity": "branch", "value": "6", "extractor": "SpokenBranchClassifier"}
+    typed = _parse("noi may sau", "choose_branch", 1.0, restored="nối máy sau") | {
+        "entities": [key]
+    }
+    restored = _parse("nối máy sau", "nlu_fallback", 0.4)
+    chosen = read_typed_text(typed, restored)
+    assert chosen is typed
+    assert route_for(parse_of(chosen)) == Route.TRANSFER_6

@@ -406,9 +406,13 @@ def read_typed_text(typed: dict[str, Any], restored: dict[str, Any]) -> dict[str
 
     The restored reading routes better (README, "Typed text"), but an emergency heard
     in the text as typed is never given up for it: "ren dau" restored as "rên đâu"
-    ("groaning where") loses the chest pain of "rên đau". The result keeps the text as
-    typed, and the restored text beside it."""
+    ("groaning where") loses the chest pain of "rên đau". Nor is a key named in it: the
+    key rules read unmarked digits themselves, and the restorer may give a digit its
+    other meaning ("noi may sau", put me through to six, restored as "sau", after). The
+    result keeps the text as typed, and the restored text beside it."""
     if route_for(parse_of(typed)) == Route.TRANSFER_1:
+        return typed
+    if (typed.get("intent") or {}).get("name") == CHOOSE_BRANCH_INTENT:
         return typed
     return {**restored, "text": typed.get("text", ""), RESTORED_TEXT_KEY: restored.get("text")}
 
