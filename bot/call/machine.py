@@ -91,7 +91,7 @@ class CallConfig:
     # whole trailing silence. A request that names a route counts; of the rest, only
     # these complete dialogue acts ("greet" is not one: a request usually follows it).
     # 1.0 or more: never end early.
-    early_end_confidence: float = 0.85
+    early_end_confidence: float = 0.9
     early_end_intents: frozenset[str] = frozenset(
         {"affirm", "deny", "repeat", "ask_menu", "goodbye"}
     )
