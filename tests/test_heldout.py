@@ -16,14 +16,14 @@ ROWS = load_heldout(SETTINGS.heldout)
 DEV_ROWS = load_heldout(SETTINGS.dev_set)
 # The targets of docs/product.md ("Targets that make it best in its field"): NOT met on this
 # held-out set, which shares no 4-syllable run with the training data (the old one did, and
-# said 98.9%). `make eval` on model 20261201-141807: 95.1% clean, 93.9% without diacritics
-# (read a second time with their marks restored), 94.7% accent-merged. Issue 10 stays open
-# until the targets hold.
+# said 98.9%). `make eval` on model 20261201-171532: 96.3% clean, 95.9% without diacritics
+# (read a second time with their marks restored), 95.9% accent-merged: the last two meet
+# their targets. Issue 10 stays open until clean text holds its 97%.
 TARGETS = {"clean": 0.97, "no_diacritics": 0.95, "accent_merged": 0.95}
 # What the tests hold the model to meanwhile: today's figures less a point or so (the
 # classifier trains deterministically), so that a change that loses ground fails the build.
 # Raise them, never lower.
-FLOORS = {"clean": 0.94, "no_diacritics": 0.92, "accent_merged": 0.93}
+FLOORS = {"clean": 0.95, "no_diacritics": 0.94, "accent_merged": 0.94}
 
 
 def test_heldout_and_dev_sets_are_big_and_cover_every_route():
