@@ -21,8 +21,9 @@ that share of the confidence is left to no intent, so the fallback threshold say
 It replaced DIET and the two ResponseSelectors (README, "The NLU pipeline"): on the
 development set the first linear model (a logistic regression) routed 94.5% of
 sentences right against their 89.5%, and trained in about a minute where they took
-nineteen; the SVM over the augmented sentences routes better still and trains in
-half a minute (README, "Figures"). Without a pretrained Vietnamese encoder (none can
+nineteen; the SVM over the augmented sentences routes better still, and the whole
+Rasa training takes about a minute and a half instead of two and a half (README,
+"Figures"). Without a pretrained Vietnamese encoder (none can
 be downloaded here) the n-grams are the meaning, and a linear model over them
 generalises at least as well as a neural one trained on them.
 
@@ -130,8 +131,9 @@ class NgramIntentClassifier(GraphComponent, IntentClassifier):
         return {
             # The SVM's inverse regularisation; the temperature that turns its scores
             # into confidences (0.4 in config.yml is the fallback threshold on them); how
-            # many copies of a sentence with one syllable left out it learns from. All
-            # chosen on the development set (README, "Figures").
+            # many copies of a sentence with one syllable left out it learns from; how many
+            # random syllable strings it learns as noise. All chosen on the development set
+            # (README, "Figures").
             "C": 1.0,
             "temperature": 0.2,
             "words_left_out": 3,
