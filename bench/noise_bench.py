@@ -3,9 +3,10 @@
 A misheard line, a caller's television or two people talking at once reach the brain as
 strings of real Vietnamese syllables that say nothing. A hotline should answer those with
 "please say it again", not with an FAQ answer or, worst, a transfer to 115. This benchmark
-draws ``--count`` such strings (2 to 8 syllables, from the written training examples, with its
-own seed, so they are not the strings the classifier learnt as noise) and prints how many the
-brain routes (any route but ``fallback``), how many to the emergency branch, and the median
+draws ``--count`` such strings the way the classifier draws its noise (``syllable_noise``,
+2 to 8 syllables) from the written training examples, with its own seed so they are not the
+strings the classifier learnt as noise, and prints how many the brain routes (any route but
+``fallback``), how many to the emergency branch, and the median
 confidence. Asserts nothing. Usage (after `make model`):
 
     .venv/bin/python bench/noise_bench.py [--count 1000] [--model MODEL]
@@ -16,7 +17,6 @@ About a minute: one model load and one parse per string.
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 import sys
 from collections import Counter
@@ -31,6 +31,7 @@ SETTINGS = Settings.from_env()
 quiet_libraries(SETTINGS.log_level)
 
 from bot.nlu.brain import Brain, newest_model, run  # noqa: E402
+from bot.nlu.classifier import syllable_noise  # noqa: E402
 from bot.nlu.text import normalise  # noqa: E402
 from bot.tools.training import load_examples  # noqa: E402
 from bot.vocabulary import EMERGENCY, Route  # noqa: E402
@@ -44,11 +45,9 @@ def main() -> None:
     parser.add_argument("--model", help="Rasa model file (default: newest in models/)")
     args = parser.parse_args()
     examples = load_examples(SETTINGS.nlu_data)
-    syllables = sorted(
-        {w for texts in examples.values() for t in texts for w in normalise(t).split()}
-    )
-    rng = random.Random(_SEED)
-    noise = [" ".join(rng.choices(syllables, k=rng.randint(2, 8))) for _ in range(args.count)]
+    written = [normalise(t) for texts in examples.values() for t in texts]
+    syllables = {w for t in written for w in t.split()}
+    noise = syllable_noise(written, args.count, seed=_SEED)
 
     brain = Brain(args.model or newest_model(SETTINGS.models_dir))
     results = [run(brain.route(text)) for text in noise]

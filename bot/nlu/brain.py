@@ -410,9 +410,8 @@ def read_typed_text(typed: dict[str, Any], restored: dict[str, Any]) -> dict[str
     key rules read unmarked digits themselves, and the restorer may give a digit its
     other meaning ("noi may sau", put me through to six, restored as "sau", after). The
     result keeps the text as typed, and the restored text beside it."""
-    if route_for(parse_of(typed)) == Route.TRANSFER_1:
-        return typed
-    if (typed.get("intent") or {}).get("name") == CHOOSE_BRANCH_INTENT:
+    as_typed = parse_of(typed)
+    if route_for(as_typed) == Route.TRANSFER_1 or as_typed.intent == CHOOSE_BRANCH_INTENT:
         return typed
     return {**restored, "text": typed.get("text", ""), RESTORED_TEXT_KEY: restored.get("text")}
 
