@@ -14,16 +14,16 @@ pytestmark = pytest.mark.engines
 ROWS = load_heldout(SETTINGS.heldout)
 # The development set (tuning) is kept apart from training like the held-out set.
 DEV_ROWS = load_heldout(SETTINGS.dev_set)
-# The targets of docs/product.md ("Targets that make it best in its field"): NOT met on this
-# held-out set, which shares no 4-syllable run with the training data (the old one did, and
-# said 98.9%). `make eval` on model 20261201-171532: 96.3% clean, 95.9% without diacritics
-# (read a second time with their marks restored), 95.9% accent-merged: the last two meet
-# their targets. Issue 10 stays open until clean text holds its 97%.
+# The targets of docs/product.md ("Targets that make it best in its field"), on a held-out
+# set that shares no 4-syllable run with the training data (the old one did, and said 98.9%).
+# `make eval` on model 20261201-184824: 97.0% clean (492/507), 97.2% without diacritics (read
+# a second time with their marks restored), 96.3% accent-merged: all three met.
 TARGETS = {"clean": 0.97, "no_diacritics": 0.95, "accent_merged": 0.95}
-# What the tests hold the model to meanwhile: today's figures less a point or so (the
-# classifier trains deterministically), so that a change that loses ground fails the build.
+# What the tests hold the model to: today's figures less a point or so (the classifier
+# trains deterministically, so the margin is for new training data, which moves a few of
+# 507 sentences either way), so that a change that loses ground fails the build.
 # Raise them, never lower.
-FLOORS = {"clean": 0.95, "no_diacritics": 0.94, "accent_merged": 0.94}
+FLOORS = {"clean": 0.96, "no_diacritics": 0.96, "accent_merged": 0.95}
 
 
 def test_heldout_and_dev_sets_are_big_and_cover_every_route():
@@ -98,7 +98,6 @@ def scores(brain):
 @pytest.mark.parametrize("variant", list(FLOORS))
 def test_routing_accuracy_holds_its_floor(scores, variant):
     s = scores[variant]
-    assert FLOORS[variant] <= TARGETS[variant]
     assert s.accuracy >= FLOORS[variant], (
         f"{variant}: {s.accuracy:.1%} < {FLOORS[variant]:.0%} (target {TARGETS[variant]:.0%}); "
         f"confusions: {s.confusions}"
