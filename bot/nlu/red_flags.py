@@ -194,7 +194,8 @@ _GENERIC = _Words(
         "thế nào thì", "dấu hiệu", "biểu hiện", "triệu chứng nào", "bao nhiêu", "mức nào",
         "ngưỡng", "quy định", "người ta bảo", "người ta nói", "theo quyết định",
         "hay bị", "thường bị", "từng bị", "hồi còn", "tin đồn", "trên mạng", "chữa khỏi",
-        "phòng khi", "lỡ mà", "đến mức", "tới mức",
+        "phòng khi", "lỡ mà", "đến mức", "tới mức", "nhận biết", "làm sao biết",
+        "làm sao để biết", "kiểu nào thì", "trông thế nào", "khác nhau",
     )  # fmt: skip
 # Weaker signs of a general question: they say "not now" only when no relative is
 # named and nothing says it is happening now ("mẹ tôi ô xy 88 thì có sao không" is live).
@@ -224,6 +225,13 @@ _RELATIVE = _Words(
         "anh trai", "chị tôi", "chị gái", "em tôi", "em trai", "em gái", "nhà tôi",
         "người nhà", "hàng xóm", "ông xã", "bà xã", "tôi đang", "tôi bị", "tôi thấy",
         "tôi đo", "mình đang",
+    )  # fmt: skip
+# "đang nhiễm", "đang ở nhà": what is now is the infection, not the sign, so these do not
+# count as _LIVE ("trẻ đang nhiễm thở rút lõm lồng ngực là thế nào" is a question).
+_STATUS = _Words(
+        "đang nhiễm", "đang bị nhiễm", "đang mắc", "đang bị covid", "đang bị cô vít",
+        "đang dương tính", "đang là ép không", "đang là f0", "đang cách ly", "đang điều trị",
+        "đang ở nhà", "đang nằm nhà", "đang nằm ở nhà", "đang ở lán", "đang ở trọ",
     )  # fmt: skip
 _CHILD = _Words("trẻ", "bé", "em bé", "cháu bé", "thằng bé", "con bé", "đứa bé")
 _AGE = re.compile(r"\b(\d+) (tuoi|thang)\b")
@@ -311,11 +319,18 @@ def _danger(vital: RedFlagRule, value: int, second: int | None, t: _Text, at: in
     return 40 <= value <= 250 and (value < 90 or (second is not None and second < 60))
 
 
+def _live(t: _Text) -> bool:
+    """Is anything said to be happening now, other than the infection itself?"""
+    status = _STATUS.marked if t.has_marks else _STATUS.folded
+    live = _LIVE.marked if t.has_marks else _LIVE.folded
+    return live.search(status.sub(lambda m: " " * len(m.group()), t.marked)) is not None
+
+
 def _not_now(t: _Text, start: int, end: int) -> bool:
     """Is the mention at key offsets [start, end) negated, over, or a general question?"""
     if _NEGATED_BEFORE.search(t.key[:start]) or _IMPROVED_AFTER.search(t, start=end):
         return True
-    live = _LIVE.search(t)
+    live = _live(t)
     if _GENERIC.search(t) and not live:
         return True
     weak = (
@@ -333,7 +348,7 @@ def _key_words(*words: str) -> set[str]:
 _CHANGE = _key_words(
     "lên", "xuống", "tụt", "còn", "nay", "tăng", "giảm", "lại", "ra"
 )  # not "giờ": it folds to "độ"
-_NOT_A_READING_AFTER = _key_words("phút", "tuổi", "ngày", "giờ", "tiếng", "tháng")
+_NOT_A_READING_AFTER = _key_words("phút", "giây", "tuổi", "ngày", "giờ", "tiếng", "tháng")
 _OVER = _key_tokens("trên")[0][0]  # "90 trên 60"
 
 
