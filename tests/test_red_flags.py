@@ -94,6 +94,7 @@ pytestmark = pytest.mark.unit
         ("mẹ tôi đang nhiễm giờ khó thở tím tái hết cả môi", "danger_sign"),
         ("bố tôi đang bị covid bây giờ thở hụt hơi nếu đi viện thì đi đâu", "danger_sign"),
         ("con tôi đang nhiễm và đang co giật nếu đưa đi viện thì đi đâu", "danger_sign"),
+        ("mẹ tôi đang nhiễm môi tím tái rồi nếu đưa đi viện thì đi viện nào", "danger_sign"),
         ("ông tôi đang cách ly nhịp thở ba mươi lần một phút", "breathing_rate"),
     ],
 )
@@ -121,10 +122,9 @@ def test_fires_on_a_live_emergency(text, rule):
         "có phải cứ ô xy chín sáu là phải nhập viện không",
         "sp o2 94 thì đã nguy hiểm chưa hay phải dưới 90",
         "khó thở nhẹ thì có cần gọi cấp cứu không hay chờ xem",
-        # What is now is the infection ("đang nhiễm", "đang cách ly"), not the sign.
+        # What is now is the infection ("đang nhiễm", "đang cách ly"); the sign is supposed.
         "bố tôi đang nhiễm ở nhà nếu ông tím môi thì có phải gọi cấp cứu không",
         "bo toi dang nhiem o nha neu ong tim moi thi co phai goi cap cuu khong",
-        "người đang bị covid thì huyết áp tụt mức nào là nguy hiểm",
         "nhà tôi có người đang cách ly muốn biết khó thở thế nào thì phải đi viện",
         "hội phụ nữ muốn chỉ các mẹ nhận biết trẻ đang mắc thở rút lõm lồng ngực",
         # A duration, not a breathing rate.

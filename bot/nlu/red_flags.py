@@ -226,8 +226,14 @@ _RELATIVE = _Words(
         "người nhà", "hàng xóm", "ông xã", "bà xã", "tôi đang", "tôi bị", "tôi thấy",
         "tôi đo", "mình đang",
     )  # fmt: skip
-# "đang nhiễm", "đang ở nhà": what is now is the infection, not the sign, so these do not
-# count as _LIVE ("trẻ đang nhiễm thở rút lõm lồng ngực là thế nào" is a question).
+# "đang nhiễm", "đang ở nhà": what is now is the infection, not the sign. When the sign is
+# said after a word that makes it a supposition ("bố tôi đang nhiễm, nếu ông tím môi thì…"),
+# these do not count as _LIVE. Said before one ("mẹ tôi đang nhiễm, môi tím rồi, nếu gọi
+# 115…") they still do: a missed emergency costs more than an answer not needed.
+_SUPPOSED_BEFORE = _Words(
+        "nếu", "giả sử", "trường hợp", "phòng khi", "lỡ mà", "muốn biết", "nhận biết",
+        "làm sao biết", "làm sao để biết", "hỏi trước", "biết trước",
+    )  # fmt: skip
 _STATUS = _Words(
         "đang nhiễm", "đang bị nhiễm", "đang mắc", "đang bị covid", "đang bị cô vít",
         "đang dương tính", "đang là ép không", "đang là f0", "đang cách ly", "đang điều trị",
@@ -319,8 +325,11 @@ def _danger(vital: RedFlagRule, value: int, second: int | None, t: _Text, at: in
     return 40 <= value <= 250 and (value < 90 or (second is not None and second < 60))
 
 
-def _live(t: _Text) -> bool:
-    """Is anything said to be happening now, other than the infection itself?"""
+def _live(t: _Text, start: int) -> bool:
+    """Is anything said to be happening now? The infection itself does not count when the
+    sign at key offset ``start`` comes after a word of supposition."""
+    if not _SUPPOSED_BEFORE.search(t, end=start):
+        return _LIVE.search(t)
     status = _STATUS.marked if t.has_marks else _STATUS.folded
     live = _LIVE.marked if t.has_marks else _LIVE.folded
     return live.search(status.sub(lambda m: " " * len(m.group()), t.marked)) is not None
@@ -330,7 +339,7 @@ def _not_now(t: _Text, start: int, end: int) -> bool:
     """Is the mention at key offsets [start, end) negated, over, or a general question?"""
     if _NEGATED_BEFORE.search(t.key[:start]) or _IMPROVED_AFTER.search(t, start=end):
         return True
-    live = _live(t)
+    live = _live(t, start)
     if _GENERIC.search(t) and not live:
         return True
     weak = (
