@@ -12,7 +12,10 @@ project has, and prints:
   the rules read as an emergency, by the rule that fired, with examples (a whole sentence
   is read as the final transcript: tests/test_red_flags.py keeps the hard set's clean);
 - for emergencies (held-out, development, hard set): the share the rules catch at all, and
-  how many words in they first do.
+  how many words in they first do;
+- whole sentences, as written, without diacritics and accent-merged (the training data's
+  variants): how many of the non-emergencies the rules read as an emergency, and how many
+  of the emergencies, training examples included, they catch.
 
 Prints figures; asserts nothing. Usage: ``.venv/bin/python bench/partial_flags_bench.py``
 (a few seconds; no model needed).
@@ -31,8 +34,14 @@ sys.path.insert(0, str(ROOT))
 from bot.app.settings import Settings  # noqa: E402
 from bot.call.machine import CallConfig  # noqa: E402
 from bot.nlu.red_flags import EMERGENCY_INTENT, ROUTE, red_flag  # noqa: E402
+from bot.nlu.text import normalise  # noqa: E402
 from bot.tools.evaluation import load_hard, load_heldout  # noqa: E402
-from bot.tools.training import load_examples  # noqa: E402
+from bot.tools.training import load_examples, variants_of  # noqa: E402
+
+
+def forms(text: str) -> list[str]:
+    """The sentence as written and its variants (bare, canonically and randomly merged)."""
+    return [normalise(text), *variants_of(text)]
 
 
 def first_flag(text: str, min_words: int) -> tuple[int, str, str] | None:
@@ -63,9 +72,12 @@ def main() -> None:
             others.append((row.text, "near-miss"))
         else:
             emergencies.append(row.text)
+    trained_emergencies: list[str] = []
     for intent, texts in load_examples(s.nlu_data).items():
         if intent != EMERGENCY_INTENT:
             others += [(t, intent) for t in texts]
+        else:
+            trained_emergencies += texts
 
     fired = [(t, r, f) for t, r in others if (f := first_flag(t, min_words)) is not None]
     share = len(fired) / len(others)
@@ -88,6 +100,21 @@ def main() -> None:
         words = [f[0] for f in caught]
         median, most = statistics.median(words), max(words)
         print(f"  words heard when they first fire: median {median:g}, max {most}")
+
+    whole = [v for t, _ in others for v in forms(t)]
+    false = [v for v in whole if red_flag(v) is not None]
+    print(
+        f"whole sentences, each as written and in 3 variants: {len(false)} of {len(whole)} "
+        f"non-emergency forms ({len(false) / len(whole):.2%}) read as an emergency"
+    )
+    for text in false[:8]:
+        print(f"    {text!r}")
+    whole = [v for t in emergencies + trained_emergencies for v in forms(t)]
+    caught_whole = sum(red_flag(v) is not None for v in whole)
+    print(
+        f"  emergencies (training examples too): the rules catch {caught_whole} "
+        f"of {len(whole)} forms"
+    )
 
 
 if __name__ == "__main__":
