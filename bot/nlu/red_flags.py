@@ -229,10 +229,11 @@ _RELATIVE = _Words(
 # "đang nhiễm", "đang ở nhà": what is now is the infection, not the sign. When the sign is
 # said after a word that makes it a supposition ("bố tôi đang nhiễm, nếu ông tím môi thì…"),
 # these do not count as _LIVE. Said before one ("mẹ tôi đang nhiễm, môi tím rồi, nếu gọi
-# 115…") they still do: a missed emergency costs more than an answer not needed.
+# 115…") they still do: a missed emergency costs more than an answer not needed. Not
+# "trường hợp" or "muốn biết": "trường hợp của mẹ tôi…", "muốn biết mẹ tôi khó thở thế
+# này…" report one.
 _SUPPOSED_BEFORE = _Words(
-        "nếu", "giả sử", "trường hợp", "phòng khi", "lỡ mà", "muốn biết", "nhận biết",
-        "làm sao biết", "làm sao để biết", "hỏi trước", "biết trước",
+        "nếu", "giả sử", "phòng khi", "lỡ mà", "nhận biết", "làm sao biết", "làm sao để biết",
     )  # fmt: skip
 _STATUS = _Words(
         "đang nhiễm", "đang bị nhiễm", "đang mắc", "đang bị covid", "đang bị cô vít",
