@@ -109,11 +109,11 @@ def main() -> None:
     )
     for text in false[:8]:
         print(f"    {text!r}")
-    whole = [v for t in emergencies + trained_emergencies for v in forms(t)]
-    caught_whole = sum(red_flag(v) is not None for v in whole)
+    emergency_forms = [v for t in emergencies + trained_emergencies for v in forms(t)]
+    caught_whole = sum(red_flag(v) is not None for v in emergency_forms)
     print(
         f"  emergencies (training examples too): the rules catch {caught_whole} "
-        f"of {len(whole)} forms"
+        f"of {len(emergency_forms)} forms"
     )
 
 

@@ -169,9 +169,11 @@ class _Words:
         self.marked = re.compile(rf"\b(?:{_phrases(*phrases, marks=True)})\b{suffix}")
         self.folded = re.compile(rf"\b(?:{_phrases(*phrases)})\b{suffix}")
 
+    def pattern(self, t: _Text) -> re.Pattern[str]:
+        return self.marked if t.has_marks else self.folded
+
     def search(self, t: _Text, start: int = 0, end: int | None = None) -> bool:
-        pattern = self.marked if t.has_marks else self.folded
-        return pattern.search(t.marked[start:end]) is not None
+        return self.pattern(t).search(t.marked[start:end]) is not None
 
 
 # "không khó thở", "chưa thấy khó thở", "hết khó thở", "không còn thở hụt hơi";
@@ -331,9 +333,8 @@ def _live(t: _Text, start: int) -> bool:
     sign at key offset ``start`` comes after a word of supposition."""
     if not _SUPPOSED_BEFORE.search(t, end=start):
         return _LIVE.search(t)
-    status = _STATUS.marked if t.has_marks else _STATUS.folded
-    live = _LIVE.marked if t.has_marks else _LIVE.folded
-    return live.search(status.sub(lambda m: " " * len(m.group()), t.marked)) is not None
+    without_status = _STATUS.pattern(t).sub(lambda m: " " * len(m.group()), t.marked)
+    return _LIVE.pattern(t).search(without_status) is not None
 
 
 def _not_now(t: _Text, start: int, end: int) -> bool:
